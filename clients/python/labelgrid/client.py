@@ -1,0 +1,319 @@
+"""`QueueClient`: a thin synchronous client over the generated QueueService stubs.
+
+It converts Python values to the contract (see `labelgrid.payloads`), chunks large uploads
+under the message limit, sets deadlines, and retries UNAVAILABLE only for calls that are
+safe to repeat (reads, and writes made idempotent by a key or a lease token).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+
+from labelgrid import arrays, payloads
+from labelgrid.v1 import queue_pb2, queue_pb2_grpc
+
+T = TypeVar("T")
+
+#: Upload chunks stay well under the 4 MiB default receive limit of a server.
+CHUNK_BYTES = 2 * 1024 * 1024
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
+
+
+@dataclass(frozen=True)
+class Item:
+    """A leased item: its id, decoded input, and the lease to submit against."""
+
+    id: int
+    input: Any
+    lease_token: str
+    lease_expires_at: float
+    priority: float | None = None
+    metadata_json: str = ""
+
+    @classmethod
+    def from_proto(cls, msg: queue_pb2.Item) -> Item:
+        return cls(
+            id=msg.id,
+            input=payloads.from_payload(msg.input),
+            lease_token=msg.lease_token,
+            lease_expires_at=msg.lease_expires_at.ToNanoseconds() / 1e9,
+            priority=msg.priority if msg.HasField("priority") else None,
+            metadata_json=msg.metadata_json,
+        )
+
+
+def _labels(labels: Any) -> list[str]:
+    """One label or several, as the strings the contract carries."""
+    if isinstance(labels, str | bytes | np.generic) or not isinstance(labels, Iterable):
+        return [str(labels)]
+    return [str(v) for v in labels]
+
+
+class QueueClient:
+    """Synchronous client for one queue service address."""
+
+    def __init__(
+        self,
+        address: str = "127.0.0.1:50051",
+        *,
+        timeout: float = 30.0,
+        retries: int = 5,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.retries = retries
+        self.channel = channel or grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self.stub = queue_pb2_grpc.QueueServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> QueueClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _retry(self, call: Callable[[], T]) -> T:
+        delay = 0.1
+        for attempt in range(self.retries + 1):
+            try:
+                return call()
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRY_CODES or attempt == self.retries:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    # -- projects -----------------------------------------------------------------------
+
+    def create_project(
+        self,
+        name: str,
+        options: Iterable[Any] = (),
+        *,
+        multi_label: bool = False,
+        allow_other: bool = False,
+        lease_seconds: int = 0,
+        exist_ok: bool = True,
+    ) -> queue_pb2.Project:
+        request = queue_pb2.CreateProjectRequest(
+            project=queue_pb2.Project(
+                name=name,
+                options=[str(o) for o in options],
+                multi_label=multi_label,
+                allow_other=allow_other,
+                lease_seconds=lease_seconds,
+            ),
+            exist_ok=exist_ok,
+        )
+        return self._retry(lambda: self.stub.CreateProject(request, timeout=self.timeout)).project
+
+    def get_project(self, name: str) -> queue_pb2.Project:
+        request = queue_pb2.GetProjectRequest(project=name)
+        return self._retry(lambda: self.stub.GetProject(request, timeout=self.timeout)).project
+
+    def list_projects(self) -> list[queue_pb2.Project]:
+        reply = self._retry(
+            lambda: self.stub.ListProjects(queue_pb2.ListProjectsRequest(), timeout=self.timeout)
+        )
+        return list(reply.projects)
+
+    # -- adding items -------------------------------------------------------------------
+
+    def add_features(
+        self,
+        project: str,
+        features: Any,
+        *,
+        labels: Sequence[Any] | None = None,
+        priorities: Sequence[float] | None = None,
+        key: str | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> list[int]:
+        """Add items (a 2-d+ array adds one item per row) and return their ids.
+
+        With `key`, repeating the call is a no-op returning the same ids, and the call is
+        retried on UNAVAILABLE; without one it is sent once.
+        """
+        def requests() -> Iterator[queue_pb2.AddFeaturesRequest]:
+            yield from _add_requests(project, features, labels, priorities, key, chunk_bytes)
+
+        def call() -> queue_pb2.AddFeaturesResponse:
+            return self.stub.AddFeatures(requests(), timeout=max(self.timeout, 600))
+
+        reply = self._retry(call) if key else call()
+        return list(reply.ids)
+
+    # -- leasing ------------------------------------------------------------------------
+
+    def pop(self, project: str, worker_id: str, n: int = 1) -> list[Item]:
+        request = queue_pb2.PopRequest(project=project, worker_id=worker_id, n=n)
+        reply = self.stub.Pop(request, timeout=self.timeout)
+        return [Item.from_proto(m) for m in reply.items]
+
+    def submit(
+        self,
+        project: str,
+        item: Item,
+        labels: str | Sequence[str],
+        worker_id: str,
+        *,
+        pop_next: bool = False,
+    ) -> queue_pb2.SubmitResponse:
+        """Record a label; retried safely, since a repeated submit is one annotation."""
+        request = queue_pb2.SubmitRequest(
+            project=project,
+            item_id=item.id,
+            lease_token=item.lease_token,
+            worker_id=worker_id,
+            labels=_labels(labels),
+            pop_next=pop_next,
+        )
+        return self._retry(lambda: self.stub.Submit(request, timeout=self.timeout))
+
+    def release(self, project: str, item: Item, worker_id: str) -> None:
+        request = queue_pb2.ReleaseRequest(
+            project=project, item_id=item.id, lease_token=item.lease_token, worker_id=worker_id
+        )
+        self.stub.Release(request, timeout=self.timeout)
+
+    def undo(self, project: str, worker_id: str) -> tuple[Item, list[str]]:
+        reply = self.stub.Undo(
+            queue_pb2.UndoRequest(project=project, worker_id=worker_id), timeout=self.timeout
+        )
+        return Item.from_proto(reply.item), list(reply.labels)
+
+    # -- priorities ---------------------------------------------------------------------
+
+    def update_priorities(
+        self,
+        project: str,
+        ids: Sequence[int] | np.ndarray,
+        priorities: Sequence[float] | np.ndarray,
+        model_version: int,
+        *,
+        chunk: int = 100_000,
+    ) -> queue_pb2.UpdatePrioritiesResponse:
+        ids = np.asarray(ids, dtype=np.int64)
+        prios = np.asarray(priorities, dtype=np.float64)
+        if ids.shape != prios.shape:
+            raise ValueError(f"{len(ids)} ids but {len(prios)} priorities")
+
+        def requests() -> Iterator[queue_pb2.UpdatePrioritiesRequest]:
+            yield queue_pb2.UpdatePrioritiesRequest(project=project, model_version=model_version)
+            for start in range(0, len(ids), chunk):
+                yield queue_pb2.UpdatePrioritiesRequest(
+                    ids=ids[start : start + chunk].tolist(),
+                    priorities=prios[start : start + chunk].tolist(),
+                )
+
+        return self._retry(
+            lambda: self.stub.UpdatePriorities(requests(), timeout=max(self.timeout, 600))
+        )
+
+    # -- reading ------------------------------------------------------------------------
+
+    def stream_labelled(
+        self,
+        project: str,
+        after: int = 0,
+        *,
+        follow: bool = False,
+        labels_only: bool = False,
+        chunk_size: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[queue_pb2.StreamLabelledResponse]:
+        request = queue_pb2.StreamLabelledRequest(
+            project=project,
+            after_annotation_id=after,
+            follow=follow,
+            labels_only=labels_only,
+            chunk_size=chunk_size,
+        )
+        return self.stub.StreamLabelled(request, timeout=timeout)
+
+    def stream_unlabelled(
+        self, project: str, after: int = 0, *, chunk_size: int = 0
+    ) -> Iterator[queue_pb2.StreamUnlabelledResponse]:
+        request = queue_pb2.StreamUnlabelledRequest(
+            project=project, after_item_id=after, chunk_size=chunk_size
+        )
+        return self.stub.StreamUnlabelled(request)
+
+    def progress(self, project: str) -> queue_pb2.Progress:
+        request = queue_pb2.GetProgressRequest(project=project)
+        return self._retry(lambda: self.stub.GetProgress(request, timeout=self.timeout)).progress
+
+    def export_labels(
+        self, project: str, *, include_inputs: bool = False
+    ) -> list[queue_pb2.LabelledItem]:
+        request = queue_pb2.ExportLabelsRequest(project=project, include_inputs=include_inputs)
+
+        def call() -> list[queue_pb2.LabelledItem]:
+            return [it for chunk in self.stub.ExportLabels(request) for it in chunk.items]
+
+        return self._retry(call)
+
+
+def _add_requests(
+    project: str,
+    features: Any,
+    labels: Sequence[Any] | None,
+    priorities: Sequence[float] | None,
+    key: str | None,
+    chunk_bytes: int,
+) -> Iterator[queue_pb2.AddFeaturesRequest]:
+    """Chunk features into AddFeatures messages of about `chunk_bytes` each."""
+    head = queue_pb2.AddFeaturesRequest(project=project, idempotency_key=key or "")
+    if isinstance(features, np.ndarray) and features.ndim >= 1:
+        n = len(features)
+        row_bytes = max(1, features[0].nbytes if n else 1)
+        step = max(1, chunk_bytes // row_bytes)
+
+        def chunk(start: int, stop: int) -> queue_pb2.AddFeaturesRequest:
+            return queue_pb2.AddFeaturesRequest(rows=arrays.encode(features[start:stop]))
+    else:
+        values = list(features)
+        n = len(values)
+        step = max(1, min(10_000, chunk_bytes // 1024))
+
+        def chunk(start: int, stop: int) -> queue_pb2.AddFeaturesRequest:
+            return queue_pb2.AddFeaturesRequest(
+                items=[queue_pb2.NewItem(input=payloads.to_payload(v)) for v in values[start:stop]]
+            )
+
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"{n} items but {len(labels)} labels")
+    if priorities is not None and len(priorities) != n:
+        raise ValueError(f"{n} items but {len(priorities)} priorities")
+    yield head
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        msg = chunk(start, stop)
+        if labels is not None:
+            msg.labels.extend(
+                queue_pb2.Labels(values=[] if lab is None else _labels(lab))
+                for lab in labels[start:stop]
+            )
+        if priorities is not None:
+            msg.priorities.extend(float(p) for p in priorities[start:stop])
+        yield msg
+
+
+__all__ = ["Item", "QueueClient"]

@@ -1,0 +1,347 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from labelgrid.v1 import arrays_pb2 as _arrays_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Project(_message.Message):
+    __slots__ = ("name", "options", "multi_label", "allow_other", "lease_seconds", "model_version", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    MULTI_LABEL_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_OTHER_FIELD_NUMBER: _ClassVar[int]
+    LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    options: _containers.RepeatedScalarFieldContainer[str]
+    multi_label: bool
+    allow_other: bool
+    lease_seconds: int
+    model_version: int
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., options: _Optional[_Iterable[str]] = ..., multi_label: _Optional[bool] = ..., allow_other: _Optional[bool] = ..., lease_seconds: _Optional[int] = ..., model_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateProjectRequest(_message.Message):
+    __slots__ = ("project", "exist_ok")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    EXIST_OK_FIELD_NUMBER: _ClassVar[int]
+    project: Project
+    exist_ok: bool
+    def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ..., exist_ok: _Optional[bool] = ...) -> None: ...
+
+class CreateProjectResponse(_message.Message):
+    __slots__ = ("project", "created")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    project: Project
+    created: bool
+    def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetProjectRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class GetProjectResponse(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: Project
+    def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ...) -> None: ...
+
+class ListProjectsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListProjectsResponse(_message.Message):
+    __slots__ = ("projects",)
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    projects: _containers.RepeatedCompositeFieldContainer[Project]
+    def __init__(self, projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ...) -> None: ...
+
+class Labels(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NewItem(_message.Message):
+    __slots__ = ("input", "metadata_json")
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    input: _arrays_pb2.Payload
+    metadata_json: str
+    def __init__(self, input: _Optional[_Union[_arrays_pb2.Payload, _Mapping]] = ..., metadata_json: _Optional[str] = ...) -> None: ...
+
+class AddFeaturesRequest(_message.Message):
+    __slots__ = ("project", "idempotency_key", "items", "rows", "labels", "priorities")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITIES_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    idempotency_key: str
+    items: _containers.RepeatedCompositeFieldContainer[NewItem]
+    rows: _arrays_pb2.NDArray
+    labels: _containers.RepeatedCompositeFieldContainer[Labels]
+    priorities: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, project: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., items: _Optional[_Iterable[_Union[NewItem, _Mapping]]] = ..., rows: _Optional[_Union[_arrays_pb2.NDArray, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[Labels, _Mapping]]] = ..., priorities: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class AddFeaturesResponse(_message.Message):
+    __slots__ = ("ids", "already_existed")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_EXISTED_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    already_existed: bool
+    def __init__(self, ids: _Optional[_Iterable[int]] = ..., already_existed: _Optional[bool] = ...) -> None: ...
+
+class Item(_message.Message):
+    __slots__ = ("id", "input", "metadata_json", "priority", "lease_token", "lease_expires_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    input: _arrays_pb2.Payload
+    metadata_json: str
+    priority: float
+    lease_token: str
+    lease_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., input: _Optional[_Union[_arrays_pb2.Payload, _Mapping]] = ..., metadata_json: _Optional[str] = ..., priority: _Optional[float] = ..., lease_token: _Optional[str] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PopRequest(_message.Message):
+    __slots__ = ("project", "worker_id", "n")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    worker_id: str
+    n: int
+    def __init__(self, project: _Optional[str] = ..., worker_id: _Optional[str] = ..., n: _Optional[int] = ...) -> None: ...
+
+class PopResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ...) -> None: ...
+
+class SubmitRequest(_message.Message):
+    __slots__ = ("project", "item_id", "lease_token", "worker_id", "labels", "pop_next")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    POP_NEXT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    item_id: int
+    lease_token: str
+    worker_id: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    pop_next: bool
+    def __init__(self, project: _Optional[str] = ..., item_id: _Optional[int] = ..., lease_token: _Optional[str] = ..., worker_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., pop_next: _Optional[bool] = ...) -> None: ...
+
+class SubmitResponse(_message.Message):
+    __slots__ = ("annotation_id", "duplicate", "next")
+    ANNOTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    annotation_id: int
+    duplicate: bool
+    next: Item
+    def __init__(self, annotation_id: _Optional[int] = ..., duplicate: _Optional[bool] = ..., next: _Optional[_Union[Item, _Mapping]] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("project", "item_id", "lease_token", "worker_id")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    item_id: int
+    lease_token: str
+    worker_id: str
+    def __init__(self, project: _Optional[str] = ..., item_id: _Optional[int] = ..., lease_token: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UndoRequest(_message.Message):
+    __slots__ = ("project", "worker_id")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    worker_id: str
+    def __init__(self, project: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
+
+class UndoResponse(_message.Message):
+    __slots__ = ("item", "labels")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    item: Item
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, item: _Optional[_Union[Item, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdatePrioritiesRequest(_message.Message):
+    __slots__ = ("project", "model_version", "ids", "priorities")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITIES_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    model_version: int
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    priorities: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, project: _Optional[str] = ..., model_version: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., priorities: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class UpdatePrioritiesResponse(_message.Message):
+    __slots__ = ("updated", "model_version")
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    updated: int
+    model_version: int
+    def __init__(self, updated: _Optional[int] = ..., model_version: _Optional[int] = ...) -> None: ...
+
+class StreamLabelledRequest(_message.Message):
+    __slots__ = ("project", "after_annotation_id", "chunk_size", "follow", "labels_only")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ANNOTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    LABELS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    after_annotation_id: int
+    chunk_size: int
+    follow: bool
+    labels_only: bool
+    def __init__(self, project: _Optional[str] = ..., after_annotation_id: _Optional[int] = ..., chunk_size: _Optional[int] = ..., follow: _Optional[bool] = ..., labels_only: _Optional[bool] = ...) -> None: ...
+
+class LabelledItem(_message.Message):
+    __slots__ = ("annotation_id", "item_id", "input", "labels", "worker_id", "created_at")
+    ANNOTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    annotation_id: int
+    item_id: int
+    input: _arrays_pb2.Payload
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    worker_id: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, annotation_id: _Optional[int] = ..., item_id: _Optional[int] = ..., input: _Optional[_Union[_arrays_pb2.Payload, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., worker_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StreamLabelledResponse(_message.Message):
+    __slots__ = ("items", "cursor")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[LabelledItem]
+    cursor: int
+    def __init__(self, items: _Optional[_Iterable[_Union[LabelledItem, _Mapping]]] = ..., cursor: _Optional[int] = ...) -> None: ...
+
+class StreamUnlabelledRequest(_message.Message):
+    __slots__ = ("project", "after_item_id", "chunk_size")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    after_item_id: int
+    chunk_size: int
+    def __init__(self, project: _Optional[str] = ..., after_item_id: _Optional[int] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+
+class StreamUnlabelledResponse(_message.Message):
+    __slots__ = ("items", "cursor")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    cursor: int
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., cursor: _Optional[int] = ...) -> None: ...
+
+class GetProgressRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class WorkerCount(_message.Message):
+    __slots__ = ("worker_id", "labelled")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    labelled: int
+    def __init__(self, worker_id: _Optional[str] = ..., labelled: _Optional[int] = ...) -> None: ...
+
+class LabelCount(_message.Message):
+    __slots__ = ("label", "count")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    count: int
+    def __init__(self, label: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("total", "labelled", "leased", "available", "fraction", "workers", "labels", "last_annotation_id")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_FIELD_NUMBER: _ClassVar[int]
+    LEASED_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ANNOTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    labelled: int
+    leased: int
+    available: int
+    fraction: float
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerCount]
+    labels: _containers.RepeatedCompositeFieldContainer[LabelCount]
+    last_annotation_id: int
+    def __init__(self, total: _Optional[int] = ..., labelled: _Optional[int] = ..., leased: _Optional[int] = ..., available: _Optional[int] = ..., fraction: _Optional[float] = ..., workers: _Optional[_Iterable[_Union[WorkerCount, _Mapping]]] = ..., labels: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., last_annotation_id: _Optional[int] = ...) -> None: ...
+
+class GetProgressResponse(_message.Message):
+    __slots__ = ("progress",)
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    progress: Progress
+    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+
+class WatchProgressRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class WatchProgressResponse(_message.Message):
+    __slots__ = ("progress",)
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    progress: Progress
+    def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+
+class ExportLabelsRequest(_message.Message):
+    __slots__ = ("project", "chunk_size", "include_inputs")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    chunk_size: int
+    include_inputs: bool
+    def __init__(self, project: _Optional[str] = ..., chunk_size: _Optional[int] = ..., include_inputs: _Optional[bool] = ...) -> None: ...
+
+class ExportLabelsResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[LabelledItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[LabelledItem, _Mapping]]] = ...) -> None: ...

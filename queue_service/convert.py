@@ -1,0 +1,184 @@
+"""Protobuf messages to and from store rows, with the validation that needs no database."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Iterator
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from labelgrid import arrays
+from labelgrid.v1 import arrays_pb2, queue_pb2
+from queue_service.errors import InvalidArgument
+from queue_service.schema import KIND_ARRAY, KIND_JSON, KIND_TEXT, KIND_URI, UNRANKED
+from queue_service.store import AnnotationRow, InputRow, ItemRow, ProgressRow, ProjectRow
+
+
+@functools.lru_cache(maxsize=256)
+def _dtype(text: str) -> tuple[str, int]:
+    try:
+        dtype = arrays.parse_dtype(text)
+    except arrays.ArrayCodecError as exc:
+        raise InvalidArgument(str(exc)) from None
+    return dtype.str, dtype.itemsize
+
+
+def _shape_text(shape: Iterable[int]) -> str:
+    return ",".join(str(d) for d in shape)
+
+
+def _check_array(message: arrays_pb2.NDArray, where: str) -> tuple[str, tuple[int, ...]]:
+    dtype, itemsize = _dtype(message.dtype)
+    try:
+        shape = arrays.check_shape(message.shape)
+    except arrays.ArrayCodecError as exc:
+        raise InvalidArgument(f"{where}: {exc}") from None
+    expected = itemsize * math.prod(shape)
+    if len(message.data) != expected:
+        raise InvalidArgument(
+            f"{where}: len(data) is {len(message.data)} bytes but dtype {dtype} x shape "
+            f"{list(shape)} needs {expected}"
+        )
+    return dtype, shape
+
+
+def _check_json(text: str, where: str, want_object: bool = False) -> str:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidArgument(f"{where} is not valid JSON: {exc}") from None
+    if want_object and not isinstance(value, dict):
+        raise InvalidArgument(f"{where} must be a JSON object")
+    return text
+
+
+def input_row(item: queue_pb2.NewItem, where: str) -> InputRow:
+    """Validate one new item's payload and metadata and turn them into a stored row."""
+    meta = _check_json(item.metadata_json, f"{where} metadata_json", True) if item.metadata_json else None
+    payload = item.input
+    kind = payload.WhichOneof("kind")
+    if kind == "array":
+        dtype, shape = _check_array(payload.array, where)
+        return InputRow(KIND_ARRAY, dtype, _shape_text(shape), payload.array.data, None, meta)
+    if kind == "text":
+        return InputRow(KIND_TEXT, text=payload.text, metadata=meta)
+    if kind == "uri":
+        if not payload.uri:
+            raise InvalidArgument(f"{where}: uri is empty")
+        return InputRow(KIND_URI, text=payload.uri, metadata=meta)
+    if kind == "json":
+        return InputRow(KIND_JSON, text=_check_json(payload.json, f"{where} json"), metadata=meta)
+    raise InvalidArgument(f"{where}: input is empty; set one of array, text, uri or json")
+
+
+def row_inputs(rows: arrays_pb2.NDArray, where: str) -> list[InputRow]:
+    """Split a batched array on axis 0 into one stored input per row, without copying values."""
+    dtype, shape = _check_array(rows, where)
+    if not shape:
+        raise InvalidArgument(f"{where}: rows must have at least one dimension (axis 0 = items)")
+    n = shape[0]
+    stride = len(rows.data) // n if n else 0
+    inner = _shape_text(shape[1:])
+    data = rows.data
+    return [InputRow(KIND_ARRAY, dtype, inner, data[i * stride : (i + 1) * stride]) for i in range(n)]
+
+
+def digest_update(digest: hashlib._Hash, row: InputRow, labels: list[str] | None, prio: float) -> None:
+    """Feed one item into the idempotency digest; independent of how the call was chunked."""
+    head = json.dumps([row.kind, row.dtype, row.shape, row.text, row.metadata, labels, prio])
+    digest.update(len(head).to_bytes(8, "little"))
+    digest.update(head.encode())
+    data = row.data or b""
+    digest.update(len(data).to_bytes(8, "little"))
+    digest.update(data)
+
+
+def payload(row: InputRow) -> arrays_pb2.Payload:
+    if row.kind == KIND_ARRAY:
+        shape = [int(d) for d in row.shape.split(",")] if row.shape else []
+        return arrays_pb2.Payload(
+            array=arrays_pb2.NDArray(dtype=row.dtype, shape=shape, data=row.data)
+        )
+    if row.kind == KIND_TEXT:
+        return arrays_pb2.Payload(text=row.text)
+    if row.kind == KIND_URI:
+        return arrays_pb2.Payload(uri=row.text)
+    return arrays_pb2.Payload(json=row.text)
+
+
+def timestamp(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(round(seconds * 1e9))
+    return ts
+
+
+def item(row: ItemRow) -> queue_pb2.Item:
+    msg = queue_pb2.Item(
+        id=row.id,
+        input=payload(row.input),
+        metadata_json=row.input.metadata or "",
+        lease_token=row.lease_token or "",
+    )
+    if row.priority != UNRANKED:
+        msg.priority = row.priority
+    if row.lease_expires_at is not None:
+        msg.lease_expires_at.CopyFrom(timestamp(row.lease_expires_at))
+    return msg
+
+
+def labelled(row: AnnotationRow) -> queue_pb2.LabelledItem:
+    msg = queue_pb2.LabelledItem(
+        annotation_id=row.id,
+        item_id=row.item_id,
+        labels=row.labels,
+        worker_id=row.worker_id,
+        created_at=timestamp(row.created_at),
+    )
+    if row.input is not None:
+        msg.input.CopyFrom(payload(row.input))
+    return msg
+
+
+def project(row: ProjectRow) -> queue_pb2.Project:
+    return queue_pb2.Project(
+        name=row.name,
+        options=row.options,
+        multi_label=row.multi_label,
+        allow_other=row.allow_other,
+        lease_seconds=row.lease_seconds,
+        model_version=row.model_version,
+        created_at=timestamp(row.created_at),
+    )
+
+
+def progress(row: ProgressRow) -> queue_pb2.Progress:
+    return queue_pb2.Progress(
+        total=row.total,
+        labelled=row.labelled,
+        leased=row.leased,
+        available=row.available,
+        fraction=min(1.0, row.labelled / row.total) if row.total else 0.0,
+        workers=[queue_pb2.WorkerCount(worker_id=w, labelled=n) for w, n in sorted(row.workers.items())],
+        labels=[queue_pb2.LabelCount(label=k, count=n) for k, n in sorted(row.labels.items())],
+        last_annotation_id=row.last_annotation_id,
+    )
+
+
+def batched(messages: Iterable, budget: int) -> Iterator[list]:
+    """Group messages so each group's serialised size stays under `budget` bytes."""
+    group: list = []
+    size = 0
+    for msg in messages:
+        n = msg.ByteSize() + 8
+        if group and size + n > budget:
+            yield group
+            group, size = [], 0
+        group.append(msg)
+        size += n
+    if group:
+        yield group

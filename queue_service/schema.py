@@ -1,0 +1,84 @@
+"""Table definitions. The hot `items` row stays narrow; input bytes live in `item_inputs`.
+
+Item status: 0 available, 1 leased, 2 done. Times are seconds since the epoch taken from the
+database clock. `priority` is -infinity for items never ranked, so "priority DESC, id ASC"
+is the one serving order on every backend.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# SQLite only auto-assigns INTEGER PRIMARY KEY columns; PostgreSQL gets BIGINT identity.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+AVAILABLE, LEASED, DONE = 0, 1, 2
+UNRANKED = float("-inf")
+
+KIND_ARRAY, KIND_TEXT, KIND_URI, KIND_JSON = 1, 2, 3, 4
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("options", sa.Text, nullable=False),
+    sa.Column("multi_label", sa.Boolean, nullable=False),
+    sa.Column("allow_other", sa.Boolean, nullable=False),
+    sa.Column("lease_seconds", sa.Integer, nullable=False),
+    sa.Column("model_version", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("project_id", "key", name="uq_batches_project_key"),
+)
+
+items = sa.Table(
+    "items",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("batch_id", sa.Integer, nullable=True),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("priority", sa.Double, nullable=False),
+    sa.Column("lease_token", sa.String(64), nullable=True),
+    sa.Column("leased_by", sa.String(200), nullable=True),
+    sa.Column("lease_expires_at", sa.Double, nullable=True),
+    sa.Column("inserted_at", sa.Double, nullable=False),
+    sa.Column("completed_at", sa.Double, nullable=True),
+)
+
+item_inputs = sa.Table(
+    "item_inputs",
+    metadata,
+    sa.Column("item_id", BigId, sa.ForeignKey("items.id"), primary_key=True),
+    sa.Column("kind", sa.SmallInteger, nullable=False),
+    sa.Column("dtype", sa.String(16), nullable=True),
+    sa.Column("shape", sa.String(200), nullable=True),
+    sa.Column("data", sa.LargeBinary, nullable=True),
+    sa.Column("text", sa.Text, nullable=True),
+    sa.Column("metadata", sa.Text, nullable=True),
+)
+
+annotations = sa.Table(
+    "annotations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("item_id", BigId, sa.ForeignKey("items.id"), nullable=False),
+    sa.Column("worker_id", sa.String(200), nullable=False),
+    sa.Column("labels", sa.Text, nullable=False),
+    sa.Column("lease_token", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+)

@@ -1,0 +1,111 @@
+"""Run the queue service: gRPC server, health checking, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from labelgrid.v1 import queue_pb2, queue_pb2_grpc
+from queue_service.config import Settings
+from queue_service.service import QueueService
+from queue_service.store import Store
+
+log = logging.getLogger("labelgrid.queue")
+
+SERVICE_NAME = queue_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name
+
+
+class QueueServer:
+    """A started queue service; `stop()` lets in-flight calls finish first."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: Store | None = None
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self._probe: asyncio.Task | None = None
+
+    async def start(self) -> int:
+        s = self.settings
+        self.store = await Store.open(s.database_url, s.db_pool_size, s.sqlite_synchronous)
+        options = [
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_send_message_length", s.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        self.server = grpc.aio.server(options=options)
+        queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueService(self.store, s), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        self.port = self.server.add_insecure_port(s.address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {s.address}")
+        await self.server.start()
+        await self._set_health(True)
+        self._probe = asyncio.create_task(self._probe_database())
+        log.info("queue service started", extra={"address": s.address, "port": self.port,
+                                                  "database": _safe_url(s.database_url)})
+        return self.port
+
+    async def _set_health(self, ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ok else (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def _probe_database(self) -> None:
+        """Report NOT_SERVING on health while the database cannot be reached."""
+        assert self.store is not None
+        healthy = True
+        while True:
+            await asyncio.sleep(self.settings.health_interval)
+            try:
+                await asyncio.wait_for(self.store.ping(), self.settings.health_interval * 2)
+                ok = True
+            except Exception:
+                ok = False
+            if ok != healthy:
+                log.warning("database health changed", extra={"serving": ok})
+                await self._set_health(ok)
+                healthy = ok
+
+    async def stop(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        if self.server is not None:
+            await self.health.enter_graceful_shutdown()
+            await self.server.stop(self.settings.shutdown_grace)
+        if self.store is not None:
+            await self.store.close()
+        log.info("queue service stopped")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    server = QueueServer(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()

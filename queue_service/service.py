@@ -1,0 +1,379 @@
+"""RPC handlers of `labelgrid.v1.QueueService`: validate, call the store, build replies."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import numpy as np
+import sqlalchemy.exc
+
+from labelgrid.v1 import queue_pb2, queue_pb2_grpc
+from queue_service import convert
+from queue_service.config import Settings
+from queue_service.errors import InvalidArgument, QueueError
+from queue_service.notify import ChangeNotifier
+from queue_service.schema import UNRANKED
+from queue_service.store import InputRow, ProjectRow, Store
+
+log = logging.getLogger("labelgrid.queue")
+
+DEFAULT_LEASE_SECONDS = 600
+MAX_LEASE_SECONDS = 7 * 24 * 3600
+MAX_NAME_CHARS = 200
+DEFAULT_CHUNK = 1000
+FOLLOW_POLL_SECONDS = 1.0
+
+
+def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, QueueError):
+        return exc.code, str(exc)
+    if isinstance(exc, sqlalchemy.exc.DBAPIError | OSError | ConnectionError):
+        return grpc.StatusCode.UNAVAILABLE, f"database unavailable: {type(exc).__name__}; retry"
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+
+
+def _log_error(method: str, exc: Exception, code: grpc.StatusCode) -> None:
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
+        log.exception("rpc failed", extra={"method": method, "code": code.name})
+    else:
+        log.info("rpc refused", extra={"method": method, "code": code.name, "why": str(exc)})
+
+
+def unary(fn: Callable) -> Callable:
+    """Turn QueueErrors (and database outages) into gRPC statuses for a unary handler."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: QueueService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await fn(self, request, context)
+        except Exception as exc:
+            code, message = _status(exc)
+            _log_error(fn.__name__, exc, code)
+            await context.abort(code, message)
+
+    return wrapper
+
+
+def streaming(fn: Callable) -> Callable:
+    """The same for a server-streaming handler (an async generator)."""
+
+    @functools.wraps(fn)
+    async def wrapper(
+        self: QueueService, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        try:
+            async for message in fn(self, request, context):
+                yield message
+        except Exception as exc:
+            code, message = _status(exc)
+            _log_error(fn.__name__, exc, code)
+            await context.abort(code, message)
+
+    return wrapper
+
+
+def _need(value: str, what: str, limit: int = MAX_NAME_CHARS) -> str:
+    if not value:
+        raise InvalidArgument(f"{what} is empty")
+    if len(value) > limit:
+        raise InvalidArgument(f"{what} is {len(value)} characters; at most {limit}")
+    return value
+
+
+class QueueService(queue_pb2_grpc.QueueServiceServicer):
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.notifier = ChangeNotifier()
+        # Streamed replies stay well under the receive limit a default client has (4 MiB).
+        self.reply_budget = min(settings.max_message_bytes, 4 * 1024 * 1024) * 3 // 4
+
+    async def _project(self, name: str, fresh: bool = False) -> ProjectRow:
+        return await self.store.get_project(_need(name, "project"), fresh=fresh)
+
+    def _labels(self, project: ProjectRow, labels: list[str]) -> list[str]:
+        if not labels:
+            raise InvalidArgument("labels are empty; give one label (or several if multi-label)")
+        if not project.multi_label and len(labels) != 1:
+            raise InvalidArgument(
+                f"project {project.name!r} is single-label; got {len(labels)} labels"
+            )
+        if len(set(labels)) != len(labels):
+            raise InvalidArgument(f"labels {labels} repeat a value")
+        for label in labels:
+            _need(label, "a label", self.settings.max_label_chars)
+            if project.options and not project.allow_other and label not in project.options:
+                raise InvalidArgument(
+                    f"label {label!r} is not an option of project {project.name!r}; "
+                    f"options are {list(project.options)}"
+                )
+        return sorted(labels) if project.multi_label else labels
+
+    def _n(self, n: int) -> int:
+        if n == 0:
+            return 1
+        if not 1 <= n <= self.settings.max_pop:
+            raise InvalidArgument(f"n must be between 1 and {self.settings.max_pop}; got {n}")
+        return n
+
+    def _chunk(self, n: int) -> int:
+        if n == 0:
+            return DEFAULT_CHUNK
+        if not 1 <= n <= self.settings.max_chunk_items:
+            raise InvalidArgument(
+                f"chunk_size must be between 1 and {self.settings.max_chunk_items}; got {n}"
+            )
+        return n
+
+    # -- projects -----------------------------------------------------------------------
+
+    @unary
+    async def CreateProject(self, request, context):  # noqa: N802
+        spec = request.project
+        _need(spec.name, "project name")
+        options = list(spec.options)
+        for option in options:
+            _need(option, "an option", self.settings.max_label_chars)
+        if len(set(options)) != len(options):
+            raise InvalidArgument(f"options {options} repeat a value")
+        lease = spec.lease_seconds or DEFAULT_LEASE_SECONDS
+        if not 1 <= lease <= MAX_LEASE_SECONDS:
+            raise InvalidArgument(
+                f"lease_seconds must be between 1 and {MAX_LEASE_SECONDS}; got {lease}"
+            )
+        row, created = await self.store.create_project(
+            spec.name, options, spec.multi_label, spec.allow_other, lease, request.exist_ok
+        )
+        if created:
+            log.info("project created", extra={"project": row.name})
+        return queue_pb2.CreateProjectResponse(project=convert.project(row), created=created)
+
+    @unary
+    async def GetProject(self, request, context):  # noqa: N802
+        row = await self._project(request.project, fresh=True)
+        return queue_pb2.GetProjectResponse(project=convert.project(row))
+
+    @unary
+    async def ListProjects(self, request, context):  # noqa: N802
+        rows = await self.store.list_projects()
+        return queue_pb2.ListProjectsResponse(projects=[convert.project(r) for r in rows])
+
+    # -- adding items -------------------------------------------------------------------
+
+    @unary
+    async def AddFeatures(self, request_iterator, context):  # noqa: N802
+        project: ProjectRow | None = None
+        key = ""
+        inputs: list[InputRow] = []
+        labels: list[list[str] | None] = []
+        priorities: list[float] = []
+        any_priority = False
+        digest = hashlib.sha256()
+        index = 0
+        async for chunk in request_iterator:
+            if project is None:
+                project = await self._project(chunk.project)
+                key = _need(chunk.idempotency_key, "idempotency_key") if chunk.idempotency_key else ""
+            elif chunk.project and chunk.project != project.name:
+                raise InvalidArgument(
+                    f"chunk names project {chunk.project!r} but the call began with "
+                    f"{project.name!r}; one call adds to one project"
+                )
+            if chunk.idempotency_key and chunk.idempotency_key != key:
+                raise InvalidArgument("idempotency_key changed within one call")
+            new = [
+                convert.input_row(it, f"item {index + i}") for i, it in enumerate(chunk.items)
+            ]
+            if chunk.HasField("rows"):
+                new += convert.row_inputs(chunk.rows, f"rows at item {index + len(new)}")
+            if chunk.labels and len(chunk.labels) != len(new):
+                raise InvalidArgument(
+                    f"a chunk has {len(new)} items but {len(chunk.labels)} labels; "
+                    "give one Labels per item or none"
+                )
+            if chunk.priorities and len(chunk.priorities) != len(new):
+                raise InvalidArgument(
+                    f"a chunk has {len(new)} items but {len(chunk.priorities)} priorities; "
+                    "give one per item or none"
+                )
+            for i, row in enumerate(new):
+                lab = self._labels(project, list(chunk.labels[i].values)) if (
+                    chunk.labels and chunk.labels[i].values
+                ) else None
+                prio = chunk.priorities[i] if chunk.priorities else UNRANKED
+                if chunk.priorities:
+                    any_priority = True
+                    if not math.isfinite(prio):
+                        raise InvalidArgument(f"priority of item {index + i} is not finite")
+                convert.digest_update(digest, row, lab, prio)
+                labels.append(lab)
+                priorities.append(prio)
+            inputs += new
+            index += len(new)
+        if project is None:
+            raise InvalidArgument("AddFeatures received no messages; send at least the project")
+        ids, existed = await self.store.add_items(
+            project, inputs, labels, priorities if any_priority else None, key or None,
+            digest.hexdigest(),
+        )
+        if not existed:
+            self.notifier.notify(project.id)
+            log.info("items added", extra={"project": project.name, "count": len(ids)})
+        return queue_pb2.AddFeaturesResponse(ids=ids, already_existed=existed)
+
+    # -- leasing ------------------------------------------------------------------------
+
+    @unary
+    async def Pop(self, request, context):  # noqa: N802
+        project = await self._project(request.project)
+        worker = _need(request.worker_id, "worker_id")
+        rows = await self.store.pop(project, worker, self._n(request.n))
+        if rows:
+            self.notifier.notify(project.id)
+        return queue_pb2.PopResponse(items=[convert.item(r) for r in rows])
+
+    @unary
+    async def Submit(self, request, context):  # noqa: N802
+        project = await self._project(request.project)
+        worker = _need(request.worker_id, "worker_id")
+        if not request.lease_token:
+            raise InvalidArgument("lease_token is empty; submit the token Pop returned")
+        labels = self._labels(project, list(request.labels))
+        result = await self.store.submit(
+            project, request.item_id, request.lease_token, worker, labels, request.pop_next
+        )
+        self.notifier.notify(project.id)
+        reply = queue_pb2.SubmitResponse(
+            annotation_id=result.annotation_id, duplicate=result.duplicate
+        )
+        if result.next_item is not None:
+            reply.next.CopyFrom(convert.item(result.next_item))
+        return reply
+
+    @unary
+    async def Release(self, request, context):  # noqa: N802
+        project = await self._project(request.project)
+        worker = _need(request.worker_id, "worker_id")
+        if not request.lease_token:
+            raise InvalidArgument("lease_token is empty")
+        await self.store.release(project, request.item_id, request.lease_token, worker)
+        self.notifier.notify(project.id)
+        return queue_pb2.ReleaseResponse()
+
+    @unary
+    async def Undo(self, request, context):  # noqa: N802
+        project = await self._project(request.project)
+        worker = _need(request.worker_id, "worker_id")
+        row, labels = await self.store.undo(project, worker)
+        self.notifier.notify(project.id)
+        return queue_pb2.UndoResponse(item=convert.item(row), labels=labels)
+
+    # -- priorities ---------------------------------------------------------------------
+
+    @unary
+    async def UpdatePriorities(self, request_iterator, context):  # noqa: N802
+        project: ProjectRow | None = None
+        version = 0
+        ids: list[np.ndarray] = []
+        prios: list[np.ndarray] = []
+        async for chunk in request_iterator:
+            if project is None:
+                project = await self._project(chunk.project)
+                version = chunk.model_version
+                if version < 0:
+                    raise InvalidArgument(f"model_version must be >= 0; got {version}")
+            elif chunk.project and chunk.project != project.name:
+                raise InvalidArgument("one UpdatePriorities call updates one project")
+            elif chunk.model_version and chunk.model_version != version:
+                raise InvalidArgument("model_version changed within one call")
+            if len(chunk.ids) != len(chunk.priorities):
+                raise InvalidArgument(
+                    f"a chunk has {len(chunk.ids)} ids but {len(chunk.priorities)} priorities"
+                )
+            ids.append(np.fromiter(chunk.ids, dtype=np.int64, count=len(chunk.ids)))
+            prios.append(np.fromiter(chunk.priorities, dtype=np.float64, count=len(chunk.ids)))
+        if project is None:
+            raise InvalidArgument("UpdatePriorities received no messages")
+        all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+        all_prios = np.concatenate(prios) if prios else np.empty(0, np.float64)
+        if not np.isfinite(all_prios).all():
+            raise InvalidArgument("priorities must be finite numbers (no NaN or infinity)")
+        if len(np.unique(all_ids)) != len(all_ids):
+            raise InvalidArgument("ids repeat within one call; give each item one priority")
+        updated, version = await self.store.update_priorities(project, version, all_ids, all_prios)
+        self.notifier.notify(project.id)
+        return queue_pb2.UpdatePrioritiesResponse(updated=updated, model_version=version)
+
+    # -- reading ------------------------------------------------------------------------
+
+    @streaming
+    async def StreamLabelled(self, request, context):  # noqa: N802
+        project = await self._project(request.project)
+        limit = self._chunk(request.chunk_size)
+        if request.after_annotation_id < 0:
+            raise InvalidArgument("after_annotation_id must be >= 0")
+        cursor = request.after_annotation_id
+        while True:
+            rows = await self.store.labelled_chunk(project, cursor, limit, not request.labels_only)
+            if rows:
+                messages = [convert.labelled(r) for r in rows]
+                for group in convert.batched(messages, self.reply_budget):
+                    cursor = group[-1].annotation_id
+                    yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)
+                if len(rows) == limit:
+                    continue
+            if not request.follow:
+                return
+            await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
+
+    @streaming
+    async def StreamUnlabelled(self, request, context):  # noqa: N802
+        project = await self._project(request.project)
+        limit = self._chunk(request.chunk_size)
+        cursor = request.after_item_id
+        while True:
+            rows = await self.store.unlabelled_chunk(project, cursor, limit)
+            messages = [convert.item(r) for r in rows]
+            for group in convert.batched(messages, self.reply_budget):
+                cursor = group[-1].id
+                yield queue_pb2.StreamUnlabelledResponse(items=group, cursor=cursor)
+            if len(rows) < limit:
+                return
+
+    @unary
+    async def GetProgress(self, request, context):  # noqa: N802
+        project = await self._project(request.project)
+        row = await self.store.progress(project)
+        return queue_pb2.GetProgressResponse(progress=convert.progress(row))
+
+    @streaming
+    async def WatchProgress(self, request, context):  # noqa: N802
+        project = await self._project(request.project)
+        last = None
+        while True:
+            current = convert.progress(await self.store.progress(project))
+            if current != last:
+                yield queue_pb2.WatchProgressResponse(progress=current)
+                last = current
+            await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
+
+    @streaming
+    async def ExportLabels(self, request, context):  # noqa: N802
+        project = await self._project(request.project)
+        limit = self._chunk(request.chunk_size)
+        cursor = 0
+        while True:
+            rows = await self.store.labelled_chunk(project, cursor, limit, request.include_inputs)
+            messages = [convert.labelled(r) for r in rows]
+            for group in convert.batched(messages, self.reply_budget):
+                yield queue_pb2.ExportLabelsResponse(items=group)
+            if len(rows) < limit:
+                return
+            cursor = rows[-1].id
+

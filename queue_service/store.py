@@ -1,0 +1,716 @@
+"""All of the queue's SQL, for SQLite and PostgreSQL, in one place.
+
+Every method is one short transaction. Lease times come from the database clock only
+(`_NOW`), so a client's clock never decides who holds an item. On PostgreSQL pops use
+`FOR UPDATE SKIP LOCKED`; on SQLite every write transaction is `BEGIN IMMEDIATE` and
+writes from this process are also serialised by an asyncio lock, so threads do not spin
+on the database lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from queue_service import db
+from queue_service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from queue_service.schema import AVAILABLE, DONE, LEASED, UNRANKED
+
+_NOW = {
+    "postgresql": "extract(epoch from clock_timestamp())::float8",
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+}
+
+IMPORT_WORKER = "(import)"
+
+
+@dataclass(frozen=True)
+class ProjectRow:
+    id: int
+    name: str
+    options: tuple[str, ...]
+    multi_label: bool
+    allow_other: bool
+    lease_seconds: int
+    model_version: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """One item's input as stored: an array (dtype, shape, data) or a text-like value."""
+
+    kind: int
+    dtype: str | None = None
+    shape: str | None = None
+    data: bytes | None = None
+    text: str | None = None
+    metadata: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    id: int
+    input: InputRow
+    priority: float
+    lease_token: str | None = None
+    lease_expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AnnotationRow:
+    id: int
+    item_id: int
+    labels: list[str]
+    worker_id: str
+    created_at: float
+    input: InputRow | None
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    annotation_id: int
+    duplicate: bool
+    next_item: ItemRow | None
+
+
+@dataclass
+class ProgressRow:
+    total: int = 0
+    labelled: int = 0
+    leased: int = 0
+    available: int = 0
+    workers: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
+    last_annotation_id: int = 0
+
+
+def next_token(token: str, item_id: int) -> str:
+    """The lease token a Submit with pop_next uses, derived so a retried submit finds it."""
+    return hashlib.sha256(f"{token}:{item_id}".encode()).hexdigest()[:32]
+
+
+class Store:
+    """The queue's state in one SQL database; stateless apart from a cache of projects."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self.postgres = db.is_postgres(engine)
+        self._now = _NOW[self.dialect]
+        self._lock = "FOR UPDATE" if self.postgres else ""
+        self._skip = "FOR UPDATE SKIP LOCKED" if self.postgres else ""
+        self._write_lock = asyncio.Lock()
+        self._projects: dict[str, ProjectRow] = {}
+
+    @classmethod
+    async def open(cls, url: str, pool_size: int = 10, sqlite_synchronous: str = "FULL") -> Store:
+        engine = db.create_engine(url, pool_size=pool_size, sqlite_synchronous=sqlite_synchronous)
+        await db.migrate(engine)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        lock = contextlib.nullcontext() if self.postgres else self._write_lock
+        async with lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _read(self, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            options: dict[str, str] = {"sqlite_begin": "DEFERRED"}
+            if snapshot and self.postgres:
+                options["isolation_level"] = "REPEATABLE READ"
+            await conn.execution_options(**options)
+            async with conn.begin():
+                yield conn
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    # -- projects -----------------------------------------------------------------------
+
+    _PROJECT_COLS = (
+        "id, name, options, multi_label, allow_other, lease_seconds, model_version, created_at"
+    )
+
+    @staticmethod
+    def _project(row: sa.Row) -> ProjectRow:
+        return ProjectRow(
+            id=row.id,
+            name=row.name,
+            options=tuple(json.loads(row.options)),
+            multi_label=bool(row.multi_label),
+            allow_other=bool(row.allow_other),
+            lease_seconds=row.lease_seconds,
+            model_version=row.model_version,
+            created_at=row.created_at,
+        )
+
+    async def create_project(
+        self,
+        name: str,
+        options: Sequence[str],
+        multi_label: bool,
+        allow_other: bool,
+        lease_seconds: int,
+        exist_ok: bool,
+    ) -> tuple[ProjectRow, bool]:
+        async with self._write() as conn:
+            row = (
+                await conn.execute(
+                    sa.text(f"SELECT {self._PROJECT_COLS} FROM projects WHERE name = :n"),
+                    {"n": name},
+                )
+            ).first()
+            if row is not None:
+                existing = self._project(row)
+                same = (
+                    existing.options == tuple(options)
+                    and existing.multi_label == multi_label
+                    and existing.allow_other == allow_other
+                    and existing.lease_seconds == lease_seconds
+                )
+                if exist_ok and same:
+                    return existing, False
+                why = "" if same else " with different settings"
+                raise AlreadyExists(f"project {name!r} already exists{why}")
+            row = (
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO projects (name, options, multi_label, allow_other, "
+                        "lease_seconds, model_version, created_at) VALUES (:n, :o, :m, :a, :l, 0, "
+                        f"{self._now}) RETURNING {self._PROJECT_COLS}"
+                    ),
+                    {
+                        "n": name,
+                        "o": json.dumps(list(options)),
+                        "m": multi_label,
+                        "a": allow_other,
+                        "l": lease_seconds,
+                    },
+                )
+            ).one()
+            return self._project(row), True
+
+    async def get_project(self, name: str, fresh: bool = False) -> ProjectRow:
+        """A project by name; settings are immutable, so a cached copy serves all but
+        `model_version` (pass fresh=True to read that)."""
+        if not fresh and name in self._projects:
+            return self._projects[name]
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.text(f"SELECT {self._PROJECT_COLS} FROM projects WHERE name = :n"),
+                    {"n": name},
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"project {name!r} does not exist; create it with CreateProject")
+        project = self._project(row)
+        self._projects[name] = project
+        return project
+
+    async def list_projects(self) -> list[ProjectRow]:
+        async with self._read() as conn:
+            rows = await conn.execute(
+                sa.text(f"SELECT {self._PROJECT_COLS} FROM projects ORDER BY id")
+            )
+            return [self._project(r) for r in rows]
+
+    # -- adding items -------------------------------------------------------------------
+
+    async def add_items(
+        self,
+        project: ProjectRow,
+        inputs: list[InputRow],
+        labels: list[list[str] | None],
+        priorities: list[float] | None,
+        key: str | None,
+        digest: str,
+    ) -> tuple[list[int], bool]:
+        """Insert items all-or-nothing; a known idempotency key returns the first call's ids."""
+        async with self._write() as conn:
+            batch_id = None
+            if key:
+                known = (
+                    await conn.execute(
+                        sa.text(
+                            f"SELECT id, digest FROM batches WHERE project_id = :p AND key = :k "
+                            f"{self._lock}"
+                        ),
+                        {"p": project.id, "k": key},
+                    )
+                ).first()
+                if known is not None:
+                    if known.digest != digest:
+                        raise AlreadyExists(
+                            f"idempotency key {key!r} was used before for different data in "
+                            f"project {project.name!r}; use a new key for new data"
+                        )
+                    ids = await conn.execute(
+                        sa.text("SELECT id FROM items WHERE batch_id = :b ORDER BY id"),
+                        {"b": known.id},
+                    )
+                    return [r.id for r in ids], True
+                batch_id = (
+                    await conn.execute(
+                        sa.text(
+                            "INSERT INTO batches (project_id, key, digest, count, created_at) "
+                            f"VALUES (:p, :k, :d, :c, {self._now}) RETURNING id"
+                        ),
+                        {"p": project.id, "k": key, "d": digest, "c": len(inputs)},
+                    )
+                ).scalar_one()
+            if not inputs:
+                return [], False
+            now = (await conn.execute(sa.text(f"SELECT {self._now}"))).scalar_one()
+            ids = await self._reserve_ids(conn, len(inputs))
+            status = [DONE if lab else AVAILABLE for lab in labels]
+            prio = priorities if priorities is not None else [UNRANKED] * len(inputs)
+            item_rows = [
+                (i, project.id, batch_id, s, p, now, now if s == DONE else None)
+                for i, s, p in zip(ids, status, prio, strict=True)
+            ]
+            input_rows = [
+                (i, x.kind, x.dtype, x.shape, x.data, x.text, x.metadata)
+                for i, x in zip(ids, inputs, strict=True)
+            ]
+            await self._bulk_insert(
+                conn,
+                "items",
+                (
+                    "id",
+                    "project_id",
+                    "batch_id",
+                    "status",
+                    "priority",
+                    "inserted_at",
+                    "completed_at",
+                ),
+                item_rows,
+            )
+            await self._bulk_insert(
+                conn,
+                "item_inputs",
+                ("item_id", "kind", "dtype", "shape", "data", "text", "metadata"),
+                input_rows,
+            )
+            done = [
+                {
+                    "p": project.id,
+                    "i": i,
+                    "w": IMPORT_WORKER,
+                    "l": json.dumps(lab),
+                    "t": now,
+                }
+                for i, lab in zip(ids, labels, strict=True)
+                if lab
+            ]
+            if done:
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO annotations (project_id, item_id, worker_id, labels, "
+                        "created_at) VALUES (:p, :i, :w, :l, :t)"
+                    ),
+                    done,
+                )
+            return ids, False
+
+    async def _reserve_ids(self, conn: AsyncConnection, n: int) -> list[int]:
+        if self.postgres:
+            rows = await conn.execute(
+                sa.text("SELECT nextval('items_id_seq') FROM generate_series(1, :n)"), {"n": n}
+            )
+            return [r[0] for r in rows]
+        # SQLite: this transaction holds the write lock, so max(id) cannot move under us.
+        top = (await conn.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM items"))).scalar_one()
+        return list(range(top + 1, top + 1 + n))
+
+    async def _bulk_insert(
+        self, conn: AsyncConnection, table: str, columns: Sequence[str], rows: list[tuple]
+    ) -> None:
+        if self.postgres:
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                table, records=rows, columns=list(columns)
+            )
+            return
+        names = ", ".join(columns)
+        marks = ", ".join("?" * len(columns))
+        await conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+    # -- leasing ------------------------------------------------------------------------
+
+    async def _inputs(self, conn: AsyncConnection, ids: Sequence[int]) -> dict[int, InputRow]:
+        if not ids:
+            return {}
+        rows = await conn.execute(
+            sa.text(
+                "SELECT item_id, kind, dtype, shape, data, text, metadata FROM item_inputs "
+                "WHERE item_id IN :ids"
+            ).bindparams(sa.bindparam("ids", expanding=True)),
+            {"ids": list(ids)},
+        )
+        return {
+            r.item_id: InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata) for r in rows
+        }
+
+    async def _lease(
+        self, conn: AsyncConnection, project: ProjectRow, worker: str, n: int, token: str
+    ) -> list[ItemRow]:
+        params = {"p": project.id}
+        # Expired leases go back to the pool first (their token is kept, so a late submit
+        # is still accepted as long as nobody else has taken the item).
+        await conn.execute(
+            sa.text(
+                f"UPDATE items SET status = {AVAILABLE} WHERE id IN (SELECT id FROM items "
+                f"WHERE project_id = :p AND status = {LEASED} AND lease_expires_at <= {self._now}"
+                f" {self._skip})"
+            ),
+            params,
+        )
+        rows = (
+            await conn.execute(
+                sa.text(
+                    f"UPDATE items SET status = {LEASED}, lease_token = :t, leased_by = :w, "
+                    f"lease_expires_at = {self._now} + :l WHERE id IN (SELECT id FROM items "
+                    f"WHERE project_id = :p AND status = {AVAILABLE} "
+                    f"ORDER BY priority DESC, id LIMIT :n {self._skip}) "
+                    "RETURNING id, priority, lease_expires_at"
+                ),
+                {**params, "t": token, "w": worker, "l": float(project.lease_seconds), "n": n},
+            )
+        ).all()
+        rows.sort(key=lambda r: (-r.priority, r.id))
+        inputs = await self._inputs(conn, [r.id for r in rows])
+        return [ItemRow(r.id, inputs[r.id], r.priority, token, r.lease_expires_at) for r in rows]
+
+    async def pop(self, project: ProjectRow, worker: str, n: int) -> list[ItemRow]:
+        async with self._write() as conn:
+            return await self._lease(conn, project, worker, n, secrets.token_hex(16))
+
+    async def submit(
+        self,
+        project: ProjectRow,
+        item_id: int,
+        token: str,
+        worker: str,
+        labels: list[str],
+        pop_next: bool,
+    ) -> SubmitResult:
+        async with self._write() as conn:
+            item = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT status, lease_token, leased_by FROM items "
+                        f"WHERE id = :i AND project_id = :p {self._lock}"
+                    ),
+                    {"i": item_id, "p": project.id},
+                )
+            ).first()
+            if item is None:
+                raise NotFound(f"item {item_id} is not in project {project.name!r}")
+            if item.status == DONE:
+                ann = (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT id, labels FROM annotations WHERE item_id = :i AND "
+                            "worker_id = :w AND lease_token = :t ORDER BY id DESC LIMIT 1"
+                        ),
+                        {"i": item_id, "w": worker, "t": token},
+                    )
+                ).first()
+                if ann is None:
+                    raise FailedPrecondition(
+                        f"item {item_id} is already labelled under another lease; "
+                        "this lease is no longer valid"
+                    )
+                if json.loads(ann.labels) != labels:
+                    raise FailedPrecondition(
+                        f"item {item_id} was already submitted with labels "
+                        f"{json.loads(ann.labels)}; use Undo to change a label"
+                    )
+                nxt = None
+                if pop_next:
+                    nxt = await self._find_lease(conn, project, worker, next_token(token, item_id))
+                    if nxt is None:
+                        nxt = await self._lease_one(conn, project, worker, token, item_id)
+                return SubmitResult(ann.id, True, nxt)
+            if item.lease_token != token:
+                raise FailedPrecondition(
+                    f"lease token does not hold item {item_id}: the lease expired and the item "
+                    "was leased again, or it was released; Pop a new item"
+                )
+            if item.leased_by != worker:
+                raise FailedPrecondition(
+                    f"item {item_id} is leased to another worker, not to {worker!r}"
+                )
+            ann_id = (
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO annotations (project_id, item_id, worker_id, labels, "
+                        f"lease_token, created_at) VALUES (:p, :i, :w, :l, :t, {self._now}) "
+                        "RETURNING id"
+                    ),
+                    {"p": project.id, "i": item_id, "w": worker, "l": json.dumps(labels), "t": token},
+                )
+            ).scalar_one()
+            await conn.execute(
+                sa.text(
+                    f"UPDATE items SET status = {DONE}, completed_at = {self._now}, "
+                    "lease_token = NULL, lease_expires_at = NULL WHERE id = :i"
+                ),
+                {"i": item_id},
+            )
+            nxt = await self._lease_one(conn, project, worker, token, item_id) if pop_next else None
+            return SubmitResult(ann_id, False, nxt)
+
+    async def _lease_one(
+        self, conn: AsyncConnection, project: ProjectRow, worker: str, token: str, item_id: int
+    ) -> ItemRow | None:
+        leased = await self._lease(conn, project, worker, 1, next_token(token, item_id))
+        return leased[0] if leased else None
+
+    async def _find_lease(
+        self, conn: AsyncConnection, project: ProjectRow, worker: str, token: str
+    ) -> ItemRow | None:
+        row = (
+            await conn.execute(
+                sa.text(
+                    "SELECT id, priority, lease_expires_at FROM items WHERE project_id = :p AND "
+                    f"status = {LEASED} AND lease_token = :t AND leased_by = :w"
+                ),
+                {"p": project.id, "t": token, "w": worker},
+            )
+        ).first()
+        if row is None:
+            return None
+        inputs = await self._inputs(conn, [row.id])
+        return ItemRow(row.id, inputs[row.id], row.priority, token, row.lease_expires_at)
+
+    async def release(self, project: ProjectRow, item_id: int, token: str, worker: str) -> None:
+        async with self._write() as conn:
+            item = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT status, lease_token, leased_by FROM items "
+                        f"WHERE id = :i AND project_id = :p {self._lock}"
+                    ),
+                    {"i": item_id, "p": project.id},
+                )
+            ).first()
+            if item is None:
+                raise NotFound(f"item {item_id} is not in project {project.name!r}")
+            if item.status == DONE or item.lease_token != token or item.leased_by != worker:
+                raise FailedPrecondition(
+                    f"item {item_id} is not leased to {worker!r} under this token "
+                    "(already labelled, released, or leased again after expiry)"
+                )
+            await conn.execute(
+                sa.text(
+                    f"UPDATE items SET status = {AVAILABLE}, lease_token = NULL, leased_by = NULL, "
+                    "lease_expires_at = NULL WHERE id = :i"
+                ),
+                {"i": item_id},
+            )
+
+    async def undo(self, project: ProjectRow, worker: str) -> tuple[ItemRow, list[str]]:
+        """Reopen the worker's newest annotation in the project and lease the item back."""
+        async with self._write() as conn:
+            ann = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT id, item_id, labels FROM annotations WHERE project_id = :p AND "
+                        f"worker_id = :w ORDER BY id DESC LIMIT 1 {self._lock}"
+                    ),
+                    {"p": project.id, "w": worker},
+                )
+            ).first()
+            if ann is None:
+                raise FailedPrecondition(
+                    f"worker {worker!r} has no annotation in project {project.name!r} to undo"
+                )
+            await conn.execute(sa.text("DELETE FROM annotations WHERE id = :a"), {"a": ann.id})
+            token = secrets.token_hex(16)
+            row = (
+                await conn.execute(
+                    sa.text(
+                        f"UPDATE items SET status = {LEASED}, lease_token = :t, leased_by = :w, "
+                        f"lease_expires_at = {self._now} + :l, completed_at = NULL "
+                        "WHERE id = :i RETURNING id, priority, lease_expires_at"
+                    ),
+                    {"t": token, "w": worker, "l": float(project.lease_seconds), "i": ann.item_id},
+                )
+            ).one()
+            inputs = await self._inputs(conn, [row.id])
+            item = ItemRow(row.id, inputs[row.id], row.priority, token, row.lease_expires_at)
+            return item, json.loads(ann.labels)
+
+    # -- priorities ---------------------------------------------------------------------
+
+    async def update_priorities(
+        self, project: ProjectRow, version: int, ids: np.ndarray, priorities: np.ndarray
+    ) -> tuple[int, int]:
+        """Apply priorities from one model version; an older version than the newest applied
+        is refused, so priorities never go back to a staler model."""
+        async with self._write() as conn:
+            current = (
+                await conn.execute(
+                    sa.text(f"SELECT model_version FROM projects WHERE id = :p {self._lock}"),
+                    {"p": project.id},
+                )
+            ).scalar_one()
+            if version < current:
+                raise FailedPrecondition(
+                    f"model version {version} is older than the applied version {current}; "
+                    "priorities from a stale model are not applied"
+                )
+            if len(ids):
+                updated = await self._set_priorities(conn, project.id, ids, priorities)
+                if updated != len(ids):
+                    raise InvalidArgument(
+                        f"{len(ids) - updated} of {len(ids)} ids are not items of project "
+                        f"{project.name!r}; nothing was updated"
+                    )
+            await conn.execute(
+                sa.text("UPDATE projects SET model_version = :v WHERE id = :p"),
+                {"v": version, "p": project.id},
+            )
+            return len(ids), version
+
+    async def _set_priorities(
+        self, conn: AsyncConnection, project_id: int, ids: np.ndarray, priorities: np.ndarray
+    ) -> int:
+        if self.postgres:
+            result = await conn.execute(
+                sa.text(
+                    "UPDATE items SET priority = u.p FROM unnest(CAST(:ids AS bigint[]), "
+                    "CAST(:ps AS float8[])) AS u(id, p) WHERE items.id = u.id AND "
+                    "items.project_id = :proj"
+                ),
+                {"ids": ids.tolist(), "ps": priorities.tolist(), "proj": project_id},
+            )
+            return result.rowcount
+        await conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS new_priority (id INTEGER "
+                                   "PRIMARY KEY, p REAL)")
+        await conn.exec_driver_sql("DELETE FROM new_priority")
+        await conn.exec_driver_sql(
+            "INSERT INTO new_priority (id, p) VALUES (?, ?)",
+            list(zip(ids.tolist(), priorities.tolist(), strict=True)),
+        )
+        result = await conn.exec_driver_sql(
+            "UPDATE items SET priority = new_priority.p FROM new_priority "
+            "WHERE items.id = new_priority.id AND items.project_id = ?",
+            (project_id,),
+        )
+        await conn.exec_driver_sql("DELETE FROM new_priority")
+        return result.rowcount
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def labelled_chunk(
+        self, project: ProjectRow, after: int, limit: int, with_inputs: bool
+    ) -> list[AnnotationRow]:
+        cols = ", i.kind, i.dtype, i.shape, i.data, i.text, i.metadata" if with_inputs else ""
+        join = " JOIN item_inputs i ON i.item_id = a.item_id" if with_inputs else ""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                sa.text(
+                    f"SELECT a.id, a.item_id, a.labels, a.worker_id, a.created_at{cols} "
+                    f"FROM annotations a{join} WHERE a.project_id = :p AND a.id > :c "
+                    "ORDER BY a.id LIMIT :n"
+                ),
+                {"p": project.id, "c": after, "n": limit},
+            )
+            return [
+                AnnotationRow(
+                    r.id,
+                    r.item_id,
+                    json.loads(r.labels),
+                    r.worker_id,
+                    r.created_at,
+                    InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata)
+                    if with_inputs
+                    else None,
+                )
+                for r in rows
+            ]
+
+    async def unlabelled_chunk(self, project: ProjectRow, after: int, limit: int) -> list[ItemRow]:
+        async with self._read() as conn:
+            rows = await conn.execute(
+                sa.text(
+                    "SELECT it.id, it.priority, i.kind, i.dtype, i.shape, i.data, i.text, "
+                    "i.metadata FROM items it JOIN item_inputs i ON i.item_id = it.id "
+                    f"WHERE it.project_id = :p AND it.status <> {DONE} AND it.id > :c "
+                    "ORDER BY it.id LIMIT :n"
+                ),
+                {"p": project.id, "c": after, "n": limit},
+            )
+            return [
+                ItemRow(r.id, InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata),
+                        r.priority)
+                for r in rows
+            ]
+
+    async def progress(self, project: ProjectRow) -> ProgressRow:
+        """Exact counts read in one snapshot; nothing is cached."""
+        out = ProgressRow()
+        async with self._read(snapshot=True) as conn:
+            params = {"p": project.id}
+            counts = await conn.execute(
+                sa.text(
+                    "SELECT status, CASE WHEN status = 1 AND lease_expires_at <= "
+                    f"{self._now} THEN 1 ELSE 0 END AS expired, COUNT(*) AS n FROM items "
+                    "WHERE project_id = :p GROUP BY 1, 2"
+                ),
+                params,
+            )
+            for status, expired, n in counts:
+                out.total += n
+                if status == DONE:
+                    out.labelled += n
+                elif status == LEASED and not expired:
+                    out.leased += n
+                else:
+                    out.available += n
+            workers = await conn.execute(
+                sa.text(
+                    "SELECT worker_id, COUNT(*) FROM annotations WHERE project_id = :p "
+                    "GROUP BY worker_id"
+                ),
+                params,
+            )
+            out.workers = {w: n for w, n in workers}
+            labels = await conn.execute(
+                sa.text(
+                    "SELECT labels, COUNT(*) FROM annotations WHERE project_id = :p GROUP BY labels"
+                ),
+                params,
+            )
+            for text, n in labels:
+                for label in json.loads(text):
+                    out.labels[label] = out.labels.get(label, 0) + n
+            out.last_annotation_id = (
+                await conn.execute(
+                    sa.text("SELECT COALESCE(MAX(id), 0) FROM annotations WHERE project_id = :p"),
+                    params,
+                )
+            ).scalar_one()
+        return out

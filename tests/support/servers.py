@@ -1,0 +1,66 @@
+"""Real queue-service processes for tests, on loopback ports chosen by the OS."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+
+class ServiceProcess:
+    """`labelgrid queue serve` in a child process; `address` is known once it has started."""
+
+    def __init__(self, database_url: str, env: dict[str, str] | None = None) -> None:
+        self.database_url = database_url
+        self.env = {**os.environ, **(env or {})}
+        self.log = Path(tempfile.mkstemp(prefix="labelgrid-queue-", suffix=".log")[1])
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> ServiceProcess:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "labelgrid.cli", "queue", "serve",
+                 "--address", "127.0.0.1:0", "--database-url", self.database_url],
+                stdout=out, stderr=subprocess.STDOUT, env=self.env,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log.read_text().splitlines():
+                if '"queue service started"' in line and line.startswith("{"):
+                    entry = json.loads(line)
+                    if entry.get("pid", self.proc.pid) == self.proc.pid:
+                        self.port = entry["port"]
+            if self.port and self.proc.poll() is None:
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"queue service did not start:\n{self.log.read_text()[-3000:]}")
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def logs(self) -> str:
+        return self.log.read_text()
