@@ -57,7 +57,11 @@ def _check_json(text: str, where: str, want_object: bool = False) -> str:
 
 def input_row(item: queue_pb2.NewItem, where: str) -> InputRow:
     """Validate one new item's payload and metadata and turn them into a stored row."""
-    meta = _check_json(item.metadata_json, f"{where} metadata_json", True) if item.metadata_json else None
+    meta = (
+        _check_json(item.metadata_json, f"{where} metadata_json", True)
+        if item.metadata_json
+        else None
+    )
     payload = item.input
     kind = payload.WhichOneof("kind")
     if kind == "array":
@@ -83,10 +87,14 @@ def row_inputs(rows: arrays_pb2.NDArray, where: str) -> list[InputRow]:
     stride = len(rows.data) // n if n else 0
     inner = _shape_text(shape[1:])
     data = rows.data
-    return [InputRow(KIND_ARRAY, dtype, inner, data[i * stride : (i + 1) * stride]) for i in range(n)]
+    return [
+        InputRow(KIND_ARRAY, dtype, inner, data[i * stride : (i + 1) * stride]) for i in range(n)
+    ]
 
 
-def digest_update(digest: hashlib._Hash, row: InputRow, labels: list[str] | None, prio: float) -> None:
+def digest_update(
+    digest: hashlib._Hash, row: InputRow, labels: list[str] | None, prio: float
+) -> None:
     """Feed one item into the idempotency digest; independent of how the call was chunked."""
     head = json.dumps([row.kind, row.dtype, row.shape, row.text, row.metadata, labels, prio])
     digest.update(len(head).to_bytes(8, "little"))
@@ -163,7 +171,9 @@ def progress(row: ProgressRow) -> queue_pb2.Progress:
         leased=row.leased,
         available=row.available,
         fraction=min(1.0, row.labelled / row.total) if row.total else 0.0,
-        workers=[queue_pb2.WorkerCount(worker_id=w, labelled=n) for w, n in sorted(row.workers.items())],
+        workers=[
+            queue_pb2.WorkerCount(worker_id=w, labelled=n) for w, n in sorted(row.workers.items())
+        ],
         labels=[queue_pb2.LabelCount(label=k, count=n) for k, n in sorted(row.labels.items())],
         last_annotation_id=row.last_annotation_id,
     )

@@ -72,5 +72,7 @@ async def migrate(engine: AsyncEngine) -> None:
 
     async with engine.begin() as conn:
         if is_postgres(engine):
-            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            await conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY}
+            )
         await conn.run_sync(_upgrade)

@@ -41,7 +41,8 @@ class QueueServer:
             ("grpc.so_reuseport", 0),
         ]
         self.server = grpc.aio.server(options=options)
-        queue_pb2_grpc.add_QueueServiceServicer_to_server(QueueService(self.store, s), self.server)
+        self.service = QueueService(self.store, s)
+        queue_pb2_grpc.add_QueueServiceServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
@@ -52,13 +53,17 @@ class QueueServer:
         await self.server.start()
         await self._set_health(True)
         self._probe = asyncio.create_task(self._probe_database())
-        log.info("queue service started", extra={"address": s.address, "port": self.port,
-                                                  "database": _safe_url(s.database_url)})
+        log.info(
+            "queue service started",
+            extra={"address": s.address, "port": self.port, "database": _safe_url(s.database_url)},
+        )
         return self.port
 
     async def _set_health(self, ok: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if ok else (
-            health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ok
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
         )
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
@@ -86,6 +91,7 @@ class QueueServer:
                 await self._probe
         if self.server is not None:
             await self.health.enter_graceful_shutdown()
+            self.service.notifier.close()
             await self.server.stop(self.settings.shutdown_grace)
         if self.store is not None:
             await self.store.close()

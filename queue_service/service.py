@@ -134,7 +134,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     # -- projects -----------------------------------------------------------------------
 
     @unary
-    async def CreateProject(self, request, context):  # noqa: N802
+    async def CreateProject(self, request, context):
         spec = request.project
         _need(spec.name, "project name")
         options = list(spec.options)
@@ -155,19 +155,19 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         return queue_pb2.CreateProjectResponse(project=convert.project(row), created=created)
 
     @unary
-    async def GetProject(self, request, context):  # noqa: N802
+    async def GetProject(self, request, context):
         row = await self._project(request.project, fresh=True)
         return queue_pb2.GetProjectResponse(project=convert.project(row))
 
     @unary
-    async def ListProjects(self, request, context):  # noqa: N802
+    async def ListProjects(self, request, context):
         rows = await self.store.list_projects()
         return queue_pb2.ListProjectsResponse(projects=[convert.project(r) for r in rows])
 
     # -- adding items -------------------------------------------------------------------
 
     @unary
-    async def AddFeatures(self, request_iterator, context):  # noqa: N802
+    async def AddFeatures(self, request_iterator, context):
         project: ProjectRow | None = None
         key = ""
         inputs: list[InputRow] = []
@@ -179,7 +179,9 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         async for chunk in request_iterator:
             if project is None:
                 project = await self._project(chunk.project)
-                key = _need(chunk.idempotency_key, "idempotency_key") if chunk.idempotency_key else ""
+                key = (
+                    _need(chunk.idempotency_key, "idempotency_key") if chunk.idempotency_key else ""
+                )
             elif chunk.project and chunk.project != project.name:
                 raise InvalidArgument(
                     f"chunk names project {chunk.project!r} but the call began with "
@@ -187,9 +189,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 )
             if chunk.idempotency_key and chunk.idempotency_key != key:
                 raise InvalidArgument("idempotency_key changed within one call")
-            new = [
-                convert.input_row(it, f"item {index + i}") for i, it in enumerate(chunk.items)
-            ]
+            new = [convert.input_row(it, f"item {index + i}") for i, it in enumerate(chunk.items)]
             if chunk.HasField("rows"):
                 new += convert.row_inputs(chunk.rows, f"rows at item {index + len(new)}")
             if chunk.labels and len(chunk.labels) != len(new):
@@ -203,9 +203,11 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                     "give one per item or none"
                 )
             for i, row in enumerate(new):
-                lab = self._labels(project, list(chunk.labels[i].values)) if (
-                    chunk.labels and chunk.labels[i].values
-                ) else None
+                lab = (
+                    self._labels(project, list(chunk.labels[i].values))
+                    if (chunk.labels and chunk.labels[i].values)
+                    else None
+                )
                 prio = chunk.priorities[i] if chunk.priorities else UNRANKED
                 if chunk.priorities:
                     any_priority = True
@@ -219,7 +221,11 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         if project is None:
             raise InvalidArgument("AddFeatures received no messages; send at least the project")
         ids, existed = await self.store.add_items(
-            project, inputs, labels, priorities if any_priority else None, key or None,
+            project,
+            inputs,
+            labels,
+            priorities if any_priority else None,
+            key or None,
             digest.hexdigest(),
         )
         if not existed:
@@ -230,7 +236,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     # -- leasing ------------------------------------------------------------------------
 
     @unary
-    async def Pop(self, request, context):  # noqa: N802
+    async def Pop(self, request, context):
         project = await self._project(request.project)
         worker = _need(request.worker_id, "worker_id")
         rows = await self.store.pop(project, worker, self._n(request.n))
@@ -239,7 +245,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         return queue_pb2.PopResponse(items=[convert.item(r) for r in rows])
 
     @unary
-    async def Submit(self, request, context):  # noqa: N802
+    async def Submit(self, request, context):
         project = await self._project(request.project)
         worker = _need(request.worker_id, "worker_id")
         if not request.lease_token:
@@ -257,7 +263,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         return reply
 
     @unary
-    async def Release(self, request, context):  # noqa: N802
+    async def Release(self, request, context):
         project = await self._project(request.project)
         worker = _need(request.worker_id, "worker_id")
         if not request.lease_token:
@@ -267,7 +273,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         return queue_pb2.ReleaseResponse()
 
     @unary
-    async def Undo(self, request, context):  # noqa: N802
+    async def Undo(self, request, context):
         project = await self._project(request.project)
         worker = _need(request.worker_id, "worker_id")
         row, labels = await self.store.undo(project, worker)
@@ -277,7 +283,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     # -- priorities ---------------------------------------------------------------------
 
     @unary
-    async def UpdatePriorities(self, request_iterator, context):  # noqa: N802
+    async def UpdatePriorities(self, request_iterator, context):
         project: ProjectRow | None = None
         version = 0
         ids: list[np.ndarray] = []
@@ -313,7 +319,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     # -- reading ------------------------------------------------------------------------
 
     @streaming
-    async def StreamLabelled(self, request, context):  # noqa: N802
+    async def StreamLabelled(self, request, context):
         project = await self._project(request.project)
         limit = self._chunk(request.chunk_size)
         if request.after_annotation_id < 0:
@@ -328,12 +334,12 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                     yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)
                 if len(rows) == limit:
                     continue
-            if not request.follow:
+            if not request.follow or self.notifier.closing:
                 return
             await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
 
     @streaming
-    async def StreamUnlabelled(self, request, context):  # noqa: N802
+    async def StreamUnlabelled(self, request, context):
         project = await self._project(request.project)
         limit = self._chunk(request.chunk_size)
         cursor = request.after_item_id
@@ -347,16 +353,16 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 return
 
     @unary
-    async def GetProgress(self, request, context):  # noqa: N802
+    async def GetProgress(self, request, context):
         project = await self._project(request.project)
         row = await self.store.progress(project)
         return queue_pb2.GetProgressResponse(progress=convert.progress(row))
 
     @streaming
-    async def WatchProgress(self, request, context):  # noqa: N802
+    async def WatchProgress(self, request, context):
         project = await self._project(request.project)
         last = None
-        while True:
+        while not self.notifier.closing:
             current = convert.progress(await self.store.progress(project))
             if current != last:
                 yield queue_pb2.WatchProgressResponse(progress=current)
@@ -364,7 +370,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
 
     @streaming
-    async def ExportLabels(self, request, context):  # noqa: N802
+    async def ExportLabels(self, request, context):
         project = await self._project(request.project)
         limit = self._chunk(request.chunk_size)
         cursor = 0
@@ -376,4 +382,3 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             if len(rows) < limit:
                 return
             cursor = rows[-1].id
-

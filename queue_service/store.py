@@ -468,7 +468,13 @@ class Store:
                         f"lease_token, created_at) VALUES (:p, :i, :w, :l, :t, {self._now}) "
                         "RETURNING id"
                     ),
-                    {"p": project.id, "i": item_id, "w": worker, "l": json.dumps(labels), "t": token},
+                    {
+                        "p": project.id,
+                        "i": item_id,
+                        "w": worker,
+                        "l": json.dumps(labels),
+                        "t": token,
+                    },
                 )
             ).scalar_one()
             await conn.execute(
@@ -607,8 +613,9 @@ class Store:
                 {"ids": ids.tolist(), "ps": priorities.tolist(), "proj": project_id},
             )
             return result.rowcount
-        await conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS new_priority (id INTEGER "
-                                   "PRIMARY KEY, p REAL)")
+        await conn.exec_driver_sql(
+            "CREATE TEMP TABLE IF NOT EXISTS new_priority (id INTEGER PRIMARY KEY, p REAL)"
+        )
         await conn.exec_driver_sql("DELETE FROM new_priority")
         await conn.exec_driver_sql(
             "INSERT INTO new_priority (id, p) VALUES (?, ?)",
@@ -664,8 +671,9 @@ class Store:
                 {"p": project.id, "c": after, "n": limit},
             )
             return [
-                ItemRow(r.id, InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata),
-                        r.priority)
+                ItemRow(
+                    r.id, InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata), r.priority
+                )
                 for r in rows
             ]
 

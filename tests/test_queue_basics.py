@@ -107,7 +107,9 @@ def test_expired_lease_returns_and_late_submit_is_refused(
     assert rows == [("fast", '["y"]')]
 
 
-def test_late_submit_accepted_when_nobody_took_the_item(client: QueueClient, project_name: str) -> None:
+def test_late_submit_accepted_when_nobody_took_the_item(
+    client: QueueClient, project_name: str
+) -> None:
     client.create_project(project_name, ["x"], lease_seconds=1)
     client.add_features(project_name, ["a", "b"])
     first = client.pop(project_name, "slow")[0]
@@ -160,7 +162,9 @@ def test_priorities_order_and_stale_versions(client: QueueClient, project_name: 
     assert client.get_project(project_name).model_version == 2
 
 
-def test_add_features_idempotency_key(client: QueueClient, project_name: str, database_url: str) -> None:
+def test_add_features_idempotency_key(
+    client: QueueClient, project_name: str, database_url: str
+) -> None:
     client.create_project(project_name, ["x"])
     X = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
     first = client.add_features(project_name, X, key="digits-v1")
@@ -173,10 +177,13 @@ def test_add_features_idempotency_key(client: QueueClient, project_name: str, da
     assert query(database_url, "SELECT COUNT(*) FROM items") == [(20,)]
 
 
-def test_add_features_with_labels_and_mixed_payloads(client: QueueClient, project_name: str) -> None:
+def test_add_features_with_labels_and_mixed_payloads(
+    client: QueueClient, project_name: str
+) -> None:
     client.create_project(project_name, ["0", "1"])
-    ids = client.add_features(project_name, ["text", {"k": [1, 2]}, np.float32(1.5)],
-                              labels=["1", None, "0"])
+    ids = client.add_features(
+        project_name, ["text", {"k": [1, 2]}, np.float32(1.5)], labels=["1", None, "0"]
+    )
     progress = client.progress(project_name)
     assert (progress.total, progress.labelled) == (3, 2)
     (item,) = client.pop(project_name, "w")

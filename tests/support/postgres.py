@@ -52,14 +52,39 @@ class Postgres:
 
     def start(self) -> Postgres:
         if not self.data.exists():
-            self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
-                      "--auth=trust", "-E", "UTF8", "--no-sync")
-        log = open(self.dir / "postgres.log", "ab")  # noqa: SIM115 - lives as long as the server
+            self._run(
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            )
+        log = open(self.dir / "postgres.log", "ab")
         self.proc = subprocess.Popen(
-            [*self._prefix, str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-             "-c", "max_connections=300", "-c", "shared_buffers=128MB"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                *self._prefix,
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=128MB",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.wait_ready()
         return self

@@ -31,9 +31,20 @@ class ServiceProcess:
     def start(self, timeout: float = 60) -> ServiceProcess:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "labelgrid.cli", "queue", "serve",
-                 "--address", "127.0.0.1:0", "--database-url", self.database_url],
-                stdout=out, stderr=subprocess.STDOUT, env=self.env,
+                [
+                    sys.executable,
+                    "-m",
+                    "labelgrid.cli",
+                    "queue",
+                    "serve",
+                    "--address",
+                    "127.0.0.1:0",
+                    "--database-url",
+                    self.database_url,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

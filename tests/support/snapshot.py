@@ -20,16 +20,20 @@ def snapshot(database_url: str) -> dict[str, list[tuple]]:
     if url.get_backend_name() == "sqlite":
         conn = sqlite3.connect(url.database)
         try:
-            return {t: conn.execute(f"SELECT * FROM {t} ORDER BY {k}").fetchall()
-                    for t, k in TABLES.items()}
+            return {
+                t: conn.execute(f"SELECT * FROM {t} ORDER BY {k}").fetchall()
+                for t, k in TABLES.items()
+            }
         finally:
             conn.close()
     import psycopg
 
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn) as conn:
-        return {t: [tuple(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY {k}")]
-                for t, k in TABLES.items()}
+        return {
+            t: [tuple(r) for r in conn.execute(f"SELECT * FROM {t} ORDER BY {k}")]
+            for t, k in TABLES.items()
+        }
 
 
 def query(database_url: str, sql: str) -> list[tuple]:

@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLAlchemy URL (env LABELGRID_DATABASE_URL; default sqlite+aiosqlite:///./labelgrid.db)",
     )
     serve.add_argument(
-        "--max-message-bytes", type=int, help="largest message accepted (env LABELGRID_MAX_MESSAGE_BYTES)"
+        "--max-message-bytes",
+        type=int,
+        help="largest message accepted (env LABELGRID_MAX_MESSAGE_BYTES)",
     )
     serve.add_argument("--log-level", default=os.environ.get("LABELGRID_LOG_LEVEL", "INFO"))
     serve.set_defaults(func=_queue_serve)

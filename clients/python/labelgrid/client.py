@@ -151,6 +151,7 @@ class QueueClient:
         With `key`, repeating the call is a no-op returning the same ids, and the call is
         retried on UNAVAILABLE; without one it is sent once.
         """
+
         def requests() -> Iterator[queue_pb2.AddFeaturesRequest]:
             yield from _add_requests(project, features, labels, priorities, key, chunk_bytes)
 

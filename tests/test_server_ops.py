@@ -1,0 +1,97 @@
+"""Operations: health, reflection, configuration by environment, graceful shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from labelgrid import QueueClient
+from labelgrid.cli import build_parser
+from tests.support.servers import ServiceProcess
+from tests.support.snapshot import query
+
+
+def test_health_and_reflection(service: ServiceProcess) -> None:
+    with service.channel() as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", "labelgrid.v1.QueueService"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        services = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+    assert {"labelgrid.v1.QueueService", "grpc.health.v1.Health"} <= services
+
+
+def test_environment_configures_the_service(tmp_path: Path) -> None:
+    db = tmp_path / "from-env.db"
+    env = {"LABELGRID_DATABASE_URL": f"sqlite:///{db}", "LABELGRID_MAX_POP": "5"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labelgrid.cli", "queue", "serve", "--address", "127.0.0.1:0"],
+        env={**os.environ, **env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stderr.readline()
+        assert '"queue service started"' in line, line
+        port = int(line.split('"port": ')[1].split(",")[0])
+        with QueueClient(f"127.0.0.1:{port}", retries=0) as client:
+            client.create_project("p", ["x"])
+            client.add_features("p", ["a"])
+            with pytest.raises(grpc.RpcError) as err:
+                client.pop("p", "w", n=6)
+            assert "between 1 and 5" in err.value.details()
+        assert db.exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def test_sigterm_lets_in_flight_calls_finish(database_url: str, project_name: str) -> None:
+    proc = ServiceProcess(database_url).start()
+    with QueueClient(proc.address, retries=0) as client:
+        client.create_project(project_name, ["x"])
+        client.add_features(project_name, ["a"])
+        # a follow stream is in flight when SIGTERM arrives; the server must still exit 0
+        stream = client.stream_labelled(project_name, follow=True, labels_only=True)
+        got: list[object] = []
+        reader = threading.Thread(target=lambda: got.append(list(stream)), daemon=True)
+        reader.start()
+        big = np.zeros((20_000, 64), np.float32)
+        adder = threading.Thread(target=lambda: got.append(client.add_features(project_name, big)))
+        adder.start()
+        time.sleep(0.3)
+        assert proc.terminate() == 0
+        adder.join(30)
+        reader.join(30)
+    assert "shutting down" in proc.logs() and "queue service stopped" in proc.logs()
+    # the follow stream ended cleanly (an empty list, no exception) ...
+    assert [] in got
+    # ... and the upload is either stored whole or was never acknowledged
+    stored = query(database_url, "SELECT COUNT(*) FROM items")[0][0]
+    acked = [g for g in got if isinstance(g, list) and g]
+    assert stored in (1, 1 + 20_000)
+    if acked:
+        assert stored == 1 + 20_000 and len(acked[0]) == 20_000
+
+
+def test_cli_defaults() -> None:
+    args = build_parser().parse_args(["queue", "serve"])
+    assert args.address is None  # falls back to LABELGRID_ADDRESS, then 127.0.0.1:50051
+    from queue_service.config import Settings
+
+    settings = Settings.from_env()
+    assert settings.address == os.environ.get("LABELGRID_ADDRESS", "127.0.0.1:50051")
+    assert settings.database_url.endswith("labelgrid.db")
