@@ -126,12 +126,10 @@ def timestamp(seconds: float | None) -> Timestamp | None:
 
 
 def item(row: ItemRow) -> queue_pb2.Item:
-    msg = queue_pb2.Item(
-        id=row.id,
-        input=payload(row.input),
-        metadata_json=row.input.metadata or "",
-        lease_token=row.lease_token or "",
-    )
+    msg = queue_pb2.Item(id=row.id, lease_token=row.lease_token or "")
+    if row.input is not None:
+        msg.input.CopyFrom(payload(row.input))
+        msg.metadata_json = row.input.metadata or ""
     if row.priority != UNRANKED:
         msg.priority = row.priority
     if row.lease_expires_at is not None:

@@ -344,7 +344,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         limit = self._chunk(request.chunk_size)
         cursor = request.after_item_id
         while True:
-            rows = await self.store.unlabelled_chunk(project, cursor, limit)
+            rows = await self.store.unlabelled_chunk(project, cursor, limit, request.ids_only)
             messages = [convert.item(r) for r in rows]
             for group in convert.batched(messages, self.reply_budget):
                 cursor = group[-1].id

@@ -60,7 +60,7 @@ class InputRow:
 @dataclass(frozen=True)
 class ItemRow:
     id: int
-    input: InputRow
+    input: InputRow | None
     priority: float
     lease_token: str | None = None
     lease_expires_at: float | None = None
@@ -659,7 +659,19 @@ class Store:
                 for r in rows
             ]
 
-    async def unlabelled_chunk(self, project: ProjectRow, after: int, limit: int) -> list[ItemRow]:
+    async def unlabelled_chunk(
+        self, project: ProjectRow, after: int, limit: int, ids_only: bool = False
+    ) -> list[ItemRow]:
+        if ids_only:
+            async with self._read() as conn:
+                rows = await conn.execute(
+                    sa.text(
+                        "SELECT id, priority FROM items WHERE project_id = :p AND "
+                        f"status <> {DONE} AND id > :c ORDER BY id LIMIT :n"
+                    ),
+                    {"p": project.id, "c": after, "n": limit},
+                )
+                return [ItemRow(r.id, None, r.priority) for r in rows]
         async with self._read() as conn:
             rows = await conn.execute(
                 sa.text(

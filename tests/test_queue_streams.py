@@ -33,7 +33,9 @@ def test_stream_labelled_follow_and_cursor(client: QueueClient, project_name: st
     item = client.pop(project_name, "w")[0]
     client.submit(project_name, item, "b", "w")
     second = received.get(timeout=10)
-    assert [(i.item_id, list(i.labels), i.worker_id) for i in second.items] == [(item.id, ["b"], "w")]
+    assert [(i.item_id, list(i.labels), i.worker_id) for i in second.items] == [
+        (item.id, ["b"], "w")
+    ]
     assert second.cursor > first.cursor
     stream.cancel()
     # resuming from the cursor sends only what is newer

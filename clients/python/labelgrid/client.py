@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 
 from labelgrid import arrays, payloads
+from labelgrid import features as features_mod
 from labelgrid.v1 import queue_pb2, queue_pb2_grpc
 
 T = TypeVar("T")
@@ -24,6 +25,7 @@ T = TypeVar("T")
 CHUNK_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
+PROGRESS_ITEMS = 20_000
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class QueueClient:
         priorities: Sequence[float] | None = None,
         key: str | None = None,
         chunk_bytes: int = CHUNK_BYTES,
+        progress: bool | None = None,
     ) -> list[int]:
         """Add items (a 2-d+ array adds one item per row) and return their ids.
 
@@ -250,10 +253,10 @@ class QueueClient:
         return self.stub.StreamLabelled(request, timeout=timeout)
 
     def stream_unlabelled(
-        self, project: str, after: int = 0, *, chunk_size: int = 0
+        self, project: str, after: int = 0, *, chunk_size: int = 0, ids_only: bool = False
     ) -> Iterator[queue_pb2.StreamUnlabelledResponse]:
         request = queue_pb2.StreamUnlabelledRequest(
-            project=project, after_item_id=after, chunk_size=chunk_size
+            project=project, after_item_id=after, chunk_size=chunk_size, ids_only=ids_only
         )
         return self.stub.StreamUnlabelled(request)
 
@@ -282,15 +285,16 @@ def _add_requests(
 ) -> Iterator[queue_pb2.AddFeaturesRequest]:
     """Chunk features into AddFeatures messages of about `chunk_bytes` each."""
     head = queue_pb2.AddFeaturesRequest(project=project, idempotency_key=key or "")
-    if isinstance(features, np.ndarray) and features.ndim >= 1:
-        n = len(features)
-        row_bytes = max(1, features[0].nbytes if n else 1)
+    rows = features_mod.as_rows(features)
+    if rows is not None:
+        n = len(rows)
+        row_bytes = max(1, rows[0].nbytes if n else 1)
         step = max(1, chunk_bytes // row_bytes)
 
         def chunk(start: int, stop: int) -> queue_pb2.AddFeaturesRequest:
-            return queue_pb2.AddFeaturesRequest(rows=arrays.encode(features[start:stop]))
+            return queue_pb2.AddFeaturesRequest(rows=arrays.encode(rows[start:stop]))
     else:
-        values = list(features)
+        values = features_mod.as_values(features)
         n = len(values)
         step = max(1, min(10_000, chunk_bytes // 1024))
 

@@ -253,14 +253,16 @@ class StreamLabelledResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[LabelledItem, _Mapping]]] = ..., cursor: _Optional[int] = ...) -> None: ...
 
 class StreamUnlabelledRequest(_message.Message):
-    __slots__ = ("project", "after_item_id", "chunk_size")
+    __slots__ = ("project", "after_item_id", "chunk_size", "ids_only")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     AFTER_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    IDS_ONLY_FIELD_NUMBER: _ClassVar[int]
     project: str
     after_item_id: int
     chunk_size: int
-    def __init__(self, project: _Optional[str] = ..., after_item_id: _Optional[int] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+    ids_only: bool
+    def __init__(self, project: _Optional[str] = ..., after_item_id: _Optional[int] = ..., chunk_size: _Optional[int] = ..., ids_only: _Optional[bool] = ...) -> None: ...
 
 class StreamUnlabelledResponse(_message.Message):
     __slots__ = ("items", "cursor")

@@ -1,0 +1,82 @@
+"""`widget.queue`: one project on a queue service, embedded or remote."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import grpc
+from sqlalchemy.orm import Session
+
+from labelgrid.client import QueueClient
+from labelgrid.v1 import queue_pb2
+
+
+class ProjectQueue:
+    """A project on a queue service. With `connection_string` the service runs in this
+    process on that database (and `session()` / `data` give SQLAlchemy access to it);
+    with `server="host:port"` it is a remote service."""
+
+    def __init__(
+        self,
+        project: str,
+        *,
+        connection_string: str | None = None,
+        server: str | None = None,
+    ) -> None:
+        if (connection_string is None) == (server is None):
+            raise ValueError("give either connection_string= (embedded) or server= (remote)")
+        self.project = project
+        self.connection_string = connection_string
+        self._sqlview = None
+        if connection_string is not None:
+            from labelgrid.embedded import embedded_service
+
+            self.service = embedded_service(connection_string)
+            address = self.service.address
+        else:
+            self.service = None
+            address = server
+        self.client = QueueClient(address)
+
+    def ensure_project(
+        self, options: Iterable[Any], *, multi_label: bool, allow_other: bool, lease_seconds: int
+    ) -> queue_pb2.Project:
+        """Use the project if it exists (whatever its options), else create it."""
+        try:
+            return self.client.get_project(self.project)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+        return self.client.create_project(
+            self.project,
+            options,
+            multi_label=multi_label,
+            allow_other=allow_other,
+            lease_seconds=lease_seconds,
+            exist_ok=True,
+        )
+
+    # -- superintendent-style inspection ------------------------------------------------
+
+    def _view(self) -> Any:
+        if self.connection_string is None:
+            raise RuntimeError(
+                "session() and data need direct database access: build the widget with "
+                "connection_string=... (embedded mode), not server=..."
+            )
+        if self._sqlview is None:
+            from labelgrid.sqlview import Inspector
+
+            self._sqlview = Inspector(self.connection_string, self.project)
+        return self._sqlview
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._view().session() as session:
+            yield session
+
+    @property
+    def data(self) -> type:
+        return self._view().data

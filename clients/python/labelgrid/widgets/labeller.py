@@ -1,0 +1,447 @@
+"""Notebook labelling widgets (ipywidgets 8) on a labelgrid queue.
+
+`ClassLabeller` (alias `SemiSupervisor`, as in superintendent.distributed) shows one item at
+a time with a button per option, an "other" box, skip and undo, a progress bar and the
+model's score; `MultiClassLabeller` lets several options be toggled before submitting.
+Building a widget never leases anything: the first item is leased when the widget is
+displayed (or `start()` is called), so an orchestrating widget leaves every item to the
+labellers.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+from IPython.display import display
+
+from labelgrid import features as features_mod
+from labelgrid.connection import ProjectQueue
+from labelgrid.widgets import display as show
+from labelgrid.widgets.session import LabellingSession
+
+DEFAULT_PROJECT = "superintendent"
+
+
+def _default_worker() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in some containers
+        user = "worker"
+    return f"{user}-{uuid.uuid4().hex[:6]}"
+
+
+def content_key(features: Any, labels: Any = None) -> str:
+    """An idempotency key from the data itself, so re-running an add cell adds nothing."""
+    digest = hashlib.sha256()
+    rows = features_mod.as_rows(features)
+    if rows is not None:
+        rows = np.ascontiguousarray(rows)
+        digest.update(f"{rows.dtype.str}{rows.shape}".encode())
+        digest.update(rows.tobytes())
+    else:
+        digest.update(repr(features_mod.as_values(features)).encode())
+    digest.update(repr(None if labels is None else list(labels)).encode())
+    return "content-" + digest.hexdigest()[:40]
+
+
+class ClassLabeller(widgets.VBox):
+    """Label one item at a time from a shared queue; optionally drive active learning."""
+
+    multi_label = False
+
+    def __init__(
+        self,
+        connection_string: str | None = None,
+        *,
+        server: str | None = None,
+        features: Any = None,
+        labels: Any = None,
+        options: Iterable[Any] = (),
+        classifier: Any = None,
+        display_func: Callable[[Any], None] | None = None,
+        eval_method: Callable | None = None,
+        reorder: str | Callable | None = None,
+        shuffle_prop: float = 0.1,
+        model_preprocess: Callable | None = None,
+        keyboard_shortcuts: bool = False,
+        worker_id: bool | str = False,
+        table_name: str = DEFAULT_PROJECT,
+        allow_freetext: bool = True,
+        lease_seconds: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if connection_string is None and server is None:
+            connection_string = "sqlite:///labelgrid.db"
+        self.queue = ProjectQueue(table_name, connection_string=connection_string, server=server)
+        self.project = self.queue.ensure_project(
+            [str(o) for o in options],
+            multi_label=self.multi_label,
+            allow_other=allow_freetext,
+            lease_seconds=lease_seconds,
+        )
+        self.options = list(self.project.options) or [str(o) for o in options]
+        self.classifier = classifier
+        self.display_func = display_func or show.default_display
+        self.eval_method = eval_method
+        self.reorder = reorder
+        self.shuffle_prop = shuffle_prop
+        self.model_preprocess = model_preprocess
+        self.messages: list[str] = []
+        self._learner = None
+        self._orchestration: threading.Thread | None = None
+
+        if features is not None:
+            self.add_features(features, labels)
+
+        self._build_ui(keyboard_shortcuts)
+        self.session: LabellingSession | None = None
+        if isinstance(worker_id, str) and worker_id:
+            self.worker_id: str | None = worker_id
+        elif worker_id is True:
+            self.worker_id = None  # asked for by the prompt before any item is shown
+        else:
+            self.worker_id = _default_worker()
+        self._render_idle()
+
+    # -- construction helpers -----------------------------------------------------------
+
+    @classmethod
+    def from_images(cls, canvas_size: tuple[int, int] = (100, 100), **kwargs: Any) -> ClassLabeller:
+        """A labeller that shows each item as an image (2-d arrays, flattened square images,
+        HxWx3 arrays, PIL images or image files)."""
+        kwargs.setdefault("display_func", show.image_display(tuple(canvas_size)))
+        return cls(**kwargs)
+
+    def _build_ui(self, keyboard_shortcuts: bool) -> None:
+        layout = widgets.Layout(width="auto")
+        self.progress_bar = widgets.FloatProgress(
+            value=0.0, min=0.0, max=1.0, description="Progress:"
+        )
+        self.progress_text = widgets.Label("")
+        self.score_label = widgets.Label("")
+        self.message = widgets.HTML("")
+        self.output = widgets.Output(layout=widgets.Layout(min_height="120px"))
+        self.option_buttons = [
+            self._button(option, lambda _b, o=option: self._on_option(o)) for option in self.options
+        ]
+        self.other_box = widgets.Text(placeholder="Other:", layout=widgets.Layout(width="160px"))
+        self.other_box.on_submit(lambda box: self._on_other(box.value))
+        self.skip_button = self._button("Skip", lambda _b: self.skip(), style="warning")
+        self.undo_button = self._button("Undo", lambda _b: self.undo(), style="")
+        controls = [*self.option_buttons]
+        if self.project.allow_other or not self.project.options:
+            controls.append(self.other_box)
+        self.controls = widgets.HBox(
+            [
+                widgets.HBox(controls, layout=widgets.Layout(flex_flow="row wrap")),
+                self.skip_button,
+                self.undo_button,
+            ],
+            layout=layout,
+        )
+        self.worker_box = widgets.Text(placeholder="your name or id", description="Worker id:")
+        self.worker_button = self._button("Start labelling", lambda _b: self._on_worker_id())
+        self.worker_box.on_submit(lambda _box: self._on_worker_id())
+        self.prompt = widgets.HBox([self.worker_box, self.worker_button])
+        self.children = [
+            widgets.HBox([self.progress_bar, self.progress_text, self.score_label]),
+            self.output,
+            self.message,
+        ]
+        self._keyboard = None
+        if keyboard_shortcuts:
+            from ipyevents import Event
+
+            self._keyboard = Event(
+                source=self, watched_events=["keydown"], prevent_default_action=False
+            )
+            self._keyboard.on_dom_event(self.on_key)
+
+    @staticmethod
+    def _button(text: str, handler: Callable, style: str = "info") -> widgets.Button:
+        button = widgets.Button(
+            description=text, button_style=style, layout=widgets.Layout(width="auto")
+        )
+        button.on_click(handler)
+        return button
+
+    # -- data ---------------------------------------------------------------------------
+
+    def add_features(
+        self, features: Any, labels: Any = None, *, key: str | bool | None = None
+    ) -> list[int]:
+        """Add items to the queue, once: by default the key is the data's own digest, so
+        running this again (in any widget on the same queue) adds nothing. `key=False`
+        adds unconditionally."""
+        if key is None:
+            key = content_key(features, labels)
+        ids = self.queue.client.add_features(
+            self.queue.project, features, labels=labels, key=key or None
+        )
+        self._refresh_progress()
+        return ids
+
+    @property
+    def new_labels(self) -> list[Any]:
+        """Every item's label in insertion order (None where unlabelled); multi-label
+        projects give lists."""
+        client, project = self.queue.client, self.queue.project
+        labelled = {it.item_id: list(it.labels) for it in client.export_labels(project)}
+        waiting = [
+            it.id
+            for chunk in client.stream_unlabelled(project, ids_only=True)
+            for it in chunk.items
+        ]
+        out: list[Any] = []
+        for item_id in sorted(labelled.keys() | set(waiting)):
+            labels = labelled.get(item_id)
+            out.append(None if labels is None else labels if self.multi_label else labels[0])
+        return out
+
+    # -- labelling ----------------------------------------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        self.start()
+        return super()._repr_mimebundle_(**kwargs)
+
+    def start(self) -> None:
+        """Lease the first item and show it (after the worker-id prompt, if one is asked)."""
+        if self.worker_id is None:
+            self.children = [self.prompt, self.message]
+            return
+        if self.session is None:
+            self.session = LabellingSession(
+                self.queue.client, self.queue.project, self.worker_id, on_error=self._error
+            )
+        if not self.session.started:
+            self.session.start()
+        self._render()
+
+    def _on_worker_id(self) -> None:
+        value = self.worker_box.value.strip()
+        if not value:
+            self._error("enter a worker id to start labelling")
+            return
+        self.worker_id = value
+        self.message.value = ""
+        self.start()
+
+    def _on_option(self, option: str) -> None:
+        self.submit(option)
+
+    def _on_other(self, value: str) -> None:
+        value = value.strip()
+        if value:
+            self.other_box.value = ""
+            self.submit(value)
+
+    def submit(self, labels: str | list[str]) -> None:
+        if self.session is None or self.session.current is None:
+            return
+        self.session.label(labels)
+        self._render()
+
+    def skip(self) -> None:
+        if self.session is not None and self.session.current is not None:
+            self.session.skip()
+            self._render()
+
+    def undo(self) -> None:
+        if self.session is not None:
+            _, labels = self.session.undo()
+            self._render(previous=labels)
+
+    def on_key(self, event: dict[str, Any]) -> None:
+        """Number keys pick an option (1 = first, 0 = tenth), space skips, backspace undoes."""
+        key = event.get("key", "")
+        if key == " ":
+            self.skip()
+        elif key == "Backspace":
+            self.undo()
+        elif key.isdigit():
+            index = (int(key) - 1) % 10
+            if index < len(self.options):
+                self._on_option(self.options[index])
+
+    def close_session(self) -> None:
+        """Give back the leases this widget holds (the current and the prefetched item)."""
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def _error(self, text: str) -> None:
+        self.messages.append(text)
+        self.message.value = f"<span style='color:#b00'>{show._escape(text)}</span>"
+
+    def _render_idle(self) -> None:
+        self._refresh_progress()
+
+    def _render(self, previous: list[str] | None = None) -> None:
+        self.children = [
+            widgets.HBox([self.progress_bar, self.progress_text, self.score_label]),
+            self.output,
+            self.controls,
+            self.message,
+        ]
+        self.output.clear_output(wait=True)
+        current = self.session.current if self.session else None
+        with self.output:
+            if current is None:
+                display(widgets.HTML("<h3>Nothing left to label. Thank you!</h3>"))
+            else:
+                self.display_func(current.input)
+                if previous:
+                    display(widgets.HTML(f"<i>previous label: {', '.join(previous)}</i>"))
+        self._refresh_progress()
+
+    def _refresh_progress(self) -> None:
+        try:
+            progress = self.queue.client.progress(self.queue.project)
+        except Exception as exc:  # progress is informative; labelling goes on without it
+            self.progress_text.value = f"(progress unavailable: {exc})"
+            return
+        self.progress_bar.value = progress.fraction
+        self.progress_text.value = f"{progress.labelled} / {progress.total} labelled"
+
+    # -- active learning ----------------------------------------------------------------
+
+    @property
+    def learner(self) -> Any:
+        if self.classifier is None:
+            raise ValueError("no classifier: build the widget with classifier=... to retrain")
+        if self._learner is None:
+            from trainer_service.loop import ActiveLearner
+
+            self._learner = ActiveLearner(
+                self.queue.client,
+                self.queue.project,
+                self.classifier,
+                eval_method=self.eval_method,
+                acquisition_function=self.reorder,
+                shuffle_prop=self.shuffle_prop,
+                model_preprocess=self.model_preprocess,
+            )
+        return self._learner
+
+    def retrain(self) -> Any:
+        """Fit the classifier on every label so far, score it and re-rank the queue once.
+
+        Returns the run's result; its status says when nothing could be done (no labels,
+        one class only) and the widget shows the message."""
+        result = self.learner.run_once()
+        self._show_result(result)
+        return result
+
+    def orchestrate(
+        self,
+        interval_seconds: float | None = None,
+        interval_n_labels: int = 0,
+        shuffle_prop: float = 0.1,
+        max_runs: float = float("inf"),
+    ) -> list[Any]:
+        """Retrain and re-rank for the labellers: once when `interval_seconds` is None, else
+        every `interval_seconds` once `interval_n_labels` new labels have arrived, up to
+        `max_runs` times. Never leases an item."""
+        self.learner.shuffle_prop = shuffle_prop
+        return self.learner.run(
+            interval_seconds=interval_seconds,
+            interval_n_labels=interval_n_labels,
+            max_runs=max_runs,
+            on_result=self._show_result,
+        )
+
+    def _show_result(self, result: Any) -> None:
+        if result.score is not None:
+            text = f"Score: {result.score:.2f}"
+            if result.score_std is not None:
+                text += f" ± {result.score_std:.2f}"
+        else:
+            text = "Score: n/a"
+        self.score_label.value = text
+        print(text if result.ok else f"{text} — {result.message}")
+        if not result.ok:
+            self.message.value = show._escape(result.message)
+
+    def plot_history(self, ax: Any = None) -> Any:
+        """The learning curve: score (± spread) against the number of labels per run."""
+        import matplotlib.pyplot as plt
+
+        runs = [r for r in self.learner.history if r.score is not None]
+        if ax is None:
+            _, ax = plt.subplots()
+        x = [r.n_labels for r in runs]
+        y = np.array([r.score for r in runs])
+        err = np.array([r.score_std or 0.0 for r in runs])
+        ax.plot(x, y, marker="o")
+        ax.fill_between(x, y - err, y + err, alpha=0.2)
+        ax.set_xlabel("labels")
+        ax.set_ylabel("score")
+        ax.set_title(f"{self.queue.project}: learning curve")
+        return ax
+
+
+class MultiClassLabeller(ClassLabeller):
+    """Several labels per item: toggle options, then press "Apply"."""
+
+    multi_label = True
+
+    def _build_ui(self, keyboard_shortcuts: bool) -> None:
+        super()._build_ui(keyboard_shortcuts)
+        self.toggles = [
+            widgets.ToggleButton(description=o, layout=widgets.Layout(width="auto"))
+            for o in self.options
+        ]
+        self.apply_button = self._button("Apply", lambda _b: self._apply(), style="success")
+        controls = [*self.toggles]
+        if self.project.allow_other or not self.project.options:
+            controls.append(self.other_box)
+        self.controls = widgets.HBox(
+            [
+                widgets.HBox(controls, layout=widgets.Layout(flex_flow="row wrap")),
+                self.apply_button,
+                self.skip_button,
+                self.undo_button,
+            ]
+        )
+
+    def _on_option(self, option: str) -> None:
+        for toggle in self.toggles:
+            if toggle.description == option:
+                toggle.value = not toggle.value
+
+    def _on_other(self, value: str) -> None:
+        value = value.strip()
+        if value:
+            self.other_box.value = ""
+            self.submit([*self._selected(), value])
+
+    def _selected(self) -> list[str]:
+        return [t.description for t in self.toggles if t.value]
+
+    def _apply(self) -> None:
+        chosen = self._selected()
+        if not chosen:
+            self._error("select at least one option, or skip")
+            return
+        for toggle in self.toggles:
+            toggle.value = False
+        self.submit(chosen)
+
+    def on_key(self, event: dict[str, Any]) -> None:
+        if event.get("key") == "Enter":
+            self._apply()
+        else:
+            super().on_key(event)
+
+
+SemiSupervisor = ClassLabeller

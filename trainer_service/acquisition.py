@@ -1,0 +1,89 @@
+"""Acquisition functions: which unlabelled items are most worth labelling next.
+
+Each takes class probabilities (n_items x n_classes, from `predict_proba`) and returns a
+score per item, higher meaning "label this sooner". `rank()` turns scores into serving
+priorities and applies superintendent's `shuffle_prop` exploration: that share of the
+ranked positions is picked at random and shuffled among itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Acquisition = Callable[[np.ndarray], np.ndarray]
+
+
+def _probs(p: np.ndarray) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"probabilities must be 2-d (items x classes); got shape {p.shape}")
+    return p
+
+
+def entropy(p: np.ndarray) -> np.ndarray:
+    """Shannon entropy of the predicted distribution (natural log)."""
+    p = _probs(p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(p), 0.0)
+    return -terms.sum(axis=1)
+
+
+def margin(p: np.ndarray) -> np.ndarray:
+    """Negative gap between the two most likely classes: small gaps score high."""
+    p = _probs(p)
+    if p.shape[1] < 2:
+        return np.zeros(len(p))
+    top2 = np.sort(p, axis=1)[:, -2:]
+    return -(top2[:, 1] - top2[:, 0])
+
+
+def certainty(p: np.ndarray) -> np.ndarray:
+    """Least confidence: one minus the probability of the most likely class."""
+    return 1.0 - _probs(p).max(axis=1)
+
+
+def random(p: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Uniform random scores: the baseline every other strategy must beat."""
+    return (rng or np.random.default_rng()).random(len(_probs(p)))
+
+
+FUNCTIONS: dict[str, Acquisition] = {
+    "entropy": entropy,
+    "margin": margin,
+    "certainty": certainty,
+    "random": random,
+}
+
+
+def resolve(reorder: str | Acquisition | None) -> Acquisition | None:
+    """A named acquisition function, a user callable, or None (no re-ranking)."""
+    if reorder is None or callable(reorder):
+        return reorder
+    try:
+        return FUNCTIONS[reorder]
+    except KeyError:
+        raise ValueError(
+            f"unknown reorder {reorder!r}; use one of {sorted(FUNCTIONS)} or a callable"
+        ) from None
+
+
+def rank(
+    scores: np.ndarray, shuffle_prop: float = 0.0, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Priorities (n..1, higher first) from scores, ties kept in the given (insertion) order,
+    then `shuffle_prop` of the positions shuffled among themselves for exploration."""
+    if not 0.0 <= shuffle_prop <= 1.0:
+        raise ValueError(f"shuffle_prop must be between 0 and 1; got {shuffle_prop}")
+    scores = np.asarray(scores, dtype=np.float64)
+    n = len(scores)
+    order = np.argsort(-scores, kind="stable")
+    k = round(shuffle_prop * n)
+    if k > 1:
+        rng = rng or np.random.default_rng()
+        positions = np.sort(rng.choice(n, size=k, replace=False))
+        order[positions] = order[rng.permutation(positions)]
+    priorities = np.empty(n, dtype=np.float64)
+    priorities[order] = np.arange(n, 0, -1, dtype=np.float64)
+    return priorities
