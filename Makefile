@@ -21,10 +21,10 @@ protos: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(STUBS_OUT) --pyi_out=$(STUBS_OUT) \
 		--grpc_python_out=$(STUBS_OUT) $(PROTOS)
 
-## The queue service on ./labelgrid.db (SQLite), on 127.0.0.1:50051.
+## The whole stack on ./labelgrid.db (SQLite): queue service on 127.0.0.1:50051, trainer on
+## 127.0.0.1:50052, and the labelling page for the demo digits on http://127.0.0.1:8866/
 run: $(STAMP)
-	$(VENV)/bin/labelgrid queue serve --address $${LABELGRID_ADDRESS:-127.0.0.1:50051} \
-		--database-url $${LABELGRID_DATABASE_URL:-sqlite+aiosqlite:///./labelgrid.db}
+	$(VENV)/bin/labelgrid stack
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

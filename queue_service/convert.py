@@ -14,7 +14,14 @@ from labelgrid import arrays
 from labelgrid.v1 import arrays_pb2, queue_pb2
 from queue_service.errors import InvalidArgument
 from queue_service.schema import KIND_ARRAY, KIND_JSON, KIND_TEXT, KIND_URI, UNRANKED
-from queue_service.store import AnnotationRow, InputRow, ItemRow, ProgressRow, ProjectRow
+from queue_service.store import (
+    AnnotationRow,
+    InputRow,
+    ItemRow,
+    ProgressRow,
+    ProjectRow,
+    TrainingRunRow,
+)
 
 
 @functools.lru_cache(maxsize=256)
@@ -190,3 +197,43 @@ def batched(messages: Iterable, budget: int) -> Iterator[list]:
         size += n
     if group:
         yield group
+
+
+def training_run(row: TrainingRunRow) -> queue_pb2.TrainingRun:
+    msg = queue_pb2.TrainingRun(
+        status=row.status,
+        message=row.message,
+        n_labels=row.n_labels,
+        n_scored=row.n_scored,
+        model_version=row.model_version,
+        seconds=row.seconds,
+        started_at=timestamp(row.started_at),
+        trainer=row.trainer,
+    )
+    if row.score is not None:
+        msg.score = row.score
+    if row.score_std is not None:
+        msg.score_std = row.score_std
+    return msg
+
+
+def training_run_row(msg: queue_pb2.TrainingRun) -> TrainingRunRow:
+    for name in ("score", "score_std", "seconds"):
+        if not math.isfinite(getattr(msg, name)):
+            raise InvalidArgument(f"run {name} must be a finite number")
+    if not msg.status:
+        raise InvalidArgument("run status is empty")
+    if msg.n_labels < 0 or msg.n_scored < 0 or msg.model_version < 0:
+        raise InvalidArgument("run counts and model_version must be >= 0")
+    return TrainingRunRow(
+        status=msg.status[:40],
+        message=msg.message,
+        score=msg.score if msg.HasField("score") else None,
+        score_std=msg.score_std if msg.HasField("score_std") else None,
+        n_labels=msg.n_labels,
+        n_scored=msg.n_scored,
+        model_version=msg.model_version,
+        seconds=msg.seconds,
+        started_at=msg.started_at.ToNanoseconds() / 1e9,
+        trainer=msg.trainer[:200],
+    )

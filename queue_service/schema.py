@@ -82,3 +82,21 @@ annotations = sa.Table(
     sa.Column("lease_token", sa.String(64), nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
 )
+
+training_runs = sa.Table(
+    "training_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("status", sa.String(40), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("score", sa.Double, nullable=True),
+    sa.Column("score_std", sa.Double, nullable=True),
+    sa.Column("n_labels", sa.BigInteger, nullable=False),
+    sa.Column("n_scored", sa.BigInteger, nullable=False),
+    sa.Column("model_version", sa.BigInteger, nullable=False),
+    sa.Column("seconds", sa.Double, nullable=False),
+    sa.Column("started_at", sa.Double, nullable=False),
+    sa.Column("trainer", sa.String(200), nullable=False),
+    sa.Column("recorded_at", sa.Double, nullable=False),
+)

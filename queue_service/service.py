@@ -382,3 +382,17 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             if len(rows) < limit:
                 return
             cursor = rows[-1].id
+
+    # -- training history -----------------------------------------------------------------
+
+    @unary
+    async def RecordTrainingRun(self, request, context):
+        project = await self._project(request.project)
+        run_id = await self.store.record_run(project, convert.training_run_row(request.run))
+        return queue_pb2.RecordTrainingRunResponse(id=run_id)
+
+    @unary
+    async def ListTrainingRuns(self, request, context):
+        project = await self._project(request.project)
+        runs = await self.store.list_runs(project)
+        return queue_pb2.ListTrainingRunsResponse(runs=[convert.training_run(r) for r in runs])

@@ -94,6 +94,20 @@ class ProgressRow:
     last_annotation_id: int = 0
 
 
+@dataclass
+class TrainingRunRow:
+    status: str
+    message: str
+    score: float | None
+    score_std: float | None
+    n_labels: int
+    n_scored: int
+    model_version: int
+    seconds: float
+    started_at: float
+    trainer: str
+
+
 def next_token(token: str, item_id: int) -> str:
     """The lease token a Submit with pop_next uses, derived so a retried submit finds it."""
     return hashlib.sha256(f"{token}:{item_id}".encode()).hexdigest()[:32]
@@ -688,6 +702,37 @@ class Store:
                 )
                 for r in rows
             ]
+
+    # -- training history ---------------------------------------------------------------
+
+    _RUN_COLS = (
+        "status, message, score, score_std, n_labels, n_scored, model_version, seconds, "
+        "started_at, trainer"
+    )
+
+    async def record_run(self, project: ProjectRow, run: TrainingRunRow) -> int:
+        async with self._write() as conn:
+            return (
+                await conn.execute(
+                    sa.text(
+                        f"INSERT INTO training_runs (project_id, {self._RUN_COLS}, recorded_at) "
+                        "VALUES (:p, :status, :message, :score, :score_std, :n_labels, "
+                        f":n_scored, :model_version, :seconds, :started_at, :trainer, {self._now}) "
+                        "RETURNING id"
+                    ),
+                    {"p": project.id, **vars(run)},
+                )
+            ).scalar_one()
+
+    async def list_runs(self, project: ProjectRow) -> list[TrainingRunRow]:
+        async with self._read() as conn:
+            rows = await conn.execute(
+                sa.text(
+                    f"SELECT {self._RUN_COLS} FROM training_runs WHERE project_id = :p ORDER BY id"
+                ),
+                {"p": project.id},
+            )
+            return [TrainingRunRow(**r._mapping) for r in rows]
 
     async def progress(self, project: ProjectRow) -> ProgressRow:
         """Exact counts read in one snapshot; nothing is cached."""

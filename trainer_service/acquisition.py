@@ -74,11 +74,18 @@ def rank(
 ) -> np.ndarray:
     """Priorities (n..1, higher first) from scores, ties kept in the given (insertion) order,
     then `shuffle_prop` of the positions shuffled among themselves for exploration."""
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    return priorities_from_order(order, shuffle_prop, rng)
+
+
+def priorities_from_order(
+    order: np.ndarray, shuffle_prop: float = 0.0, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Priorities for a serving order (order[0] first), with `shuffle_prop` exploration."""
     if not 0.0 <= shuffle_prop <= 1.0:
         raise ValueError(f"shuffle_prop must be between 0 and 1; got {shuffle_prop}")
-    scores = np.asarray(scores, dtype=np.float64)
-    n = len(scores)
-    order = np.argsort(-scores, kind="stable")
+    order = np.array(order, dtype=np.int64)
+    n = len(order)
     k = round(shuffle_prop * n)
     if k > 1:
         rng = rng or np.random.default_rng()
@@ -87,3 +94,27 @@ def rank(
     priorities = np.empty(n, dtype=np.float64)
     priorities[order] = np.arange(n, 0, -1, dtype=np.float64)
     return priorities
+
+
+#: Strategies that also need the items' features: the batch-aware ones.
+BATCH_AWARE = {"batch-margin": margin}
+
+
+def diverse_order(X: np.ndarray) -> np.ndarray:
+    """Farthest-first (k-center greedy) order of rows: start with row 0, then repeatedly the
+    row farthest from every row chosen so far. Given rows sorted by uncertainty, the result
+    spreads the first picks across the feature space, so a batch of concurrent labellers is
+    not handed near-duplicates."""
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    n = len(X)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    order = [0]
+    min_dist = np.linalg.norm(X - X[0], axis=1)
+    min_dist[0] = -1.0
+    for _ in range(n - 1):
+        nxt = int(np.argmax(min_dist))  # ties go to the more uncertain (earlier) row
+        order.append(nxt)
+        min_dist = np.minimum(min_dist, np.linalg.norm(X - X[nxt], axis=1))
+        min_dist[order] = -1.0
+    return np.asarray(order, dtype=np.int64)

@@ -23,6 +23,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from labelgrid import payloads
 from labelgrid.client import QueueClient
+from labelgrid.v1 import queue_pb2
 from trainer_service import acquisition, models
 
 log = logging.getLogger("labelgrid.trainer")
@@ -54,6 +55,23 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status in (OK, ALL_LABELLED)
+
+    def to_proto(self, trainer: str) -> queue_pb2.TrainingRun:
+        msg = queue_pb2.TrainingRun(
+            status=self.status,
+            message=self.message,
+            n_labels=self.n_labels,
+            n_scored=self.n_scored,
+            model_version=self.model_version or 0,
+            seconds=self.seconds,
+            trainer=trainer,
+        )
+        msg.started_at.FromNanoseconds(round(self.started_at * 1e9))
+        if self.score is not None:
+            msg.score = self.score
+        if self.score_std is not None:
+            msg.score_std = self.score_std
+        return msg
 
 
 def default_preprocess(x: list[Any], y: Any) -> tuple[Any, Any]:
@@ -97,12 +115,23 @@ class ActiveLearner:
         model_preprocess: Preprocess | None = None,
         chunk_size: int = 5000,
         seed: int | None = None,
+        diverse_pool: int = 200,
+        trainer_name: str = "notebook",
+        record: bool = True,
     ) -> None:
         self.client = client
         self.project = project
         self.model = model
         self.eval_method = eval_method or default_eval
-        self.acquire = acquisition.resolve(acquisition_function)
+        self.batch_aware = acquisition_function in acquisition.BATCH_AWARE
+        self.acquire = (
+            acquisition.BATCH_AWARE[acquisition_function]
+            if self.batch_aware
+            else acquisition.resolve(acquisition_function)
+        )
+        self.diverse_pool = diverse_pool
+        self.trainer_name = trainer_name
+        self.record = record
         self.shuffle_prop = shuffle_prop
         self.preprocess = model_preprocess or default_preprocess
         self.chunk_size = chunk_size
@@ -146,6 +175,13 @@ class ActiveLearner:
             result = self._run()
             result.seconds = time.perf_counter() - start
             self.history.append(result)
+            if self.record:
+                try:
+                    self.client.record_training_run(
+                        self.project, result.to_proto(self.trainer_name)
+                    )
+                except Exception as exc:  # history is informative; the run itself stands
+                    log.warning("could not record the run", extra={"error": str(exc)})
             log.info(
                 "training run",
                 extra={
@@ -201,13 +237,32 @@ class ActiveLearner:
             version,
         )
 
-    def _score_unlabelled(self) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def _diversify(
+        ids: np.ndarray, order: np.ndarray, pool_ids: np.ndarray, pool_x: np.ndarray
+    ) -> np.ndarray:
+        """Serve the most uncertain items farthest-first, ahead of the rest (still by
+        uncertainty), so concurrent labellers get diverse uncertain items."""
+        position = {int(i): k for k, i in enumerate(ids)}
+        head = np.asarray([position[int(i)] for i in pool_ids], dtype=np.int64)
+        head = head[acquisition.diverse_order(pool_x)]
+        rest = order[~np.isin(order, head)]
+        return np.concatenate([head, rest])
+
+    def _score_unlabelled(
+        self,
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         ids: list[np.ndarray] = []
         values: list[np.ndarray] = []
         batch_ids: list[int] = []
         batch_x: list[Any] = []
+        # batch-aware: the most uncertain items so far, with their feature rows (bounded)
+        pool_ids = np.empty(0, np.int64)
+        pool_scores = np.empty(0)
+        pool_x: np.ndarray | None = None
 
         def flush() -> None:
+            nonlocal pool_ids, pool_scores, pool_x
             X, _ = self.preprocess(batch_x, None)
             probs = self.model.predict_proba(X)
             if isinstance(probs, list):  # multi-output estimators: one array per label
@@ -221,8 +276,18 @@ class ActiveLearner:
                 )
             else:
                 scores = self.acquire(probs)
-            ids.append(np.asarray(batch_ids, dtype=np.int64))
-            values.append(np.asarray(scores, dtype=np.float64))
+            chunk_ids = np.asarray(batch_ids, dtype=np.int64)
+            chunk_scores = np.asarray(scores, dtype=np.float64)
+            ids.append(chunk_ids)
+            values.append(chunk_scores)
+            if self.batch_aware:
+                rows = np.asarray(X, dtype=np.float64).reshape(len(chunk_ids), -1)
+                all_ids = np.concatenate([pool_ids, chunk_ids])
+                all_scores = np.concatenate([pool_scores, chunk_scores])
+                all_x = rows if pool_x is None else np.concatenate([pool_x, rows])
+                # most uncertain first; ties in insertion order
+                keep = np.lexsort((all_ids, -all_scores))[: self.diverse_pool]
+                pool_ids, pool_scores, pool_x = all_ids[keep], all_scores[keep], all_x[keep]
             batch_ids.clear()
             batch_x.clear()
 
@@ -235,8 +300,9 @@ class ActiveLearner:
         if batch_ids:
             flush()
         if not ids:
-            return np.empty(0, np.int64), np.empty(0)
-        return np.concatenate(ids), np.concatenate(values)
+            return np.empty(0, np.int64), np.empty(0), None
+        pool = (pool_ids, pool_x) if self.batch_aware and pool_x is not None else None
+        return np.concatenate(ids), np.concatenate(values), pool
 
     # -- scheduling ---------------------------------------------------------------------
 

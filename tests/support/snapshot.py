@@ -12,6 +12,7 @@ TABLES = {
     "items": "id",
     "item_inputs": "item_id",
     "annotations": "id",
+    "training_runs": "id",
 }
 
 

@@ -274,6 +274,18 @@ class QueueClient:
 
         return self._retry(call)
 
+    # -- training history -----------------------------------------------------------------
+
+    def record_training_run(self, project: str, run: queue_pb2.TrainingRun) -> int:
+        request = queue_pb2.RecordTrainingRunRequest(project=project, run=run)
+        return self.stub.RecordTrainingRun(request, timeout=self.timeout).id
+
+    def list_training_runs(self, project: str) -> list[queue_pb2.TrainingRun]:
+        request = queue_pb2.ListTrainingRunsRequest(project=project)
+        return list(
+            self._retry(lambda: self.stub.ListTrainingRuns(request, timeout=self.timeout)).runs
+        )
+
 
 def _add_requests(
     project: str,

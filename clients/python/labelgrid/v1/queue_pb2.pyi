@@ -347,3 +347,53 @@ class ExportLabelsResponse(_message.Message):
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[LabelledItem]
     def __init__(self, items: _Optional[_Iterable[_Union[LabelledItem, _Mapping]]] = ...) -> None: ...
+
+class TrainingRun(_message.Message):
+    __slots__ = ("status", "message", "score", "score_std", "n_labels", "n_scored", "model_version", "seconds", "started_at", "trainer")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_STD_FIELD_NUMBER: _ClassVar[int]
+    N_LABELS_FIELD_NUMBER: _ClassVar[int]
+    N_SCORED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    TRAINER_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    message: str
+    score: float
+    score_std: float
+    n_labels: int
+    n_scored: int
+    model_version: int
+    seconds: float
+    started_at: _timestamp_pb2.Timestamp
+    trainer: str
+    def __init__(self, status: _Optional[str] = ..., message: _Optional[str] = ..., score: _Optional[float] = ..., score_std: _Optional[float] = ..., n_labels: _Optional[int] = ..., n_scored: _Optional[int] = ..., model_version: _Optional[int] = ..., seconds: _Optional[float] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trainer: _Optional[str] = ...) -> None: ...
+
+class RecordTrainingRunRequest(_message.Message):
+    __slots__ = ("project", "run")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    run: TrainingRun
+    def __init__(self, project: _Optional[str] = ..., run: _Optional[_Union[TrainingRun, _Mapping]] = ...) -> None: ...
+
+class RecordTrainingRunResponse(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    def __init__(self, id: _Optional[int] = ...) -> None: ...
+
+class ListTrainingRunsRequest(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    def __init__(self, project: _Optional[str] = ...) -> None: ...
+
+class ListTrainingRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[TrainingRun]
+    def __init__(self, runs: _Optional[_Iterable[_Union[TrainingRun, _Mapping]]] = ...) -> None: ...

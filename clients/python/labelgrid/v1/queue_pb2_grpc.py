@@ -106,6 +106,16 @@ class QueueServiceStub:
                 request_serializer=labelgrid_dot_v1_dot_queue__pb2.ExportLabelsRequest.SerializeToString,
                 response_deserializer=labelgrid_dot_v1_dot_queue__pb2.ExportLabelsResponse.FromString,
                 _registered_method=True)
+        self.RecordTrainingRun = channel.unary_unary(
+                '/labelgrid.v1.QueueService/RecordTrainingRun',
+                request_serializer=labelgrid_dot_v1_dot_queue__pb2.RecordTrainingRunRequest.SerializeToString,
+                response_deserializer=labelgrid_dot_v1_dot_queue__pb2.RecordTrainingRunResponse.FromString,
+                _registered_method=True)
+        self.ListTrainingRuns = channel.unary_unary(
+                '/labelgrid.v1.QueueService/ListTrainingRuns',
+                request_serializer=labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsRequest.SerializeToString,
+                response_deserializer=labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsResponse.FromString,
+                _registered_method=True)
 
 
 class QueueServiceServicer:
@@ -208,6 +218,19 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordTrainingRun(self, request, context):
+        """The training history of a project: trainers record each run; anyone can list them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrainingRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -280,6 +303,16 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.ExportLabels,
                     request_deserializer=labelgrid_dot_v1_dot_queue__pb2.ExportLabelsRequest.FromString,
                     response_serializer=labelgrid_dot_v1_dot_queue__pb2.ExportLabelsResponse.SerializeToString,
+            ),
+            'RecordTrainingRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordTrainingRun,
+                    request_deserializer=labelgrid_dot_v1_dot_queue__pb2.RecordTrainingRunRequest.FromString,
+                    response_serializer=labelgrid_dot_v1_dot_queue__pb2.RecordTrainingRunResponse.SerializeToString,
+            ),
+            'ListTrainingRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrainingRuns,
+                    request_deserializer=labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsRequest.FromString,
+                    response_serializer=labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -662,6 +695,60 @@ class QueueService:
             '/labelgrid.v1.QueueService/ExportLabels',
             labelgrid_dot_v1_dot_queue__pb2.ExportLabelsRequest.SerializeToString,
             labelgrid_dot_v1_dot_queue__pb2.ExportLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordTrainingRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelgrid.v1.QueueService/RecordTrainingRun',
+            labelgrid_dot_v1_dot_queue__pb2.RecordTrainingRunRequest.SerializeToString,
+            labelgrid_dot_v1_dot_queue__pb2.RecordTrainingRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrainingRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelgrid.v1.QueueService/ListTrainingRuns',
+            labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsRequest.SerializeToString,
+            labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

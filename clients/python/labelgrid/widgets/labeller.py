@@ -132,8 +132,10 @@ class ClassLabeller(widgets.VBox):
         self.option_buttons = [
             self._button(option, lambda _b, o=option: self._on_option(o)) for option in self.options
         ]
-        self.other_box = widgets.Text(placeholder="Other:", layout=widgets.Layout(width="160px"))
-        self.other_box.on_submit(lambda box: self._on_other(box.value))
+        self.other_box = widgets.Text(
+            placeholder="Other:", continuous_update=False, layout=widgets.Layout(width="160px")
+        )
+        self.other_box.observe(lambda change: self._on_other(change["new"]), "value")
         self.skip_button = self._button("Skip", lambda _b: self.skip(), style="warning")
         self.undo_button = self._button("Undo", lambda _b: self.undo(), style="")
         controls = [*self.option_buttons]
@@ -147,9 +149,10 @@ class ClassLabeller(widgets.VBox):
             ],
             layout=layout,
         )
-        self.worker_box = widgets.Text(placeholder="your name or id", description="Worker id:")
+        self.worker_box = widgets.Text(
+            placeholder="your name or id", description="Worker id:", continuous_update=False
+        )
         self.worker_button = self._button("Start labelling", lambda _b: self._on_worker_id())
-        self.worker_box.on_submit(lambda _box: self._on_worker_id())
         self.prompt = widgets.HBox([self.worker_box, self.worker_button])
         self.children = [
             widgets.HBox([self.progress_bar, self.progress_text, self.score_label]),

@@ -1,0 +1,183 @@
+"""The widgets, driven through their own callbacks, against a real queue service."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labelgrid import QueueClient
+from labelgrid.distributed import ClassLabeller, MultiClassLabeller, SemiSupervisor
+from tests.support.servers import ServiceProcess
+from tests.support.snapshot import query
+
+
+def _labeller(service: ServiceProcess, project: str, n: int = 6, **kw) -> ClassLabeller:
+    kw.setdefault("options", ["a", "b", "c"])
+    widget = ClassLabeller(server=service.address, table_name=project, worker_id="tester", **kw)
+    widget.add_features([f"text {i}" for i in range(n)])
+    return widget
+
+
+def test_construction_and_adding_twice_lease_and_insert_nothing(
+    service: ServiceProcess, project_name: str, database_url: str
+) -> None:
+    widget = _labeller(service, project_name)
+    again = ClassLabeller(server=service.address, table_name=project_name)
+    again.add_features([f"text {i}" for i in range(6)])  # the same data: a no-op
+    assert query(database_url, "SELECT COUNT(*) FROM items") == [(6,)]
+    assert query(database_url, "SELECT COUNT(*) FROM items WHERE status = 1") == [(0,)]
+    widget.start()
+    # the shown item and the prefetched one are leased before any click
+    widget.session.flush()
+    assert query(database_url, "SELECT COUNT(*) FROM items WHERE status = 1") == [(2,)]
+    assert widget.session.current.input == "text 0"
+
+
+def test_buttons_label_in_order_with_prefetch(service: ServiceProcess, project_name: str) -> None:
+    widget = _labeller(service, project_name)
+    widget.start()
+    shown = []
+    for i in range(6):
+        shown.append(widget.session.current.input)
+        widget.option_buttons[i % 3].click()
+    widget.session.flush()
+    assert shown == [f"text {i}" for i in range(6)]
+    assert widget.session.current is None
+    assert widget.new_labels == ["a", "b", "c", "a", "b", "c"]
+    assert widget.progress_bar.value == 1.0
+
+
+def test_skip_releases_and_undo_reopens(
+    service: ServiceProcess, project_name: str, database_url: str
+) -> None:
+    widget = _labeller(service, project_name, n=4)
+    widget.start()
+    skipped = widget.session.current
+    widget.skip_button.click()
+    widget.session.flush()
+    status = query(database_url, f"SELECT status, leased_by FROM items WHERE id = {skipped.id}")
+    assert status == [(0, None)]  # back in the pool at once
+    labelled = widget.session.current
+    widget.option_buttons[1].click()
+    widget.undo_button.click()
+    assert widget.session.current.id == labelled.id
+    assert widget.new_labels.count(None) == 4
+    widget.option_buttons[2].click()
+    widget.session.flush()
+    assert widget.new_labels[labelled.id - skipped.id] == "c"
+
+
+def test_other_box_and_unknown_label(service: ServiceProcess, project_name: str) -> None:
+    widget = _labeller(service, project_name, n=2)
+    widget.start()
+    widget.other_box.value = "zebra"  # what pressing Enter in the box does
+    widget.session.flush()
+    assert "zebra" in widget.new_labels
+    strict = ClassLabeller(
+        server=service.address,
+        table_name=project_name + "-strict",
+        options=["a"],
+        allow_freetext=False,
+        worker_id="w",
+    )
+    strict.add_features(["x"])
+    strict.start()
+    strict.submit("zebra")
+    strict.session.flush()
+    assert any("not an option" in m for m in strict.messages)
+    assert strict.new_labels == [None]
+
+
+def test_multi_label_submit(service: ServiceProcess, project_name: str) -> None:
+    widget = MultiClassLabeller(
+        server=service.address,
+        table_name=project_name,
+        options=["red", "green", "blue"],
+        worker_id="w",
+    )
+    widget.add_features(["one", "two"])
+    widget.start()
+    widget.apply_button.click()  # nothing selected: refused, nothing sent
+    assert widget.messages and widget.session.current.input == "one"
+    widget.toggles[0].value = True
+    widget.toggles[2].value = True
+    widget.apply_button.click()
+    widget.session.flush()
+    assert widget.new_labels == [["blue", "red"], None]
+    assert not any(t.value for t in widget.toggles)
+
+
+def test_worker_id_prompt_required_before_first_item(
+    service: ServiceProcess, project_name: str, database_url: str
+) -> None:
+    widget = ClassLabeller(
+        server=service.address, table_name=project_name, options=["a"], worker_id=True
+    )
+    widget.add_features(["x", "y"])
+    widget.start()
+    assert widget.prompt in widget.children and widget.session is None
+    widget.worker_button.click()  # empty id refused
+    assert widget.session is None and "worker id" in widget.messages[-1]
+    widget.worker_box.value = "  carol "
+    widget.worker_button.click()
+    assert widget.worker_id == "carol" and widget.session.current is not None
+    widget.option_buttons[0].click()
+    widget.session.flush()
+    assert query(database_url, "SELECT worker_id FROM annotations") == [("carol",)]
+
+
+def test_keyboard_shortcuts(service: ServiceProcess, project_name: str) -> None:
+    widget = _labeller(service, project_name, n=4, keyboard_shortcuts=True)
+    assert widget._keyboard is not None
+    widget.start()
+    widget.on_key({"key": "2"})  # second option
+    widget.on_key({"key": " "})  # skip
+    widget.on_key({"key": "3"})
+    widget.on_key({"key": "Backspace"})  # undo the "c"
+    widget.on_key({"key": "1"})
+    widget.session.flush()
+    labels = widget.new_labels
+    assert labels[0] == "b" and labels[1] is None and labels[2] == "a"
+
+
+def test_retrain_statuses_and_orchestrate_never_leases(
+    service: ServiceProcess, project_name: str, database_url: str
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    orchestrator = SemiSupervisor(
+        server=service.address,
+        table_name=project_name,
+        options=["0", "1"],
+        classifier=LogisticRegression(),
+        reorder="margin",
+    )
+    orchestrator.add_features(X)
+    assert orchestrator.retrain().status == "not_enough_labels"
+    client = QueueClient(service.address)
+    for item in client.pop(project_name, "w", n=3):
+        client.submit(project_name, item, "0", "w")
+    one_class = orchestrator.retrain()
+    assert one_class.status == "not_enough_labels" and "one class" in one_class.message
+    for item in client.pop(project_name, "w", n=12):
+        client.submit(project_name, item, str(y[item.id - 1]), "w")
+    (result,) = orchestrator.orchestrate()
+    assert result.status == "ok" and result.model_version == 1 and result.score is not None
+    assert orchestrator.score_label.value.startswith("Score:")
+    assert query(database_url, "SELECT COUNT(*) FROM items WHERE status = 1") == [(0,)]
+    # priorities now follow the model's uncertainty: the first served is the least certain
+    top = client.pop(project_name, "w2")[0]
+    assert top.priority == 25.0  # 25 unlabelled items ranked 25..1
+    for item in client.pop(project_name, "w", n=30):
+        client.submit(project_name, item, str(y[item.id - 1]), "w")
+    client.submit(project_name, top, str(y[top.id - 1]), "w2")
+    final = orchestrator.retrain()
+    assert final.status == "all_labelled" and final.score is not None
+
+
+def test_remote_widget_has_no_sql_session(service: ServiceProcess, project_name: str) -> None:
+    widget = ClassLabeller(server=service.address, table_name=project_name, options=["a"])
+    with pytest.raises(RuntimeError, match="connection_string"), widget.queue.session():
+        pass

@@ -1,0 +1,232 @@
+"""`labelgrid.v1.TrainerService`: one active-learning job per project, run on threads.
+
+Fitting is CPU-bound and the loop uses the synchronous queue client, so each job runs its
+loop (`trainer_service.loop.ActiveLearner.run`) on its own thread; the RPC handlers stay on
+the event loop and only read job state. One learner per project, and the learner's own lock,
+mean a project is never fitted twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+
+import grpc
+
+from labelgrid.client import QueueClient
+from labelgrid.v1 import trainer_pb2, trainer_pb2_grpc
+from trainer_service import acquisition, models
+from trainer_service.loop import ActiveLearner, RunResult
+
+log = logging.getLogger("labelgrid.trainer")
+
+RUNNING, STOPPED, FAILED = "running", "stopped", "failed"
+
+
+class JobError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _hook(path: str):
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise JobError(grpc.StatusCode.INVALID_ARGUMENT, f"cannot import {path!r}: {exc}") from None
+
+
+@dataclass
+class Job:
+    spec: trainer_pb2.JobSpec
+    learner: ActiveLearner
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    state: str = RUNNING
+    last: RunResult | None = None
+    runs: int = 0
+
+    def status(self) -> trainer_pb2.JobStatus:
+        msg = trainer_pb2.JobStatus(spec=self.spec, state=self.state, runs=self.runs)
+        if self.last is not None:
+            msg.last_run.CopyFrom(self.last.to_proto(self.learner.trainer_name))
+        return msg
+
+
+class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
+    def __init__(self, queue_address: str, poll_seconds: float = 1.0) -> None:
+        self.queue_address = queue_address
+        self.poll_seconds = poll_seconds
+        self.jobs: dict[str, Job] = {}
+        self.name = f"trainer@{socket.gethostname()}"
+        self._changed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def _build(self, spec: trainer_pb2.JobSpec) -> Job:
+        if not spec.project:
+            raise JobError(grpc.StatusCode.INVALID_ARGUMENT, "spec.project is empty")
+        try:
+            model = models.load(spec.model, spec.model_params_json or None)
+        except (ValueError, TypeError) as exc:
+            raise JobError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        name = spec.acquisition or "margin"
+        if name not in acquisition.FUNCTIONS and name not in acquisition.BATCH_AWARE:
+            choices = sorted([*acquisition.FUNCTIONS, *acquisition.BATCH_AWARE])
+            raise JobError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"unknown acquisition {name!r}; use one of {choices}",
+            )
+        if not 0.0 <= spec.shuffle_prop <= 1.0:
+            raise JobError(grpc.StatusCode.INVALID_ARGUMENT, "shuffle_prop must be in [0, 1]")
+        if spec.interval_seconds < 0 or spec.interval_n_labels < 0:
+            raise JobError(grpc.StatusCode.INVALID_ARGUMENT, "intervals must be >= 0")
+        client = QueueClient(self.queue_address)
+        try:
+            client.get_project(spec.project)
+        except grpc.RpcError as exc:
+            client.close()
+            raise JobError(exc.code(), f"queue service: {exc.details()}") from None
+        learner = ActiveLearner(
+            client,
+            spec.project,
+            model,
+            acquisition_function=name,
+            shuffle_prop=spec.shuffle_prop,
+            model_preprocess=_hook(spec.model_preprocess) if spec.model_preprocess else None,
+            trainer_name=self.name,
+        )
+        return Job(spec=spec, learner=learner)
+
+    def _on_result(self, job: Job, result: RunResult) -> None:
+        job.last = result
+        job.runs += 1
+        self._signal()
+
+    def _signal(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _run_job(self, job: Job) -> None:
+        one_shot = job.spec.interval_seconds == 0 and job.spec.interval_n_labels == 0
+        try:
+            job.learner.run(
+                interval_seconds=None if one_shot else job.spec.interval_seconds,
+                interval_n_labels=job.spec.interval_n_labels,
+                on_result=lambda r: self._on_result(job, r),
+                stop=job.stop,
+                poll_seconds=self.poll_seconds,
+            )
+            job.state = STOPPED
+        except Exception as exc:  # the queue went away for good, or a bug: say so in status
+            log.exception("job failed", extra={"project": job.spec.project})
+            job.state = FAILED
+            job.last = RunResult("model_failed", f"job failed: {exc}")
+        finally:
+            self._signal()
+
+    async def stop_all(self) -> None:
+        for project in list(self.jobs):
+            await self._stop(project)
+
+    async def _stop(self, project: str) -> None:
+        job = self.jobs.get(project)
+        if job is None:
+            return
+        job.stop.set()
+        if job.thread is not None:
+            await asyncio.to_thread(job.thread.join)
+        job.state = STOPPED if job.state == RUNNING else job.state
+        self._wake()
+
+    def _job(self, project: str) -> Job:
+        job = self.jobs.get(project)
+        if job is None:
+            raise JobError(
+                grpc.StatusCode.NOT_FOUND,
+                f"no job for project {project!r}; start one with StartJob",
+            )
+        return job
+
+    # -- RPCs ---------------------------------------------------------------------------
+
+    async def _guard(self, context: grpc.aio.ServicerContext, coro):
+        try:
+            return await coro
+        except JobError as exc:
+            await context.abort(exc.code, str(exc))
+
+    async def StartJob(self, request, context):
+        async def start() -> trainer_pb2.StartJobResponse:
+            self._loop = asyncio.get_running_loop()
+            job = await asyncio.to_thread(self._build, request.spec)
+            await self._stop(request.spec.project)
+            self.jobs[request.spec.project] = job
+            job.thread = threading.Thread(
+                target=self._run_job, args=(job,), daemon=True, name=f"job-{request.spec.project}"
+            )
+            job.thread.start()
+            log.info(
+                "job started", extra={"project": request.spec.project, "model": request.spec.model}
+            )
+            self._wake()
+            return trainer_pb2.StartJobResponse(status=job.status())
+
+        return await self._guard(context, start())
+
+    async def StopJob(self, request, context):
+        async def stop() -> trainer_pb2.StopJobResponse:
+            self._job(request.project)
+            await self._stop(request.project)
+            return trainer_pb2.StopJobResponse()
+
+        return await self._guard(context, stop())
+
+    async def ListJobs(self, request, context):
+        return trainer_pb2.ListJobsResponse(jobs=[j.status() for j in self.jobs.values()])
+
+    async def RetrainNow(self, request, context):
+        async def retrain() -> trainer_pb2.RetrainNowResponse:
+            job = self._job(request.project)
+            result = await asyncio.to_thread(job.learner.run_once)
+            self._on_result(job, result)
+            return trainer_pb2.RetrainNowResponse(run=result.to_proto(job.learner.trainer_name))
+
+        return await self._guard(context, retrain())
+
+    async def GetStatus(self, request, context):
+        async def status() -> trainer_pb2.GetStatusResponse:
+            return trainer_pb2.GetStatusResponse(status=self._job(request.project).status())
+
+        return await self._guard(context, status())
+
+    async def WatchStatus(self, request, context):
+        self._loop = asyncio.get_running_loop()
+        last = None
+        while True:
+            job = self.jobs.get(request.project)
+            if job is None:
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND, f"no job for project {request.project!r}"
+                )
+            current = job.status()
+            if current != last:
+                yield trainer_pb2.WatchStatusResponse(status=current)
+                last = current
+            if job.state != RUNNING:
+                return
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), self.poll_seconds)
+            except TimeoutError:
+                pass
