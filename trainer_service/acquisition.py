@@ -105,10 +105,10 @@ def diverse_order(X: np.ndarray) -> np.ndarray:
     row farthest from every row chosen so far. Given rows sorted by uncertainty, the result
     spreads the first picks across the feature space, so a batch of concurrent labellers is
     not handed near-duplicates."""
-    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     n = len(X)
     if n == 0:
         return np.empty(0, dtype=np.int64)
+    X = np.asarray(X, dtype=np.float64).reshape(n, -1)
     order = [0]
     min_dist = np.linalg.norm(X - X[0], axis=1)
     min_dist[0] = -1.0

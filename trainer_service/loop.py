@@ -219,12 +219,15 @@ class ActiveLearner:
             return RunResult(MODEL_FAILED, f"the model failed to fit: {exc}", score, std, n)
         if self.acquire is None:
             return RunResult(OK, f"fitted on {n} labels; no reorder set{note}", score, std, n)
-        ids, values = self._score_unlabelled()
+        ids, values, pool = self._score_unlabelled()
         if len(ids) == 0:
             return RunResult(
                 ALL_LABELLED, f"fitted on {n} labels; nothing left to rank{note}", score, std, n
             )
-        priorities = acquisition.rank(values, self.shuffle_prop, self.rng)
+        order = np.argsort(-values, kind="stable")
+        if pool is not None:
+            order = self._diversify(ids, order, *pool)
+        priorities = acquisition.priorities_from_order(order, self.shuffle_prop, self.rng)
         version = self.client.get_project(self.project).model_version + 1
         self.client.update_priorities(self.project, ids, priorities, model_version=version)
         return RunResult(

@@ -17,6 +17,8 @@ import grpc
 class ServiceProcess:
     """`labelgrid queue serve` in a child process; `address` is known once it has started."""
 
+    started = '"queue service started"'
+
     def __init__(self, database_url: str, env: dict[str, str] | None = None) -> None:
         self.database_url = database_url
         self.env = {**os.environ, **(env or {})}
@@ -28,28 +30,28 @@ class ServiceProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "labelgrid.cli",
+            "queue",
+            "serve",
+            "--address",
+            "127.0.0.1:0",
+            "--database-url",
+            self.database_url,
+        ]
+
     def start(self, timeout: float = 60) -> ServiceProcess:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "labelgrid.cli",
-                    "queue",
-                    "serve",
-                    "--address",
-                    "127.0.0.1:0",
-                    "--database-url",
-                    self.database_url,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env,
+                self.command(), stdout=out, stderr=subprocess.STDOUT, env=self.env
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in self.log.read_text().splitlines():
-                if '"queue service started"' in line and line.startswith("{"):
+                if self.started in line and line.startswith("{"):
                     entry = json.loads(line)
                     if entry.get("pid", self.proc.pid) == self.proc.pid:
                         self.port = entry["port"]
@@ -75,3 +77,26 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log.read_text()
+
+
+class TrainerProcess(ServiceProcess):
+    """`labelgrid trainer serve --queue …` in a child process."""
+
+    started = '"trainer service started"'
+
+    def __init__(self, queue_address: str, env: dict[str, str] | None = None) -> None:
+        super().__init__("", env)
+        self.queue_address = queue_address
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "labelgrid.cli",
+            "trainer",
+            "serve",
+            "--address",
+            "127.0.0.1:0",
+            "--queue",
+            self.queue_address,
+        ]

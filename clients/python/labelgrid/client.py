@@ -214,21 +214,11 @@ class QueueClient:
         *,
         chunk: int = 100_000,
     ) -> queue_pb2.UpdatePrioritiesResponse:
-        ids = np.asarray(ids, dtype=np.int64)
-        prios = np.asarray(priorities, dtype=np.float64)
-        if ids.shape != prios.shape:
-            raise ValueError(f"{len(ids)} ids but {len(prios)} priorities")
-
-        def requests() -> Iterator[queue_pb2.UpdatePrioritiesRequest]:
-            yield queue_pb2.UpdatePrioritiesRequest(project=project, model_version=model_version)
-            for start in range(0, len(ids), chunk):
-                yield queue_pb2.UpdatePrioritiesRequest(
-                    ids=ids[start : start + chunk].tolist(),
-                    priorities=prios[start : start + chunk].tolist(),
-                )
-
         return self._retry(
-            lambda: self.stub.UpdatePriorities(requests(), timeout=max(self.timeout, 600))
+            lambda: self.stub.UpdatePriorities(
+                _priority_requests(project, ids, priorities, model_version, chunk),
+                timeout=max(self.timeout, 600),
+            )
         )
 
     # -- reading ------------------------------------------------------------------------
@@ -284,6 +274,26 @@ class QueueClient:
         request = queue_pb2.ListTrainingRunsRequest(project=project)
         return list(
             self._retry(lambda: self.stub.ListTrainingRuns(request, timeout=self.timeout)).runs
+        )
+
+
+def _priority_requests(
+    project: str,
+    ids: Sequence[int] | np.ndarray,
+    priorities: Sequence[float] | np.ndarray,
+    model_version: int,
+    chunk: int,
+) -> Iterator[queue_pb2.UpdatePrioritiesRequest]:
+    """UpdatePriorities messages: a header, then chunks of ids and priorities."""
+    ids = np.asarray(ids, dtype=np.int64)
+    prios = np.asarray(priorities, dtype=np.float64)
+    if ids.shape != prios.shape:
+        raise ValueError(f"{len(ids)} ids but {len(prios)} priorities")
+    yield queue_pb2.UpdatePrioritiesRequest(project=project, model_version=model_version)
+    for start in range(0, len(ids), chunk):
+        yield queue_pb2.UpdatePrioritiesRequest(
+            ids=ids[start : start + chunk].tolist(),
+            priorities=prios[start : start + chunk].tolist(),
         )
 
 

@@ -274,6 +274,12 @@ class ClassLabeller(widgets.VBox):
             if index < len(self.options):
                 self._on_option(self.options[index])
 
+    def flush(self) -> None:
+        """Wait until every label sent so far is acknowledged, then refresh the progress."""
+        if self.session is not None:
+            self.session.flush()
+        self._refresh_progress()
+
     def close_session(self) -> None:
         """Give back the leases this widget holds (the current and the prefetched item)."""
         if self.session is not None:
@@ -376,15 +382,21 @@ class ClassLabeller(widgets.VBox):
             self.message.value = show._escape(result.message)
 
     def plot_history(self, ax: Any = None) -> Any:
-        """The learning curve: score (± spread) against the number of labels per run."""
+        """The learning curve: score (± spread) against labels used, for every training run
+        of the project recorded in the database (this widget's, other notebooks' and the
+        trainer service's)."""
         import matplotlib.pyplot as plt
 
-        runs = [r for r in self.learner.history if r.score is not None]
+        runs = [
+            r
+            for r in self.queue.client.list_training_runs(self.queue.project)
+            if r.HasField("score")
+        ]
         if ax is None:
             _, ax = plt.subplots()
         x = [r.n_labels for r in runs]
         y = np.array([r.score for r in runs])
-        err = np.array([r.score_std or 0.0 for r in runs])
+        err = np.array([r.score_std if r.HasField("score_std") else 0.0 for r in runs])
         ax.plot(x, y, marker="o")
         ax.fill_between(x, y - err, y + err, alpha=0.2)
         ax.set_xlabel("labels")

@@ -1,0 +1,185 @@
+"""`AsyncQueueClient`: the asyncio twin of `QueueClient`, over grpc.aio.
+
+Same methods and conversions as the sync client (requests are built by the same helpers);
+use it from async code such as a web backend or a simulated crowd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+
+from labelgrid.client import (
+    CHUNK_BYTES,
+    MAX_MESSAGE_BYTES,
+    RETRY_CODES,
+    Item,
+    _add_requests,
+    _labels,
+    _priority_requests,
+)
+from labelgrid.v1 import queue_pb2, queue_pb2_grpc
+
+T = TypeVar("T")
+
+
+class AsyncQueueClient:
+    def __init__(
+        self, address: str = "127.0.0.1:50051", *, timeout: float = 30.0, retries: int = 5
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.retries = retries
+        self.channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self.stub = queue_pb2_grpc.QueueServiceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncQueueClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.1
+        for attempt in range(self.retries + 1):
+            try:
+                return await call()
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in RETRY_CODES or attempt == self.retries:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    async def create_project(
+        self,
+        name: str,
+        options: Sequence[Any] = (),
+        *,
+        multi_label: bool = False,
+        allow_other: bool = False,
+        lease_seconds: int = 0,
+        exist_ok: bool = True,
+    ) -> queue_pb2.Project:
+        request = queue_pb2.CreateProjectRequest(
+            project=queue_pb2.Project(
+                name=name,
+                options=[str(o) for o in options],
+                multi_label=multi_label,
+                allow_other=allow_other,
+                lease_seconds=lease_seconds,
+            ),
+            exist_ok=exist_ok,
+        )
+        reply = await self._retry(lambda: self.stub.CreateProject(request, timeout=self.timeout))
+        return reply.project
+
+    async def add_features(
+        self,
+        project: str,
+        features: Any,
+        *,
+        labels: Sequence[Any] | None = None,
+        priorities: Sequence[float] | None = None,
+        key: str | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> list[int]:
+        def call() -> Awaitable[queue_pb2.AddFeaturesResponse]:
+            requests = _add_requests(project, features, labels, priorities, key, chunk_bytes)
+            return self.stub.AddFeatures(requests, timeout=max(self.timeout, 600))
+
+        reply = await (self._retry(call) if key else call())
+        return list(reply.ids)
+
+    async def pop(self, project: str, worker_id: str, n: int = 1) -> list[Item]:
+        reply = await self.stub.Pop(
+            queue_pb2.PopRequest(project=project, worker_id=worker_id, n=n), timeout=self.timeout
+        )
+        return [Item.from_proto(m) for m in reply.items]
+
+    async def submit(
+        self, project: str, item: Item, labels: Any, worker_id: str, *, pop_next: bool = False
+    ) -> queue_pb2.SubmitResponse:
+        request = queue_pb2.SubmitRequest(
+            project=project,
+            item_id=item.id,
+            lease_token=item.lease_token,
+            worker_id=worker_id,
+            labels=_labels(labels),
+            pop_next=pop_next,
+        )
+        return await self._retry(lambda: self.stub.Submit(request, timeout=self.timeout))
+
+    async def release(self, project: str, item: Item, worker_id: str) -> None:
+        await self.stub.Release(
+            queue_pb2.ReleaseRequest(
+                project=project, item_id=item.id, lease_token=item.lease_token, worker_id=worker_id
+            ),
+            timeout=self.timeout,
+        )
+
+    async def undo(self, project: str, worker_id: str) -> tuple[Item, list[str]]:
+        reply = await self.stub.Undo(
+            queue_pb2.UndoRequest(project=project, worker_id=worker_id), timeout=self.timeout
+        )
+        return Item.from_proto(reply.item), list(reply.labels)
+
+    async def update_priorities(
+        self,
+        project: str,
+        ids: Sequence[int] | np.ndarray,
+        priorities: Sequence[float] | np.ndarray,
+        model_version: int,
+        *,
+        chunk: int = 100_000,
+    ) -> queue_pb2.UpdatePrioritiesResponse:
+        def call() -> Awaitable[queue_pb2.UpdatePrioritiesResponse]:
+            requests = _priority_requests(project, ids, priorities, model_version, chunk)
+            return self.stub.UpdatePriorities(requests, timeout=max(self.timeout, 600))
+
+        return await self._retry(call)
+
+    async def stream_labelled(
+        self,
+        project: str,
+        after: int = 0,
+        *,
+        follow: bool = False,
+        labels_only: bool = False,
+    ) -> AsyncIterator[queue_pb2.StreamLabelledResponse]:
+        request = queue_pb2.StreamLabelledRequest(
+            project=project, after_annotation_id=after, follow=follow, labels_only=labels_only
+        )
+        async for chunk in self.stub.StreamLabelled(request):
+            yield chunk
+
+    async def stream_unlabelled(
+        self, project: str, after: int = 0, *, ids_only: bool = False
+    ) -> AsyncIterator[queue_pb2.StreamUnlabelledResponse]:
+        request = queue_pb2.StreamUnlabelledRequest(
+            project=project, after_item_id=after, ids_only=ids_only
+        )
+        async for chunk in self.stub.StreamUnlabelled(request):
+            yield chunk
+
+    async def progress(self, project: str) -> queue_pb2.Progress:
+        request = queue_pb2.GetProgressRequest(project=project)
+        reply = await self._retry(lambda: self.stub.GetProgress(request, timeout=self.timeout))
+        return reply.progress
+
+    async def watch_progress(self, project: str) -> AsyncIterator[queue_pb2.Progress]:
+        async for reply in self.stub.WatchProgress(queue_pb2.WatchProgressRequest(project=project)):
+            yield reply.progress
