@@ -113,7 +113,7 @@ class ActiveLearner:
         acquisition_function: str | acquisition.Acquisition | None = "margin",
         shuffle_prop: float = 0.1,
         model_preprocess: Preprocess | None = None,
-        chunk_size: int = 5000,
+        chunk_size: int = 2000,
         seed: int | None = None,
         diverse_pool: int = 200,
         trainer_name: str = "notebook",

@@ -144,7 +144,7 @@ class AsyncQueueClient:
         priorities: Sequence[float] | np.ndarray,
         model_version: int,
         *,
-        chunk: int = 100_000,
+        chunk: int = 20_000,
     ) -> queue_pb2.UpdatePrioritiesResponse:
         def call() -> Awaitable[queue_pb2.UpdatePrioritiesResponse]:
             requests = _priority_requests(project, ids, priorities, model_version, chunk)

@@ -212,7 +212,7 @@ class QueueClient:
         priorities: Sequence[float] | np.ndarray,
         model_version: int,
         *,
-        chunk: int = 100_000,
+        chunk: int = 20_000,
     ) -> queue_pb2.UpdatePrioritiesResponse:
         return self._retry(
             lambda: self.stub.UpdatePriorities(

@@ -1,0 +1,1 @@
+"""labelgrid benchmarks: `python -m bench.<name>`; results go to bench/results/."""
