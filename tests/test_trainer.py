@@ -149,3 +149,25 @@ def test_trainer_errors(
         run = tc.retrain_now(project_name)
         assert run.status == "not_enough_labels" and "no labels" in run.message
         assert tc.list_jobs()[0].spec.project == project_name
+
+
+def test_watch_status_and_preprocess_hook(
+    service: ServiceProcess, trainer: TrainerProcess, project_name: str
+) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    with QueueClient(service.address) as client:
+        client.create_project(project_name, ["neg", "pos"])
+        labels = ["pos" if x[0] > 0 else "neg" for x in X[:30]] + [None] * 30
+        client.add_features(project_name, X, labels=labels)
+    with TrainerClient(trainer.address) as tc:
+        # a hook from the trainer's path: keep only the first feature column
+        tc.start_job(
+            project_name,
+            "sklearn.linear_model:LogisticRegression",
+            model_preprocess="tests.support.hooks:first_column",
+        )
+        states = [s.state for s in tc.watch(project_name)]
+        final = tc.status(project_name)
+    assert states[-1] == "stopped" and final.runs == 1
+    assert final.last_run.status == "ok" and final.last_run.score > 0.8
