@@ -18,7 +18,7 @@ from labelgrid.client import (
     MAX_MESSAGE_BYTES,
     RETRY_CODES,
     Item,
-    _add_requests,
+    _add_plan,
     _labels,
     _priority_requests,
 )
@@ -97,9 +97,10 @@ class AsyncQueueClient:
         key: str | None = None,
         chunk_bytes: int = CHUNK_BYTES,
     ) -> list[int]:
+        messages = _add_plan(project, features, labels, priorities, key, chunk_bytes)
+
         def call() -> Awaitable[queue_pb2.AddFeaturesResponse]:
-            requests = _add_requests(project, features, labels, priorities, key, chunk_bytes)
-            return self.stub.AddFeatures(requests, timeout=max(self.timeout, 600))
+            return self.stub.AddFeatures(messages(), timeout=max(self.timeout, 600))
 
         reply = await (self._retry(call) if key else call())
         return list(reply.ids)

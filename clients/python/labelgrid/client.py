@@ -152,11 +152,25 @@ class QueueClient:
         """Add items (a 2-d+ array adds one item per row) and return their ids.
 
         With `key`, repeating the call is a no-op returning the same ids, and the call is
-        retried on UNAVAILABLE; without one it is sent once.
+        retried on UNAVAILABLE; without one it is sent once. Values the contract cannot carry
+        exactly raise ValueError before anything is sent. A progress bar (tqdm) shows for
+        more than PROGRESS_ITEMS items unless `progress=False`.
         """
+        total = len(features)
+        show = progress if progress is not None else total >= PROGRESS_ITEMS
+        messages = _add_plan(project, features, labels, priorities, key, chunk_bytes)
 
         def requests() -> Iterator[queue_pb2.AddFeaturesRequest]:
-            yield from _add_requests(project, features, labels, priorities, key, chunk_bytes)
+            chunks = messages()
+            if not show:
+                yield from chunks
+                return
+            from tqdm.auto import tqdm
+
+            with tqdm(total=total, desc=f"adding to {project}", unit="item") as bar:
+                for msg in chunks:
+                    yield msg
+                    bar.update(len(msg.items) + (msg.rows.shape[0] if msg.HasField("rows") else 0))
 
         def call() -> queue_pb2.AddFeaturesResponse:
             return self.stub.AddFeatures(requests(), timeout=max(self.timeout, 600))
@@ -297,50 +311,61 @@ def _priority_requests(
         )
 
 
-def _add_requests(
+def _add_plan(
     project: str,
     features: Any,
     labels: Sequence[Any] | None,
     priorities: Sequence[float] | None,
     key: str | None,
     chunk_bytes: int,
-) -> Iterator[queue_pb2.AddFeaturesRequest]:
-    """Chunk features into AddFeatures messages of about `chunk_bytes` each."""
-    head = queue_pb2.AddFeaturesRequest(project=project, idempotency_key=key or "")
+) -> Callable[[], Iterator[queue_pb2.AddFeaturesRequest]]:
+    """A function giving the AddFeatures messages (chunks of about `chunk_bytes`), afresh
+    on each call so a retry can resend them.
+
+    Everything that can be refused locally (unsupported values, misaligned labels) is
+    checked here, before any call starts, and raised as ValueError."""
     rows = features_mod.as_rows(features)
     if rows is not None:
         n = len(rows)
+        arrays.encode(rows[:0])  # refuses an unsupported dtype now
         row_bytes = max(1, rows[0].nbytes if n else 1)
         step = max(1, chunk_bytes // row_bytes)
 
         def chunk(start: int, stop: int) -> queue_pb2.AddFeaturesRequest:
             return queue_pb2.AddFeaturesRequest(rows=arrays.encode(rows[start:stop]))
     else:
-        values = features_mod.as_values(features)
-        n = len(values)
+        items = [
+            queue_pb2.NewItem(input=payloads.to_payload(v))
+            for v in features_mod.as_values(features)
+        ]
+        n = len(items)
         step = max(1, min(10_000, chunk_bytes // 1024))
 
         def chunk(start: int, stop: int) -> queue_pb2.AddFeaturesRequest:
-            return queue_pb2.AddFeaturesRequest(
-                items=[queue_pb2.NewItem(input=payloads.to_payload(v)) for v in values[start:stop]]
-            )
+            return queue_pb2.AddFeaturesRequest(items=items[start:stop])
 
     if labels is not None and len(labels) != n:
         raise ValueError(f"{n} items but {len(labels)} labels")
     if priorities is not None and len(priorities) != n:
         raise ValueError(f"{n} items but {len(priorities)} priorities")
-    yield head
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        msg = chunk(start, stop)
-        if labels is not None:
-            msg.labels.extend(
-                queue_pb2.Labels(values=[] if lab is None else _labels(lab))
-                for lab in labels[start:stop]
-            )
-        if priorities is not None:
-            msg.priorities.extend(float(p) for p in priorities[start:stop])
-        yield msg
+    label_sets = (
+        None
+        if labels is None
+        else [queue_pb2.Labels(values=[] if lab is None else _labels(lab)) for lab in labels]
+    )
+
+    def messages() -> Iterator[queue_pb2.AddFeaturesRequest]:
+        yield queue_pb2.AddFeaturesRequest(project=project, idempotency_key=key or "")
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            msg = chunk(start, stop)
+            if label_sets is not None:
+                msg.labels.extend(label_sets[start:stop])
+            if priorities is not None:
+                msg.priorities.extend(float(p) for p in priorities[start:stop])
+            yield msg
+
+    return messages
 
 
 __all__ = ["Item", "QueueClient"]

@@ -98,10 +98,9 @@ class ClassLabeller(widgets.VBox):
         self._learner = None
         self._orchestration: threading.Thread | None = None
 
+        self._build_ui(keyboard_shortcuts)
         if features is not None:
             self.add_features(features, labels)
-
-        self._build_ui(keyboard_shortcuts)
         self.session: LabellingSession | None = None
         if isinstance(worker_id, str) and worker_id:
             self.worker_id: str | None = worker_id
