@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/labelgrid/v1/*.proto)
 STUBS_OUT := clients/python
 
-.PHONY: venv protos run test lint clean
+NODE_STAMP := clients/node/node_modules/.installed
+
+.PHONY: venv protos run test lint clean node-deps compose-up compose-down
 
 venv: $(STAMP)
 
@@ -26,7 +28,24 @@ protos: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/labelgrid stack
 
-test: $(STAMP)
+## Node client dependencies and buf (from npm), when npm is on this machine.
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) $(NODE_STAMP); \
+	else echo "npm not found: the Node client and buf tests will be skipped"; fi
+
+$(NODE_STAMP): clients/node/package.json clients/node/package-lock.json
+	cd clients/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+## docker compose deployment (PostgreSQL, queue, trainer, labelling page); needs a Docker engine.
+compose-up:
+	test -f .env || cp .env.example .env
+	docker compose --env-file .env -f docker/docker-compose.yml up -d --build
+
+compose-down:
+	docker compose --env-file .env -f docker/docker-compose.yml down
+
+test: $(STAMP) node-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -53,13 +53,16 @@ class TrainerServer:
         log.info("trainer service stopped")
 
 
-async def serve(address: str, queue_address: str) -> None:
+async def serve(address: str, queue_address: str, jobs: list | None = None) -> None:
     server = TrainerServer(address, queue_address)
     await server.start()
+    starting = [asyncio.create_task(server.service.start_when_ready(spec)) for spec in jobs or []]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
+    for task in starting:
+        task.cancel()
     await server.stop()

@@ -166,20 +166,46 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
         except JobError as exc:
             await context.abort(exc.code, str(exc))
 
+    async def start(self, spec: trainer_pb2.JobSpec) -> Job:
+        """Start (or replace) the job of spec.project; raises JobError."""
+        self._loop = asyncio.get_running_loop()
+        job = await asyncio.to_thread(self._build, spec)
+        await self._stop(spec.project)
+        self.jobs[spec.project] = job
+        job.thread = threading.Thread(
+            target=self._run_job, args=(job,), daemon=True, name=f"job-{spec.project}"
+        )
+        job.thread.start()
+        log.info("job started", extra={"project": spec.project, "model": spec.model})
+        self._wake()
+        return job
+
+    async def start_when_ready(self, spec: trainer_pb2.JobSpec, retry_seconds: float = 2.0) -> None:
+        """Start a job given at startup, waiting for the queue service and the project to
+        exist (in a deployment they may come up later than the trainer)."""
+        while True:
+            try:
+                await self.start(spec)
+                return
+            except JobError as exc:
+                if exc.code not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
+                    log.error(
+                        "startup job refused", extra={"project": spec.project, "why": str(exc)}
+                    )
+                    return
+                log.info(
+                    "waiting for the queue before starting a job",
+                    extra={"project": spec.project, "why": str(exc)},
+                )
+                await asyncio.sleep(retry_seconds)
+
     async def StartJob(self, request, context):
         async def start() -> trainer_pb2.StartJobResponse:
-            self._loop = asyncio.get_running_loop()
-            job = await asyncio.to_thread(self._build, request.spec)
-            await self._stop(request.spec.project)
-            self.jobs[request.spec.project] = job
-            job.thread = threading.Thread(
-                target=self._run_job, args=(job,), daemon=True, name=f"job-{request.spec.project}"
-            )
-            job.thread.start()
-            log.info(
-                "job started", extra={"project": request.spec.project, "model": request.spec.model}
-            )
-            self._wake()
+            job = await self.start(request.spec)
             return trainer_pb2.StartJobResponse(status=job.status())
 
         return await self._guard(context, start())

@@ -1,4 +1,4 @@
-"""The `labelgrid` command: `queue serve`, `trainer serve`, `trainer run-once`, `stack`."""
+"""The `labelgrid` command: queue serve, trainer serve/run-once, health, demo seed, page, stack."""
 
 from __future__ import annotations
 
@@ -28,7 +28,64 @@ def _trainer_serve(args: argparse.Namespace) -> int:
     from trainer_service.server import serve
 
     logs.configure(args.log_level)
-    asyncio.run(serve(args.address, args.queue))
+    jobs = [_job_spec(text) for text in args.job]
+    asyncio.run(serve(args.address, args.queue, jobs))
+    return 0
+
+
+def _job_spec(text: str):
+    """`PROJECT=MODEL`, with settings from LABELGRID_TRAINER_* environment variables."""
+    from labelgrid.v1 import trainer_pb2
+
+    project, sep, model = text.partition("=")
+    if not sep or not project or not model:
+        raise SystemExit(f"--job {text!r}: expected PROJECT=package.module:Model")
+    env = os.environ.get
+    return trainer_pb2.JobSpec(
+        project=project,
+        model=model,
+        model_params_json=env("LABELGRID_TRAINER_PARAMS", "{}") or "{}",
+        acquisition=env("LABELGRID_TRAINER_ACQUISITION", "margin") or "margin",
+        shuffle_prop=float(env("LABELGRID_TRAINER_SHUFFLE_PROP", "0.1") or 0.1),
+        interval_seconds=float(env("LABELGRID_TRAINER_INTERVAL_SECONDS", "30") or 30),
+        interval_n_labels=int(env("LABELGRID_TRAINER_INTERVAL_N_LABELS", "0") or 0),
+    )
+
+
+def _health(args: argparse.Namespace) -> int:
+    """Exit 0 when the gRPC service at the address reports SERVING (for container checks)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(args.address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            print(f"unhealthy: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+    print(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+    return 0 if serving else 1
+
+
+def _demo_seed(args: argparse.Namespace) -> int:
+    from labelgrid.client import QueueClient
+    from labelgrid.demo import seed_demo
+    from labelgrid.stack import wait_serving
+
+    wait_serving(args.server, timeout=args.wait)
+    with QueueClient(args.server) as client:
+        n = seed_demo(client, args.project, args.n)
+    print(f"project {args.project!r} holds the {n} demo items (added once)")
+    return 0
+
+
+def _page(args: argparse.Namespace) -> int:
+    from labelgrid.stack import page_command
+
+    os.execv(sys.executable, page_command(args.port, ip=args.ip))
     return 0
 
 
@@ -113,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("LABELGRID_SERVER", "127.0.0.1:50051"),
         help="the queue service's HOST:PORT (env LABELGRID_SERVER)",
     )
+    tserve.add_argument(
+        "--job",
+        action="append",
+        default=[],
+        metavar="PROJECT=MODEL",
+        help="start a job for PROJECT at startup (repeatable); settings from "
+        "LABELGRID_TRAINER_PARAMS, _ACQUISITION, _SHUFFLE_PROP, "
+        "_INTERVAL_SECONDS, _INTERVAL_N_LABELS",
+    )
     tserve.add_argument("--log-level", default=os.environ.get("LABELGRID_LOG_LEVEL", "INFO"))
     tserve.set_defaults(func=_trainer_serve)
     once = trainer_sub.add_parser("run-once", help="one training run, then exit (for cron)")
@@ -124,6 +190,28 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--shuffle-prop", type=float, default=0.1)
     once.add_argument("--log-level", default=os.environ.get("LABELGRID_LOG_LEVEL", "WARNING"))
     once.set_defaults(func=_trainer_run_once)
+
+    health = sub.add_parser("health", help="check a service with the gRPC health protocol")
+    health.add_argument(
+        "--address", default=os.environ.get("LABELGRID_HEALTH_ADDRESS", "127.0.0.1:50051")
+    )
+    health.add_argument("--service", default="", help="service name ('' = the whole server)")
+    health.add_argument("--timeout", type=float, default=3.0)
+    health.set_defaults(func=_health)
+
+    demo = sub.add_parser("demo", help="the demo dataset")
+    demo_sub = demo.add_subparsers(dest="action", required=True)
+    seed = demo_sub.add_parser("seed", help="add scikit-learn's digits once")
+    seed.add_argument("--server", default=os.environ.get("LABELGRID_SERVER", "127.0.0.1:50051"))
+    seed.add_argument("--project", default=os.environ.get("LABELGRID_PROJECT", "digits"))
+    seed.add_argument("-n", type=int, default=None, help="only the first n images")
+    seed.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the queue")
+    seed.set_defaults(func=_demo_seed)
+
+    page = sub.add_parser("page", help="serve the labelling page (Voila)")
+    page.add_argument("--port", type=int, default=8866)
+    page.add_argument("--ip", default="127.0.0.1")
+    page.set_defaults(func=_page)
 
     stack = sub.add_parser("stack", help="queue + trainer + labelling page, on this machine")
     stack.add_argument(

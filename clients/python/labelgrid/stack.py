@@ -35,7 +35,7 @@ def wait_serving(address: str, timeout: float = 60) -> None:
             time.sleep(0.2)
 
 
-def page_command(port: int, notebook: Path = PAGE) -> list[str]:
+def page_command(port: int, notebook: Path = PAGE, ip: str = "127.0.0.1") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -43,7 +43,7 @@ def page_command(port: int, notebook: Path = PAGE) -> list[str]:
         str(notebook),
         f"--port={port}",
         "--no-browser",
-        "--Voila.ip=127.0.0.1",
+        f"--Voila.ip={ip}",
         "--show_tracebacks=True",
     ]
 
