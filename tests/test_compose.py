@@ -221,7 +221,7 @@ def test_compose_equivalent_session(compose_pg, tmp_path: Path) -> None:
         for proc in procs.values():
             if proc.poll() is None:
                 proc.terminate()
-        for name, proc in procs.items():
+        for proc in procs.values():
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
