@@ -34,7 +34,7 @@ node-deps:
 	else echo "npm not found: the Node client and buf tests will be skipped"; fi
 
 $(NODE_STAMP): clients/node/package.json clients/node/package-lock.json
-	cd clients/node && npm ci --no-audit --no-fund --loglevel=error
+	cd clients/node && npm install --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
 ## docker compose deployment (PostgreSQL, queue, trainer, labelling page); needs a Docker engine.
