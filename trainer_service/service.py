@@ -249,7 +249,7 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
             if current != last:
                 yield trainer_pb2.WatchStatusResponse(status=current)
                 last = current
-            if job.state != RUNNING:
+            if current.state != RUNNING:
                 return
             changed = self._changed
             try:
