@@ -70,7 +70,7 @@ def test_trainer_reranks_while_people_label(
         while time.monotonic() < deadline:
             with QueueClient(service.address) as client:
                 labelled = client.progress(project_name).labelled
-            if labelled >= 150 and tc.status(project_name).runs >= 3:
+            if labelled >= 150 and tc.status(project_name).last_run.model_version >= 3:
                 break
             time.sleep(0.2)
         done.set()
