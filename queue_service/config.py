@@ -20,6 +20,21 @@ class Settings:
     max_label_chars: int = 1000
     #: Most items per streamed chunk.
     max_chunk_items: int = 10000
+    #: Largest array of one item, in bytes.
+    max_array_bytes: int = 64 * 1024 * 1024
+    #: Most live leases one worker may hold in a project.
+    max_leases_per_worker: int = 1000
+    #: Require API tokens (`authorization: Bearer …`).
+    auth: bool = False
+    #: Seconds a token lookup is cached (a revoked token works at most this long).
+    auth_cache_seconds: float = 5.0
+    #: Allow serving without auth on a non-loopback address (you were warned).
+    insecure_no_auth: bool = False
+    #: TLS: server certificate chain and key (PEM paths); both or neither.
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: TLS: CA bundle for client certificates; set, clients must present one it signed.
+    tls_client_ca: str = ""
     db_pool_size: int = 10
     sqlite_synchronous: str = "FULL"
     #: Seconds between database health probes.
@@ -33,6 +48,28 @@ class Settings:
         for f in fields(cls):
             env = os.environ.get(f"LABELGRID_{f.name.upper()}")
             if env is not None:
-                values[f.name] = type(f.default)(env)
+                values[f.name] = _parse(env, f.default, f.name)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse(text: str, default: object, name: str) -> object:
+    if isinstance(default, bool):
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"LABELGRID_{name.upper()}={text!r} is not a boolean")
+    try:
+        return type(default)(text)
+    except ValueError:
+        raise ValueError(f"LABELGRID_{name.upper()}={text!r} is not a valid value") from None
+
+
+def is_loopback(address: str) -> bool:
+    """True for addresses only this machine can reach (loopback IPs, localhost, unix sockets)."""
+    if address.startswith("unix:"):
+        return True
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")

@@ -29,3 +29,11 @@ class FailedPrecondition(QueueError):
 
 class ResourceExhausted(QueueError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unauthenticated(QueueError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(QueueError):
+    code = grpc.StatusCode.PERMISSION_DENIED

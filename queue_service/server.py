@@ -12,7 +12,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from labelgrid.v1 import queue_pb2, queue_pb2_grpc
-from queue_service.config import Settings
+from queue_service.auth import Authenticator
+from queue_service.config import Settings, is_loopback
 from queue_service.service import QueueService
 from queue_service.store import Store
 
@@ -34,6 +35,7 @@ class QueueServer:
 
     async def start(self) -> int:
         s = self.settings
+        check_security(s)
         self.store = await Store.open(s.database_url, s.db_pool_size, s.sqlite_synchronous)
         options = [
             ("grpc.max_receive_message_length", s.max_message_bytes),
@@ -41,21 +43,28 @@ class QueueServer:
             ("grpc.so_reuseport", 0),
         ]
         self.server = grpc.aio.server(options=options)
-        self.service = QueueService(self.store, s)
+        self.service = QueueService(self.store, s, Authenticator(self.store, s.auth, s.auth_cache_seconds))
         queue_pb2_grpc.add_QueueServiceServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
-        self.port = self.server.add_insecure_port(s.address)
+        credentials = server_credentials(s)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(s.address)
+        else:
+            self.port = self.server.add_secure_port(s.address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {s.address}")
         await self.server.start()
         await self._set_health(True)
         self._probe = asyncio.create_task(self._probe_database())
+        if not s.auth:
+            log.warning("serving without authentication", extra={"address": s.address})
         log.info(
             "queue service started",
-            extra={"address": s.address, "port": self.port, "database": _safe_url(s.database_url)},
+            extra={"address": s.address, "port": self.port, "auth": s.auth,
+                   "tls": credentials is not None, "database": _safe_url(s.database_url)},
         )
         return self.port
 
@@ -96,6 +105,37 @@ class QueueServer:
         if self.store is not None:
             await self.store.close()
         log.info("queue service stopped")
+
+
+class ConfigError(ValueError):
+    """The service refuses to start with this configuration; the message says why."""
+
+
+def check_security(s: Settings) -> None:
+    if not s.auth and not s.insecure_no_auth and not is_loopback(s.address):
+        raise ConfigError(
+            f"refusing to serve on {s.address} without authentication: enable it with --auth "
+            "(LABELGRID_AUTH=true) and create tokens with `labelgrid token create`, or pass "
+            "--insecure-no-auth if a network boundary protects this port"
+        )
+    if bool(s.tls_cert) != bool(s.tls_key):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    if s.tls_client_ca and not s.tls_cert:
+        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+
+
+def server_credentials(s: Settings) -> grpc.ServerCredentials | None:
+    if not s.tls_cert:
+        return None
+    with open(s.tls_key, "rb") as key, open(s.tls_cert, "rb") as cert:
+        pair = (key.read(), cert.read())
+    ca = None
+    if s.tls_client_ca:
+        with open(s.tls_client_ca, "rb") as f:
+            ca = f.read()
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=ca, require_client_auth=ca is not None
+    )
 
 
 def _safe_url(url: str) -> str:

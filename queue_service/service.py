@@ -16,7 +16,9 @@ import sqlalchemy.exc
 from labelgrid.v1 import queue_pb2, queue_pb2_grpc
 from queue_service import convert
 from queue_service.config import Settings
-from queue_service.errors import InvalidArgument, QueueError
+from queue_service import auth
+from queue_service.auth import Authenticator
+from queue_service.errors import InvalidArgument, QueueError, ResourceExhausted
 from queue_service.notify import ChangeNotifier
 from queue_service.schema import UNRANKED
 from queue_service.store import InputRow, ProjectRow, Store
@@ -51,6 +53,7 @@ def unary(fn: Callable) -> Callable:
     @functools.wraps(fn)
     async def wrapper(self: QueueService, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            await self.auth.authenticate(context, fn.__name__)
             return await fn(self, request, context)
         except Exception as exc:
             code, message = _status(exc)
@@ -68,6 +71,7 @@ def streaming(fn: Callable) -> Callable:
         self: QueueService, request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Any]:
         try:
+            await self.auth.authenticate(context, fn.__name__)
             async for message in fn(self, request, context):
                 yield message
         except Exception as exc:
@@ -87,15 +91,20 @@ def _need(value: str, what: str, limit: int = MAX_NAME_CHARS) -> str:
 
 
 class QueueService(queue_pb2_grpc.QueueServiceServicer):
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, authenticator: Authenticator) -> None:
         self.store = store
         self.settings = settings
         self.notifier = ChangeNotifier()
+        self.auth = authenticator
         # Streamed replies stay well under the receive limit a default client has (4 MiB).
         self.reply_budget = min(settings.max_message_bytes, 4 * 1024 * 1024) * 3 // 4
 
     async def _project(self, name: str, fresh: bool = False) -> ProjectRow:
-        return await self.store.get_project(_need(name, "project"), fresh=fresh)
+        auth.check_project(_need(name, "project"))
+        return await self.store.get_project(name, fresh=fresh)
+
+    def _worker(self, requested: str) -> str:
+        return _need(auth.worker_id(requested), "worker_id")
 
     def _labels(self, project: ProjectRow, labels: list[str]) -> list[str]:
         if not labels:
@@ -161,7 +170,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
 
     @unary
     async def ListProjects(self, request, context):
-        rows = await self.store.list_projects()
+        rows = auth.visible(await self.store.list_projects())
         return queue_pb2.ListProjectsResponse(projects=[convert.project(r) for r in rows])
 
     # -- adding items -------------------------------------------------------------------
@@ -216,6 +225,12 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 convert.digest_update(digest, row, lab, prio)
                 labels.append(lab)
                 priorities.append(prio)
+            for i, row in enumerate(new):
+                if row.data is not None and len(row.data) > self.settings.max_array_bytes:
+                    raise ResourceExhausted(
+                        f"item {index + i} is {len(row.data)} bytes of array data; the limit "
+                        f"is {self.settings.max_array_bytes} (LABELGRID_MAX_ARRAY_BYTES)"
+                    )
             inputs += new
             index += len(new)
         if project is None:
@@ -238,8 +253,10 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     @unary
     async def Pop(self, request, context):
         project = await self._project(request.project)
-        worker = _need(request.worker_id, "worker_id")
-        rows = await self.store.pop(project, worker, self._n(request.n))
+        worker = self._worker(request.worker_id)
+        rows = await self.store.pop(
+            project, worker, self._n(request.n), self.settings.max_leases_per_worker
+        )
         if rows:
             self.notifier.notify(project.id)
         return queue_pb2.PopResponse(items=[convert.item(r) for r in rows])
@@ -247,7 +264,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     @unary
     async def Submit(self, request, context):
         project = await self._project(request.project)
-        worker = _need(request.worker_id, "worker_id")
+        worker = self._worker(request.worker_id)
         if not request.lease_token:
             raise InvalidArgument("lease_token is empty; submit the token Pop returned")
         labels = self._labels(project, list(request.labels))
@@ -265,7 +282,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     @unary
     async def Release(self, request, context):
         project = await self._project(request.project)
-        worker = _need(request.worker_id, "worker_id")
+        worker = self._worker(request.worker_id)
         if not request.lease_token:
             raise InvalidArgument("lease_token is empty")
         await self.store.release(project, request.item_id, request.lease_token, worker)
@@ -275,7 +292,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     @unary
     async def Undo(self, request, context):
         project = await self._project(request.project)
-        worker = _need(request.worker_id, "worker_id")
+        worker = self._worker(request.worker_id)
         row, labels = await self.store.undo(project, worker)
         self.notifier.notify(project.id)
         return queue_pb2.UndoResponse(item=convert.item(row), labels=labels)

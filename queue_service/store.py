@@ -22,7 +22,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from queue_service import db
-from queue_service.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from queue_service.auth import Principal
+from queue_service.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from queue_service.schema import AVAILABLE, DONE, LEASED, UNRANKED
 
 _NOW = {
@@ -415,8 +422,26 @@ class Store:
         inputs = await self._inputs(conn, [r.id for r in rows])
         return [ItemRow(r.id, inputs[r.id], r.priority, token, r.lease_expires_at) for r in rows]
 
-    async def pop(self, project: ProjectRow, worker: str, n: int) -> list[ItemRow]:
+    async def pop(
+        self, project: ProjectRow, worker: str, n: int, max_leases: int | None = None
+    ) -> list[ItemRow]:
         async with self._write() as conn:
+            if max_leases is not None:
+                held = (
+                    await conn.execute(
+                        sa.text(
+                            "SELECT COUNT(*) FROM items WHERE project_id = :p AND status = "
+                            f"{LEASED} AND leased_by = :w AND lease_expires_at > {self._now}"
+                        ),
+                        {"p": project.id, "w": worker},
+                    )
+                ).scalar_one()
+                if held + n > max_leases:
+                    raise ResourceExhausted(
+                        f"worker {worker!r} holds {held} live leases in {project.name!r}; "
+                        f"{held + n} would pass the limit of {max_leases} "
+                        "(LABELGRID_MAX_LEASES_PER_WORKER): submit or release some first"
+                    )
             return await self._lease(conn, project, worker, n, secrets.token_hex(16))
 
     async def submit(
@@ -702,6 +727,59 @@ class Store:
                 )
                 for r in rows
             ]
+
+    # -- API tokens -----------------------------------------------------------------------
+
+    async def create_token(
+        self, name: str, role: str, projects: list[str] | None, any_worker: bool, digest: str
+    ) -> int:
+        async with self._write() as conn:
+            taken = (
+                await conn.execute(sa.text("SELECT id FROM tokens WHERE name = :n"), {"n": name})
+            ).first()
+            if taken is not None:
+                raise AlreadyExists(f"a token named {name!r} exists; revoke it or pick a new name")
+            return (
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO tokens (name, token_hash, role, projects, any_worker, "
+                        f"created_at) VALUES (:n, :h, :r, :p, :a, {self._now}) RETURNING id"
+                    ),
+                    {"n": name, "h": digest, "r": role, "a": any_worker,
+                     "p": None if projects is None else json.dumps(sorted(projects))},
+                )
+            ).scalar_one()
+
+    async def list_tokens(self) -> list[dict]:
+        async with self._read() as conn:
+            rows = await conn.execute(
+                sa.text("SELECT id, name, role, projects, any_worker, created_at, revoked_at "
+                        "FROM tokens ORDER BY id")
+            )
+            return [dict(r._mapping) for r in rows]
+
+    async def revoke_token(self, name: str) -> bool:
+        async with self._write() as conn:
+            result = await conn.execute(
+                sa.text(f"UPDATE tokens SET revoked_at = {self._now} WHERE name = :n "
+                        "AND revoked_at IS NULL"),
+                {"n": name},
+            )
+            return result.rowcount == 1
+
+    async def find_token(self, digest: str) -> Principal | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    sa.text("SELECT name, role, projects, any_worker FROM tokens "
+                            "WHERE token_hash = :h AND revoked_at IS NULL"),
+                    {"h": digest},
+                )
+            ).first()
+        if row is None:
+            return None
+        projects = None if row.projects is None else frozenset(json.loads(row.projects))
+        return Principal(row.name, row.role, projects, bool(row.any_worker))
 
     # -- training history ---------------------------------------------------------------
 

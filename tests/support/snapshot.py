@@ -13,6 +13,7 @@ TABLES = {
     "item_inputs": "item_id",
     "annotations": "id",
     "training_runs": "id",
+    "tokens": "id",
 }
 
 

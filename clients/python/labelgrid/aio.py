@@ -7,6 +7,7 @@ use it from async code such as a web backend or a simulated crowd.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -15,13 +16,13 @@ import numpy as np
 
 from labelgrid.client import (
     CHUNK_BYTES,
-    MAX_MESSAGE_BYTES,
     RETRY_CODES,
     Item,
     _add_plan,
     _labels,
     _priority_requests,
 )
+from labelgrid import channels
 from labelgrid.v1 import queue_pb2, queue_pb2_grpc
 
 T = TypeVar("T")
@@ -29,18 +30,27 @@ T = TypeVar("T")
 
 class AsyncQueueClient:
     def __init__(
-        self, address: str = "127.0.0.1:50051", *, timeout: float = 30.0, retries: int = 5
+        self,
+        address: str = "127.0.0.1:50051",
+        *,
+        timeout: float = 30.0,
+        retries: int = 5,
+        token: str | None = None,
+        tls: bool = False,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.retries = retries
-        self.channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        token = token if token is not None else os.environ.get("LABELGRID_TOKEN") or None
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else None
+        if tls or tls_ca or tls_cert:
+            creds = channels.credentials(tls_ca, tls_cert, tls_key)
+            self.channel = grpc.aio.secure_channel(address, creds, channels.OPTIONS)
+        else:
+            self.channel = grpc.aio.insecure_channel(address, channels.OPTIONS)
         self.stub = queue_pb2_grpc.QueueServiceStub(self.channel)
 
     async def close(self) -> None:
@@ -84,7 +94,9 @@ class AsyncQueueClient:
             ),
             exist_ok=exist_ok,
         )
-        reply = await self._retry(lambda: self.stub.CreateProject(request, timeout=self.timeout))
+        reply = await self._retry(
+            lambda: self.stub.CreateProject(request, timeout=self.timeout, metadata=self.metadata)
+        )
         return reply.project
 
     async def add_features(
@@ -100,14 +112,18 @@ class AsyncQueueClient:
         messages = _add_plan(project, features, labels, priorities, key, chunk_bytes)
 
         def call() -> Awaitable[queue_pb2.AddFeaturesResponse]:
-            return self.stub.AddFeatures(messages(), timeout=max(self.timeout, 600))
+            return self.stub.AddFeatures(
+                messages(), timeout=max(self.timeout, 600), metadata=self.metadata
+            )
 
         reply = await (self._retry(call) if key else call())
         return list(reply.ids)
 
     async def pop(self, project: str, worker_id: str, n: int = 1) -> list[Item]:
         reply = await self.stub.Pop(
-            queue_pb2.PopRequest(project=project, worker_id=worker_id, n=n), timeout=self.timeout
+            queue_pb2.PopRequest(project=project, worker_id=worker_id, n=n),
+            timeout=self.timeout,
+            metadata=self.metadata,
         )
         return [Item.from_proto(m) for m in reply.items]
 
@@ -122,7 +138,9 @@ class AsyncQueueClient:
             labels=_labels(labels),
             pop_next=pop_next,
         )
-        return await self._retry(lambda: self.stub.Submit(request, timeout=self.timeout))
+        return await self._retry(
+            lambda: self.stub.Submit(request, timeout=self.timeout, metadata=self.metadata)
+        )
 
     async def release(self, project: str, item: Item, worker_id: str) -> None:
         await self.stub.Release(
@@ -130,11 +148,14 @@ class AsyncQueueClient:
                 project=project, item_id=item.id, lease_token=item.lease_token, worker_id=worker_id
             ),
             timeout=self.timeout,
+            metadata=self.metadata,
         )
 
     async def undo(self, project: str, worker_id: str) -> tuple[Item, list[str]]:
         reply = await self.stub.Undo(
-            queue_pb2.UndoRequest(project=project, worker_id=worker_id), timeout=self.timeout
+            queue_pb2.UndoRequest(project=project, worker_id=worker_id),
+            timeout=self.timeout,
+            metadata=self.metadata,
         )
         return Item.from_proto(reply.item), list(reply.labels)
 
@@ -149,7 +170,9 @@ class AsyncQueueClient:
     ) -> queue_pb2.UpdatePrioritiesResponse:
         def call() -> Awaitable[queue_pb2.UpdatePrioritiesResponse]:
             requests = _priority_requests(project, ids, priorities, model_version, chunk)
-            return self.stub.UpdatePriorities(requests, timeout=max(self.timeout, 600))
+            return self.stub.UpdatePriorities(
+                requests, timeout=max(self.timeout, 600), metadata=self.metadata
+            )
 
         return await self._retry(call)
 
@@ -164,7 +187,7 @@ class AsyncQueueClient:
         request = queue_pb2.StreamLabelledRequest(
             project=project, after_annotation_id=after, follow=follow, labels_only=labels_only
         )
-        async for chunk in self.stub.StreamLabelled(request):
+        async for chunk in self.stub.StreamLabelled(request, metadata=self.metadata):
             yield chunk
 
     async def stream_unlabelled(
@@ -173,14 +196,18 @@ class AsyncQueueClient:
         request = queue_pb2.StreamUnlabelledRequest(
             project=project, after_item_id=after, ids_only=ids_only
         )
-        async for chunk in self.stub.StreamUnlabelled(request):
+        async for chunk in self.stub.StreamUnlabelled(request, metadata=self.metadata):
             yield chunk
 
     async def progress(self, project: str) -> queue_pb2.Progress:
         request = queue_pb2.GetProgressRequest(project=project)
-        reply = await self._retry(lambda: self.stub.GetProgress(request, timeout=self.timeout))
+        reply = await self._retry(
+            lambda: self.stub.GetProgress(request, timeout=self.timeout, metadata=self.metadata)
+        )
         return reply.progress
 
     async def watch_progress(self, project: str) -> AsyncIterator[queue_pb2.Progress]:
-        async for reply in self.stub.WatchProgress(queue_pb2.WatchProgressRequest(project=project)):
+        async for reply in self.stub.WatchProgress(
+            queue_pb2.WatchProgressRequest(project=project), metadata=self.metadata
+        ):
             yield reply.progress

@@ -14,13 +14,77 @@ def _queue_serve(args: argparse.Namespace) -> int:
     from queue_service.server import serve
 
     logs.configure(args.log_level)
+    from queue_service.server import ConfigError
+
     settings = Settings.from_env(
         address=args.address,
         database_url=args.database_url,
         max_message_bytes=args.max_message_bytes,
+        auth=True if args.auth else None,
+        insecure_no_auth=True if args.insecure_no_auth else None,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
     )
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"labelgrid: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    """Manage API tokens directly in the database (this is how the first admin token is made)."""
+    import json
+
+    from queue_service import auth
+    from queue_service.config import Settings
+    from queue_service.errors import QueueError
+    from queue_service.store import Store
+
+    url = args.database_url or Settings.from_env().database_url
+
+    async def run() -> int:
+        store = await Store.open(url)
+        try:
+            if args.action in ("create", "ensure"):
+                if args.role not in auth.ROLES:
+                    print(f"labelgrid: --role must be one of {auth.ROLES}", file=sys.stderr)
+                    return 2
+                token = os.environ.get(args.token_env, "") if args.token_env else ""
+                if args.action == "ensure" and not token:
+                    print(f"labelgrid: ${args.token_env} is empty", file=sys.stderr)
+                    return 2
+                token = token or auth.new_token()
+                digest = auth.hash_token(token)
+                if args.action == "ensure":
+                    known = await store.find_token(digest)
+                    if known is not None and known.name == args.name:
+                        print(f"token {args.name!r} already present")
+                        return 0
+                await store.create_token(args.name, args.role, args.project or None,
+                                         args.any_worker, digest)
+                if args.action == "create":
+                    print(token)  # shown once; only its hash is stored
+                else:
+                    print(f"token {args.name!r} stored")
+            elif args.action == "list":
+                for row in await store.list_tokens():
+                    print(json.dumps(row, default=str))
+            elif args.action == "revoke":
+                if not await store.revoke_token(args.name):
+                    print(f"labelgrid: no live token named {args.name!r}", file=sys.stderr)
+                    return 1
+                print(f"revoked {args.name!r}")
+            return 0
+        except QueueError as exc:
+            print(f"labelgrid: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
 
 
 def _trainer_serve(args: argparse.Namespace) -> int:
@@ -156,8 +220,36 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="largest message accepted (env LABELGRID_MAX_MESSAGE_BYTES)",
     )
+    serve.add_argument("--auth", action="store_true",
+                       help="require API tokens (env LABELGRID_AUTH=true)")
+    serve.add_argument("--insecure-no-auth", action="store_true",
+                       help="allow a non-loopback address without auth")
+    serve.add_argument("--tls-cert", help="PEM certificate chain (env LABELGRID_TLS_CERT)")
+    serve.add_argument("--tls-key", help="PEM private key (env LABELGRID_TLS_KEY)")
+    serve.add_argument("--tls-client-ca",
+                       help="require client certificates signed by this CA (PEM)")
     serve.add_argument("--log-level", default=os.environ.get("LABELGRID_LOG_LEVEL", "INFO"))
     serve.set_defaults(func=_queue_serve)
+
+    token = sub.add_parser("token", help="API tokens (stored as hashes in the database)")
+    token_sub = token.add_subparsers(dest="action", required=True)
+    for action, text in (("create", "make a token and print it once"),
+                         ("ensure", "store the token in $TOKEN_ENV under NAME if absent")):
+        t = token_sub.add_parser(action, help=text)
+        t.add_argument("--name", required=True, help="also the worker id of a labeller token")
+        t.add_argument("--role", required=True, choices=["admin", "trainer", "labeller"])
+        t.add_argument("--project", action="append", help="restrict to a project (repeatable)")
+        t.add_argument("--any-worker", action="store_true",
+                       help="a labeller token that may name workers (trusted front ends)")
+        t.add_argument("--token-env", required=action == "ensure",
+                       help="read the token from this environment variable")
+        t.set_defaults(func=_token)
+    token_sub.add_parser("list", help="list tokens (never their values)").set_defaults(
+        func=_token)
+    revoke = token_sub.add_parser("revoke", help="revoke a token by name")
+    revoke.add_argument("name")
+    revoke.set_defaults(func=_token)
+    token.add_argument("--database-url", help="default: LABELGRID_DATABASE_URL")
 
     trainer = sub.add_parser("trainer", help="the trainer service")
     trainer_sub = trainer.add_subparsers(dest="action", required=True)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from labelgrid import arrays, payloads
+from labelgrid import arrays, channels, payloads
 from labelgrid import features as features_mod
 from labelgrid.v1 import queue_pb2, queue_pb2_grpc
 
@@ -67,17 +67,20 @@ class QueueClient:
         *,
         timeout: float = 30.0,
         retries: int = 5,
+        token: str | None = None,
+        tls: bool = False,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
         channel: grpc.Channel | None = None,
     ) -> None:
+        """`token` (default: env LABELGRID_TOKEN) is sent on every call; `tls_ca` is the CA
+        that signed the server's certificate, `tls_cert`/`tls_key` a client certificate."""
         self.address = address
         self.timeout = timeout
         self.retries = retries
-        self.channel = channel or grpc.insecure_channel(
-            address,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
+        self.channel = channel or channels.channel(
+            address, token=token, tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
         )
         self.stub = queue_pb2_grpc.QueueServiceStub(self.channel)
 

@@ -24,6 +24,8 @@ class ProjectQueue:
         *,
         connection_string: str | None = None,
         server: str | None = None,
+        token: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         if (connection_string is None) == (server is None):
             raise ValueError("give either connection_string= (embedded) or server= (remote)")
@@ -38,7 +40,7 @@ class ProjectQueue:
         else:
             self.service = None
             address = server
-        self.client = QueueClient(address)
+        self.client = QueueClient(address, token=token, tls_ca=tls_ca)
 
     def ensure_project(
         self, options: Iterable[Any], *, multi_label: bool, allow_other: bool, lease_seconds: int

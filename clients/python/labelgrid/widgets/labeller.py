@@ -75,12 +75,15 @@ class ClassLabeller(widgets.VBox):
         table_name: str = DEFAULT_PROJECT,
         allow_freetext: bool = True,
         lease_seconds: int = 0,
+        token: str | None = None,
+        tls_ca: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if connection_string is None and server is None:
             connection_string = "sqlite:///labelgrid.db"
-        self.queue = ProjectQueue(table_name, connection_string=connection_string, server=server)
+        self.queue = ProjectQueue(table_name, connection_string=connection_string, server=server,
+                                  token=token, tls_ca=tls_ca)
         self.project = self.queue.ensure_project(
             [str(o) for o in options],
             multi_label=self.multi_label,
