@@ -25,8 +25,14 @@ ADMIN, TRAINER, LABELLER = "admin", "trainer", "labeller"
 ROLES = (ADMIN, TRAINER, LABELLER)
 READ = {"GetProject", "ListProjects", "GetProgress", "WatchProgress"}
 ALLOWED = {
-    TRAINER: READ | {"StreamLabelled", "StreamUnlabelled", "UpdatePriorities",
-                     "RecordTrainingRun", "ListTrainingRuns"},
+    TRAINER: READ
+    | {
+        "StreamLabelled",
+        "StreamUnlabelled",
+        "UpdatePriorities",
+        "RecordTrainingRun",
+        "ListTrainingRuns",
+    },
     LABELLER: READ | {"Pop", "Submit", "Release", "Undo"},
 }
 
@@ -58,7 +64,7 @@ class Authenticator:
     """Checks the caller of each RPC; a short cache keeps a token lookup off the hot path
     (a revoked token stops working within `cache_seconds`)."""
 
-    def __init__(self, store, enabled: bool, cache_seconds: float = 5.0) -> None:  # noqa: ANN001
+    def __init__(self, store, enabled: bool, cache_seconds: float = 5.0) -> None:
         self.store = store
         self.enabled = enabled
         self.cache_seconds = cache_seconds
@@ -105,6 +111,6 @@ def worker_id(requested: str) -> str:
     return principal.name
 
 
-def visible(projects: list) -> list:  # noqa: ANN001 - ProjectRow list
+def visible(projects: list) -> list:
     principal = current.get()
     return [p for p in projects if principal is None or principal.may_see(p.name)]

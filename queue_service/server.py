@@ -43,7 +43,9 @@ class QueueServer:
             ("grpc.so_reuseport", 0),
         ]
         self.server = grpc.aio.server(options=options)
-        self.service = QueueService(self.store, s, Authenticator(self.store, s.auth, s.auth_cache_seconds))
+        self.service = QueueService(
+            self.store, s, Authenticator(self.store, s.auth, s.auth_cache_seconds)
+        )
         queue_pb2_grpc.add_QueueServiceServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -63,8 +65,13 @@ class QueueServer:
             log.warning("serving without authentication", extra={"address": s.address})
         log.info(
             "queue service started",
-            extra={"address": s.address, "port": self.port, "auth": s.auth,
-                   "tls": credentials is not None, "database": _safe_url(s.database_url)},
+            extra={
+                "address": s.address,
+                "port": self.port,
+                "auth": s.auth,
+                "tls": credentials is not None,
+                "database": _safe_url(s.database_url),
+            },
         )
         return self.port
 

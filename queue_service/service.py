@@ -14,10 +14,9 @@ import numpy as np
 import sqlalchemy.exc
 
 from labelgrid.v1 import queue_pb2, queue_pb2_grpc
-from queue_service import convert
-from queue_service.config import Settings
-from queue_service import auth
+from queue_service import auth, convert
 from queue_service.auth import Authenticator
+from queue_service.config import Settings
 from queue_service.errors import InvalidArgument, QueueError, ResourceExhausted
 from queue_service.notify import ChangeNotifier
 from queue_service.schema import UNRANKED

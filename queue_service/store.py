@@ -745,24 +745,33 @@ class Store:
                         "INSERT INTO tokens (name, token_hash, role, projects, any_worker, "
                         f"created_at) VALUES (:n, :h, :r, :p, :a, {self._now}) RETURNING id"
                     ),
-                    {"n": name, "h": digest, "r": role, "a": any_worker,
-                     "p": None if projects is None else json.dumps(sorted(projects))},
+                    {
+                        "n": name,
+                        "h": digest,
+                        "r": role,
+                        "a": any_worker,
+                        "p": None if projects is None else json.dumps(sorted(projects)),
+                    },
                 )
             ).scalar_one()
 
     async def list_tokens(self) -> list[dict]:
         async with self._read() as conn:
             rows = await conn.execute(
-                sa.text("SELECT id, name, role, projects, any_worker, created_at, revoked_at "
-                        "FROM tokens ORDER BY id")
+                sa.text(
+                    "SELECT id, name, role, projects, any_worker, created_at, revoked_at "
+                    "FROM tokens ORDER BY id"
+                )
             )
             return [dict(r._mapping) for r in rows]
 
     async def revoke_token(self, name: str) -> bool:
         async with self._write() as conn:
             result = await conn.execute(
-                sa.text(f"UPDATE tokens SET revoked_at = {self._now} WHERE name = :n "
-                        "AND revoked_at IS NULL"),
+                sa.text(
+                    f"UPDATE tokens SET revoked_at = {self._now} WHERE name = :n "
+                    "AND revoked_at IS NULL"
+                ),
                 {"n": name},
             )
             return result.rowcount == 1
@@ -771,8 +780,10 @@ class Store:
         async with self._read() as conn:
             row = (
                 await conn.execute(
-                    sa.text("SELECT name, role, projects, any_worker FROM tokens "
-                            "WHERE token_hash = :h AND revoked_at IS NULL"),
+                    sa.text(
+                        "SELECT name, role, projects, any_worker FROM tokens "
+                        "WHERE token_hash = :h AND revoked_at IS NULL"
+                    ),
                     {"h": digest},
                 )
             ).first()

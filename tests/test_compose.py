@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import psycopg
 import pytest
 
@@ -26,7 +27,7 @@ from labelgrid.cli import build_parser
 from labelgrid.trainer_client import TrainerClient
 from tests.support import compose, postgres
 
-LABELGRID_SERVICES = ["queue", "seed", "trainer", "notebook"]
+LABELGRID_SERVICES = ["tokens", "queue", "seed", "trainer", "notebook"]
 
 
 def _port(address: str) -> str:
@@ -94,6 +95,20 @@ def test_compose_file_is_consistent() -> None:
     assert any(line.startswith("USER ") and "root" not in line for line in dockerfile.splitlines())
     assert "PASSWORD" not in dockerfile and "TOKEN" not in dockerfile
     assert env["POSTGRES_PASSWORD"] == "change-me"
+
+    # the queue is published beyond loopback, so it runs with auth, and each client has a token
+    assert "--auth" in services["queue"]["command"]
+    assert services["queue"]["depends_on"]["tokens"]["condition"] == (
+        "service_completed_successfully"
+    )
+    stored = {spec.split(":")[2] for spec in services["tokens"]["command"][4::2]}
+    for name, variable in (
+        ("seed", "LABELGRID_ADMIN_TOKEN"),
+        ("trainer", "LABELGRID_TRAINER_TOKEN"),
+        ("notebook", "LABELGRID_PAGE_TOKEN"),
+    ):
+        assert services[name]["environment"]["LABELGRID_TOKEN"] == env[variable]
+        assert variable in stored
 
 
 def _free_port() -> int:
@@ -176,6 +191,8 @@ def test_compose_equivalent_session(compose_pg, tmp_path: Path) -> None:
 
     queue_address = f"127.0.0.1:{env['QUEUE_PORT']}"
     try:
+        assert launch("tokens").wait(120) == 0
+        assert launch("tokens").wait(120) == 0  # a second run finds them present
         launch("queue")
         healthy("queue")
         assert launch("seed").wait(120) == 0
@@ -183,7 +200,11 @@ def test_compose_equivalent_session(compose_pg, tmp_path: Path) -> None:
         launch("trainer")
         healthy("trainer")
         launch("notebook")
-        with QueueClient(queue_address) as client:
+        with QueueClient(queue_address, token="", retries=0) as anonymous:
+            with pytest.raises(grpc.RpcError) as err:
+                anonymous.list_projects()
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with QueueClient(queue_address, token=env["LABELGRID_ADMIN_TOKEN"]) as client:
             assert client.progress(env["LABELGRID_PROJECT"]).total == 1797
             from sklearn.datasets import load_digits
 

@@ -19,19 +19,21 @@ Code = grpc.StatusCode
 
 
 def labelgrid(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "labelgrid.cli", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "labelgrid.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def make_token(database_url: str, name: str, role: str, *projects: str) -> str:
     extra = [arg for p in projects for arg in ("--project", p)]
-    out = labelgrid("token", "--database-url", database_url, "create", "--name", name,
-                    "--role", role, *extra)
+    out = labelgrid(
+        "token", "--database-url", database_url, "create", "--name", name, "--role", role, *extra
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
-def refused(database_url: str, call, code: Code, *words: str) -> None:  # noqa: ANN001
+def refused(database_url: str, call, code: Code, *words: str) -> None:
     before = snapshot(database_url)
     with pytest.raises(grpc.RpcError) as err:
         call()
@@ -42,9 +44,10 @@ def refused(database_url: str, call, code: Code, *words: str) -> None:  # noqa: 
 
 
 @pytest.fixture
-def secured(database_url: str):  # noqa: ANN201
-    proc = ServiceProcess(database_url, env={"LABELGRID_AUTH": "true",
-                                             "LABELGRID_AUTH_CACHE_SECONDS": "0"}).start()
+def secured(database_url: str):
+    proc = ServiceProcess(
+        database_url, env={"LABELGRID_AUTH": "true", "LABELGRID_AUTH_CACHE_SECONDS": "0"}
+    ).start()
     yield proc
     proc.kill()
 
@@ -71,8 +74,13 @@ def test_roles_tokens_and_project_scopes(secured: ServiceProcess, database_url: 
     refused(database_url, lambda: forged.pop("cats", "x"), Code.UNAUTHENTICATED, "unknown")
 
     labeller = QueueClient(address, token=alice, retries=0)
-    refused(database_url, lambda: labeller.create_project("mine", ["a"]), Code.PERMISSION_DENIED,
-            "labeller", "CreateProject")
+    refused(
+        database_url,
+        lambda: labeller.create_project("mine", ["a"]),
+        Code.PERMISSION_DENIED,
+        "labeller",
+        "CreateProject",
+    )
     refused(database_url, lambda: labeller.add_features("cats", ["x"]), Code.PERMISSION_DENIED)
     refused(database_url, lambda: labeller.export_labels("cats"), Code.PERMISSION_DENIED)
     refused(database_url, lambda: labeller.pop("dogs", "alice"), Code.PERMISSION_DENIED, "dogs")
@@ -80,8 +88,11 @@ def test_roles_tokens_and_project_scopes(secured: ServiceProcess, database_url: 
     assert [p.name for p in labeller.list_projects()] == ["cats"]
     item = labeller.pop("cats", "")[0]  # the worker id comes from the token
     assert query(database_url, f"SELECT leased_by FROM items WHERE id = {item.id}") == [("alice",)]
-    refused(database_url, lambda: labeller.submit("cats", item, "cat", "mallory"),
-            Code.PERMISSION_DENIED)
+    refused(
+        database_url,
+        lambda: labeller.submit("cats", item, "cat", "mallory"),
+        Code.PERMISSION_DENIED,
+    )
     labeller.submit("cats", item, "cat", "alice")
 
     model = QueueClient(address, token=trainer, retries=0)
@@ -104,8 +115,7 @@ def test_non_loopback_address_needs_auth(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_tls_and_client_certificates(database_url: str, tmp_path: Path,
-                                     project_name: str) -> None:
+def test_tls_and_client_certificates(database_url: str, tmp_path: Path, project_name: str) -> None:
     paths = certs.make(tmp_path)
     tls = {"LABELGRID_TLS_CERT": paths["server.crt"], "LABELGRID_TLS_KEY": paths["server.key"]}
     proc = ServiceProcess(database_url, env=tls).start()
@@ -113,39 +123,60 @@ def test_tls_and_client_certificates(database_url: str, tmp_path: Path,
         with QueueClient(proc.address, tls_ca=paths["ca.crt"], retries=0) as client:
             client.create_project(project_name, ["a"])
             assert client.get_project(project_name).name == project_name
-        with QueueClient(proc.address, retries=0, timeout=3) as plain, \
-                pytest.raises(grpc.RpcError) as err:
+        with (
+            QueueClient(proc.address, retries=0, timeout=3) as plain,
+            pytest.raises(grpc.RpcError) as err,
+        ):
             plain.list_projects()
         assert err.value.code() == Code.UNAVAILABLE
     finally:
         proc.kill()
-    mutual = ServiceProcess(database_url, env={**tls,
-                                               "LABELGRID_TLS_CLIENT_CA": paths["ca.crt"]}).start()
+    mutual = ServiceProcess(
+        database_url, env={**tls, "LABELGRID_TLS_CLIENT_CA": paths["ca.crt"]}
+    ).start()
     try:
-        with QueueClient(mutual.address, tls_ca=paths["ca.crt"], retries=0, timeout=3) as anon, \
-                pytest.raises(grpc.RpcError) as err:
+        with (
+            QueueClient(mutual.address, tls_ca=paths["ca.crt"], retries=0, timeout=3) as anon,
+            pytest.raises(grpc.RpcError) as err,
+        ):
             anon.list_projects()
         assert err.value.code() == Code.UNAVAILABLE
-        with QueueClient(mutual.address, tls_ca=paths["ca.crt"], tls_cert=paths["client.crt"],
-                         tls_key=paths["client.key"], retries=0) as client:
+        with QueueClient(
+            mutual.address,
+            tls_ca=paths["ca.crt"],
+            tls_cert=paths["client.crt"],
+            tls_key=paths["client.key"],
+            retries=0,
+        ) as client:
             assert [p.name for p in client.list_projects()] == [project_name]
     finally:
         mutual.kill()
 
 
 def test_limits_name_themselves(database_url: str, project_name: str) -> None:
-    proc = ServiceProcess(database_url, env={"LABELGRID_MAX_ARRAY_BYTES": "1000",
-                                             "LABELGRID_MAX_LEASES_PER_WORKER": "3"}).start()
+    proc = ServiceProcess(
+        database_url,
+        env={"LABELGRID_MAX_ARRAY_BYTES": "1000", "LABELGRID_MAX_LEASES_PER_WORKER": "3"},
+    ).start()
     try:
         with QueueClient(proc.address, retries=0) as client:
             client.create_project(project_name, ["a"])
-            refused(database_url, lambda: client.add_features(
-                project_name, np.zeros((2, 300), np.float32)), Code.RESOURCE_EXHAUSTED,
-                "LABELGRID_MAX_ARRAY_BYTES", "1000")
+            refused(
+                database_url,
+                lambda: client.add_features(project_name, np.zeros((2, 300), np.float32)),
+                Code.RESOURCE_EXHAUSTED,
+                "LABELGRID_MAX_ARRAY_BYTES",
+                "1000",
+            )
             client.add_features(project_name, np.zeros((6, 10), np.float32))
             assert len(client.pop(project_name, "w", n=2)) == 2
-            refused(database_url, lambda: client.pop(project_name, "w", n=2),
-                    Code.RESOURCE_EXHAUSTED, "LABELGRID_MAX_LEASES_PER_WORKER", "3")
+            refused(
+                database_url,
+                lambda: client.pop(project_name, "w", n=2),
+                Code.RESOURCE_EXHAUSTED,
+                "LABELGRID_MAX_LEASES_PER_WORKER",
+                "3",
+            )
             assert len(client.pop(project_name, "w", n=1)) == 1
             assert len(client.pop(project_name, "other", n=3)) == 3
     finally:

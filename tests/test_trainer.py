@@ -19,7 +19,9 @@ from tests.support.snapshot import query
 
 @pytest.fixture
 def trainer(service: ServiceProcess) -> Iterator[TrainerProcess]:
-    proc = TrainerProcess(service.address).start()
+    proc = TrainerProcess(
+        service.address, env={"LABELGRID_TRAINER_MODULES": "tests.support.hooks"}
+    ).start()
     yield proc
     proc.kill()
 
@@ -133,6 +135,19 @@ def test_trainer_errors(
                     project=project_name,
                     model="sklearn.linear_model:LogisticRegression",
                     acquisition="vibes",
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
+            # only modules the operator allowed: naming os.system must not run anything
+            (
+                dict(project=project_name, model="os:system", params={"command": "touch /tmp/lgx"}),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
+            (
+                dict(
+                    project=project_name,
+                    model="sklearn.linear_model:LogisticRegression",
+                    model_preprocess="os:system",
                 ),
                 grpc.StatusCode.INVALID_ARGUMENT,
             ),

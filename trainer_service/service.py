@@ -36,6 +36,7 @@ class JobError(Exception):
 def _hook(path: str):
     module, _, name = path.partition(":")
     try:
+        models.check_allowed(path)
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as exc:
         raise JobError(grpc.StatusCode.INVALID_ARGUMENT, f"cannot import {path!r}: {exc}") from None

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
+from labelgrid import channels
 from labelgrid.client import (
     CHUNK_BYTES,
     RETRY_CODES,
@@ -22,7 +23,6 @@ from labelgrid.client import (
     _labels,
     _priority_requests,
 )
-from labelgrid import channels
 from labelgrid.v1 import queue_pb2, queue_pb2_grpc
 
 T = TypeVar("T")

@@ -18,8 +18,8 @@ OPTIONS = [
 
 class _Details(
     collections.namedtuple(
-        "_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready",
-                     "compression"),
+        "_Details",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
     ),
     grpc.ClientCallDetails,
 ):
@@ -37,20 +37,25 @@ class _Token(
 
     def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
         metadata = [*(details.metadata or ()), self.header]
-        return _Details(details.method, details.timeout, metadata, details.credentials,
-                        getattr(details, "wait_for_ready", None),
-                        getattr(details, "compression", None))
+        return _Details(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
 
-    def intercept_unary_unary(self, continuation, details, request):  # noqa: ANN001, ANN201
+    def intercept_unary_unary(self, continuation, details, request):
         return continuation(self._details(details), request)
 
-    def intercept_unary_stream(self, continuation, details, request):  # noqa: ANN001, ANN201
+    def intercept_unary_stream(self, continuation, details, request):
         return continuation(self._details(details), request)
 
-    def intercept_stream_unary(self, continuation, details, requests):  # noqa: ANN001, ANN201
+    def intercept_stream_unary(self, continuation, details, requests):
         return continuation(self._details(details), requests)
 
-    def intercept_stream_stream(self, continuation, details, requests):  # noqa: ANN001, ANN201
+    def intercept_stream_stream(self, continuation, details, requests):
         return continuation(self._details(details), requests)
 
 
@@ -58,9 +63,10 @@ def _read(path: str | os.PathLike | None) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
-def credentials(tls_ca: str | None, tls_cert: str | None, tls_key: str | None):  # noqa: ANN201
+def credentials(tls_ca: str | None, tls_cert: str | None, tls_key: str | None):
     return grpc.ssl_channel_credentials(
-        root_certificates=_read(tls_ca), private_key=_read(tls_key),
+        root_certificates=_read(tls_ca),
+        private_key=_read(tls_key),
         certificate_chain=_read(tls_cert),
     )
 

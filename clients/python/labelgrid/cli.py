@@ -48,27 +48,35 @@ def _token(args: argparse.Namespace) -> int:
     async def run() -> int:
         store = await Store.open(url)
         try:
-            if args.action in ("create", "ensure"):
-                if args.role not in auth.ROLES:
-                    print(f"labelgrid: --role must be one of {auth.ROLES}", file=sys.stderr)
-                    return 2
-                token = os.environ.get(args.token_env, "") if args.token_env else ""
-                if args.action == "ensure" and not token:
-                    print(f"labelgrid: ${args.token_env} is empty", file=sys.stderr)
-                    return 2
-                token = token or auth.new_token()
-                digest = auth.hash_token(token)
-                if args.action == "ensure":
-                    known = await store.find_token(digest)
-                    if known is not None and known.name == args.name:
-                        print(f"token {args.name!r} already present")
-                        return 0
-                await store.create_token(args.name, args.role, args.project or None,
-                                         args.any_worker, digest)
-                if args.action == "create":
-                    print(token)  # shown once; only its hash is stored
-                else:
-                    print(f"token {args.name!r} stored")
+            if args.action == "create":
+                token = auth.new_token()
+                await store.create_token(
+                    args.name,
+                    args.role,
+                    args.project or None,
+                    args.any_worker,
+                    auth.hash_token(token),
+                )
+                print(token)  # shown once; only its hash is stored
+            elif args.action == "ensure":
+                for spec in args.spec:
+                    name, role, variable, *flags = spec.split(":")
+                    token = os.environ.get(variable, "")
+                    if role not in auth.ROLES or not token or set(flags) - {"any-worker"}:
+                        print(
+                            f"labelgrid: bad --spec {spec!r} (NAME:ROLE:ENV_VAR[:any-worker],"
+                            f" with ${variable} set)",
+                            file=sys.stderr,
+                        )
+                        return 2
+                    known = await store.find_token(auth.hash_token(token))
+                    if known is not None and known.name == name:
+                        print(f"token {name!r} already present")
+                        continue
+                    await store.create_token(
+                        name, role, None, "any-worker" in flags, auth.hash_token(token)
+                    )
+                    print(f"token {name!r} stored")
             elif args.action == "list":
                 for row in await store.list_tokens():
                     print(json.dumps(row, default=str))
@@ -220,32 +228,40 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="largest message accepted (env LABELGRID_MAX_MESSAGE_BYTES)",
     )
-    serve.add_argument("--auth", action="store_true",
-                       help="require API tokens (env LABELGRID_AUTH=true)")
-    serve.add_argument("--insecure-no-auth", action="store_true",
-                       help="allow a non-loopback address without auth")
+    serve.add_argument(
+        "--auth", action="store_true", help="require API tokens (env LABELGRID_AUTH=true)"
+    )
+    serve.add_argument(
+        "--insecure-no-auth", action="store_true", help="allow a non-loopback address without auth"
+    )
     serve.add_argument("--tls-cert", help="PEM certificate chain (env LABELGRID_TLS_CERT)")
     serve.add_argument("--tls-key", help="PEM private key (env LABELGRID_TLS_KEY)")
-    serve.add_argument("--tls-client-ca",
-                       help="require client certificates signed by this CA (PEM)")
+    serve.add_argument(
+        "--tls-client-ca", help="require client certificates signed by this CA (PEM)"
+    )
     serve.add_argument("--log-level", default=os.environ.get("LABELGRID_LOG_LEVEL", "INFO"))
     serve.set_defaults(func=_queue_serve)
 
     token = sub.add_parser("token", help="API tokens (stored as hashes in the database)")
     token_sub = token.add_subparsers(dest="action", required=True)
-    for action, text in (("create", "make a token and print it once"),
-                         ("ensure", "store the token in $TOKEN_ENV under NAME if absent")):
-        t = token_sub.add_parser(action, help=text)
-        t.add_argument("--name", required=True, help="also the worker id of a labeller token")
-        t.add_argument("--role", required=True, choices=["admin", "trainer", "labeller"])
-        t.add_argument("--project", action="append", help="restrict to a project (repeatable)")
-        t.add_argument("--any-worker", action="store_true",
-                       help="a labeller token that may name workers (trusted front ends)")
-        t.add_argument("--token-env", required=action == "ensure",
-                       help="read the token from this environment variable")
-        t.set_defaults(func=_token)
-    token_sub.add_parser("list", help="list tokens (never their values)").set_defaults(
-        func=_token)
+    create = token_sub.add_parser("create", help="make a token and print it once")
+    create.add_argument("--name", required=True, help="also the worker id of a labeller token")
+    create.add_argument("--role", required=True, choices=["admin", "trainer", "labeller"])
+    create.add_argument("--project", action="append", help="restrict to a project (repeatable)")
+    create.add_argument(
+        "--any-worker",
+        action="store_true",
+        help="a labeller token that may name workers (trusted front ends)",
+    )
+    create.set_defaults(func=_token)
+    ensure = token_sub.add_parser(
+        "ensure", help="store tokens given in environment variables, if absent (deployments)"
+    )
+    ensure.add_argument(
+        "--spec", action="append", required=True, metavar="NAME:ROLE:ENV_VAR[:any-worker]"
+    )
+    ensure.set_defaults(func=_token)
+    token_sub.add_parser("list", help="list tokens (never their values)").set_defaults(func=_token)
     revoke = token_sub.add_parser("revoke", help="revoke a token by name")
     revoke.add_argument("name")
     revoke.set_defaults(func=_token)

@@ -82,8 +82,13 @@ class ClassLabeller(widgets.VBox):
         super().__init__(**kwargs)
         if connection_string is None and server is None:
             connection_string = "sqlite:///labelgrid.db"
-        self.queue = ProjectQueue(table_name, connection_string=connection_string, server=server,
-                                  token=token, tls_ca=tls_ca)
+        self.queue = ProjectQueue(
+            table_name,
+            connection_string=connection_string,
+            server=server,
+            token=token,
+            tls_ca=tls_ca,
+        )
         self.project = self.queue.ensure_project(
             [str(o) for o in options],
             multi_label=self.multi_label,
