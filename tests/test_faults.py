@@ -1,0 +1,202 @@
+"""Faults with real processes and real databases: crashes, a database outage, a trainer kill.
+
+What must hold: every acknowledged submit is in the database afterwards, nothing is
+duplicated, abandoned leases come back, and priorities never go back to an older model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from labelgrid import QueueClient
+from labelgrid.trainer_client import TrainerClient
+from tests.support.servers import ServiceProcess, TrainerProcess
+from tests.support.snapshot import query
+
+
+class Labellers:
+    """N threads labelling until stopped; only acknowledged submits are recorded."""
+
+    def __init__(self, address: Callable[[], str], project: str, n: int,
+                 keep_going: bool = False) -> None:
+        self.address = address
+        self.project = project
+        self.acked: list[tuple[int, str]] = []
+        self.unavailable = 0
+        self.stop = threading.Event()
+        self.keep_going = keep_going
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(f"w{i}",)) for i in range(n)]
+
+    def _run(self, worker: str) -> None:
+        while not self.stop.is_set():
+            try:
+                with QueueClient(self.address(), retries=8, timeout=10) as client:
+                    while not self.stop.is_set():
+                        items = client.pop(self.project, worker)
+                        if not items:
+                            return
+                        client.submit(self.project, items[0], "x", worker)
+                        with self.lock:
+                            self.acked.append((items[0].id, worker))
+            except grpc.RpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE,
+                                      grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                with self.lock:
+                    self.unavailable += 1
+                if not self.keep_going:
+                    return
+                time.sleep(0.2)
+
+    def __enter__(self) -> Labellers:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+
+
+def _health(address: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=2).status
+        except grpc.RpcError:
+            return -1
+
+
+def _wait(predicate: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_kill_9_while_twenty_labellers_submit(database_url: str, project_name: str) -> None:
+    proc = ServiceProcess(database_url).start()
+    with QueueClient(proc.address) as client:
+        client.create_project(project_name, ["x"], lease_seconds=2)
+        ids = client.add_features(project_name, np.arange(3000, dtype=np.int32).reshape(-1, 1))
+    address = proc.address
+    with Labellers(lambda: address, project_name, 20) as crowd:
+        _wait(lambda: len(crowd.acked) >= 100, 60, "labels before the crash")
+        proc.kill()  # SIGKILL: no chance to finish anything
+    acked = list(crowd.acked)
+    assert 100 <= len(acked) < len(ids)
+
+    restarted = ServiceProcess(database_url).start()
+    try:
+        rows = query(database_url, "SELECT item_id, worker_id FROM annotations")
+        assert set(acked) <= set(rows), "an acknowledged submit was lost"
+        assert len({item for item, _ in rows}) == len(rows), "an item was labelled twice"
+        assert query(database_url, "SELECT COUNT(*) FROM items WHERE status = 2") == [(len(rows),)]
+        time.sleep(2.2)  # the leases the crash abandoned expire ...
+        with QueueClient(restarted.address) as client:
+            remaining: list[int] = []
+            while items := client.pop(project_name, f"after{len(remaining)}", n=500):
+                remaining += [i.id for i in items]
+            # ... and every item without a label can be leased again
+            assert sorted(remaining) == sorted(set(ids) - {item for item, _ in rows})
+    finally:
+        restarted.kill()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_database_outage_and_recovery(pg, database_url: str, project_name: str) -> None:
+    proc = ServiceProcess(database_url, env={"LABELGRID_HEALTH_INTERVAL": "0.3"}).start()
+    try:
+        with QueueClient(proc.address) as client:
+            client.create_project(project_name, ["x"], lease_seconds=3)
+            ids = client.add_features(project_name, np.arange(4000, dtype=np.int32)
+                                      .reshape(-1, 1))
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        with Labellers(lambda: proc.address, project_name, 4, keep_going=True) as crowd:
+            _wait(lambda: len(crowd.acked) >= 50, 60, "labels before the outage")
+            pg.stop("fast")
+            try:
+                _wait(lambda: _health(proc.address) == not_serving, 20, "NOT_SERVING")
+                with QueueClient(proc.address, retries=0, timeout=10) as direct, \
+                        pytest.raises(grpc.RpcError) as err:
+                    direct.progress(project_name)
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "database unavailable" in err.value.details()
+            finally:
+                pg.start()
+            _wait(lambda: _health(proc.address) == serving, 30, "SERVING again")
+            before = len(crowd.acked)
+            _wait(lambda: len(crowd.acked) >= before + 50, 60, "labelling to resume")
+        acked = list(crowd.acked)
+        rows = query(database_url, "SELECT item_id, worker_id FROM annotations")
+        assert set(acked) <= set(rows)
+        assert len({item for item, _ in rows}) == len(rows)
+        assert len(rows) <= len(ids)
+        assert crowd.unavailable > 0 or len(acked) > 100
+    finally:
+        proc.kill()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_trainer_killed_mid_run_resumes_and_never_goes_back(
+    service: ServiceProcess, database_url: str, project_name: str
+) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 8)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    truth = {X[i].tobytes(): str(y[i]) for i in range(len(X))}
+    with QueueClient(service.address) as client:
+        client.create_project(project_name, ["0", "1"])
+        client.add_features(project_name, X)
+
+    def label(n: int) -> None:
+        with QueueClient(service.address) as client:
+            for item in client.pop(project_name, "w", n=n):
+                client.submit(project_name, item, truth[item.input.tobytes()], "w")
+
+    env = {"LABELGRID_TRAINER_INTERVAL_SECONDS": "0.2", "LABELGRID_TRAINER_INTERVAL_N_LABELS": "5"}
+
+    def start_trainer() -> TrainerProcess:
+        proc = TrainerProcess(service.address, env=env)
+        proc.command = lambda: [*TrainerProcess.command(proc), "--job",  # type: ignore[method-assign]
+                                f"{project_name}=sklearn.ensemble:RandomForestClassifier"]
+        return proc.start()
+
+    label(40)
+    trainer = start_trainer()
+    with QueueClient(service.address) as client:
+        _wait(lambda: client.get_project(project_name).model_version >= 1, 60, "a version")
+        label(10)
+        _wait(lambda: client.get_project(project_name).model_version >= 2, 60, "two versions")
+        label(10)
+        time.sleep(0.25)
+        trainer.kill()  # possibly mid-run
+        version_at_kill = client.get_project(project_name).model_version
+        label(10)
+        trainer = start_trainer()
+        try:
+            _wait(lambda: client.get_project(project_name).model_version > version_at_kill, 60,
+                  "the restarted trainer to push a newer version")
+            with TrainerClient(trainer.address) as tc:
+                _wait(lambda: tc.status(project_name).runs >= 1, 30, "a run after restart")
+                assert tc.status(project_name).last_run.n_labels >= 70  # read all labels again
+        finally:
+            trainer.kill()
+        versions = [v for (v,) in query(
+            database_url, f"SELECT r.model_version FROM training_runs r JOIN projects p ON "
+            f"p.id = r.project_id WHERE p.name = '{project_name}' AND r.model_version > 0 "
+            "ORDER BY r.id")]
+        assert versions == sorted(versions) and versions[-1] > version_at_kill
+        with pytest.raises(grpc.RpcError) as err:  # an old model's priorities are refused
+            client.update_priorities(project_name, [1], [1.0], model_version=1)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
