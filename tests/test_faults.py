@@ -24,8 +24,9 @@ from tests.support.snapshot import query
 class Labellers:
     """N threads labelling until stopped; only acknowledged submits are recorded."""
 
-    def __init__(self, address: Callable[[], str], project: str, n: int,
-                 keep_going: bool = False) -> None:
+    def __init__(
+        self, address: Callable[[], str], project: str, n: int, keep_going: bool = False
+    ) -> None:
         self.address = address
         self.project = project
         self.acked: list[tuple[int, str]] = []
@@ -47,8 +48,10 @@ class Labellers:
                         with self.lock:
                             self.acked.append((items[0].id, worker))
             except grpc.RpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE,
-                                      grpc.StatusCode.DEADLINE_EXCEEDED):
+                if exc.code() not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
                     raise
                 with self.lock:
                     self.unavailable += 1
@@ -70,8 +73,11 @@ class Labellers:
 def _health(address: str) -> int:
     with grpc.insecure_channel(address) as channel:
         try:
-            return health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=2).status
+            return (
+                health_pb2_grpc.HealthStub(channel)
+                .Check(health_pb2.HealthCheckRequest(), timeout=2)
+                .status
+            )
         except grpc.RpcError:
             return -1
 
@@ -118,8 +124,7 @@ def test_database_outage_and_recovery(pg, database_url: str, project_name: str) 
     try:
         with QueueClient(proc.address) as client:
             client.create_project(project_name, ["x"], lease_seconds=3)
-            ids = client.add_features(project_name, np.arange(4000, dtype=np.int32)
-                                      .reshape(-1, 1))
+            ids = client.add_features(project_name, np.arange(4000, dtype=np.int32).reshape(-1, 1))
         serving = health_pb2.HealthCheckResponse.SERVING
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         with Labellers(lambda: proc.address, project_name, 4, keep_going=True) as crowd:
@@ -127,8 +132,10 @@ def test_database_outage_and_recovery(pg, database_url: str, project_name: str) 
             pg.stop("fast")
             try:
                 _wait(lambda: _health(proc.address) == not_serving, 20, "NOT_SERVING")
-                with QueueClient(proc.address, retries=0, timeout=10) as direct, \
-                        pytest.raises(grpc.RpcError) as err:
+                with (
+                    QueueClient(proc.address, retries=0, timeout=10) as direct,
+                    pytest.raises(grpc.RpcError) as err,
+                ):
                     direct.progress(project_name)
                 assert err.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert "database unavailable" in err.value.details()
@@ -168,8 +175,11 @@ def test_trainer_killed_mid_run_resumes_and_never_goes_back(
 
     def start_trainer() -> TrainerProcess:
         proc = TrainerProcess(service.address, env=env)
-        proc.command = lambda: [*TrainerProcess.command(proc), "--job",  # type: ignore[method-assign]
-                                f"{project_name}=sklearn.ensemble:RandomForestClassifier"]
+        proc.command = lambda: [
+            *TrainerProcess.command(proc),
+            "--job",  # type: ignore[method-assign]
+            f"{project_name}=sklearn.ensemble:RandomForestClassifier",
+        ]
         return proc.start()
 
     label(40)
@@ -185,17 +195,25 @@ def test_trainer_killed_mid_run_resumes_and_never_goes_back(
         label(10)
         trainer = start_trainer()
         try:
-            _wait(lambda: client.get_project(project_name).model_version > version_at_kill, 60,
-                  "the restarted trainer to push a newer version")
+            _wait(
+                lambda: client.get_project(project_name).model_version > version_at_kill,
+                60,
+                "the restarted trainer to push a newer version",
+            )
             with TrainerClient(trainer.address) as tc:
                 _wait(lambda: tc.status(project_name).runs >= 1, 30, "a run after restart")
                 assert tc.status(project_name).last_run.n_labels >= 70  # read all labels again
         finally:
             trainer.kill()
-        versions = [v for (v,) in query(
-            database_url, f"SELECT r.model_version FROM training_runs r JOIN projects p ON "
-            f"p.id = r.project_id WHERE p.name = '{project_name}' AND r.model_version > 0 "
-            "ORDER BY r.id")]
+        versions = [
+            v
+            for (v,) in query(
+                database_url,
+                f"SELECT r.model_version FROM training_runs r JOIN projects p ON "
+                f"p.id = r.project_id WHERE p.name = '{project_name}' AND r.model_version > 0 "
+                "ORDER BY r.id",
+            )
+        ]
         assert versions == sorted(versions) and versions[-1] > version_at_kill
         with pytest.raises(grpc.RpcError) as err:  # an old model's priorities are refused
             client.update_priorities(project_name, [1], [1.0], model_version=1)
