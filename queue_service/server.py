@@ -61,7 +61,7 @@ class QueueServer:
         await self.server.start()
         await self._set_health(True)
         self._probe = asyncio.create_task(self._probe_database())
-        if not s.auth:
+        if not s.auth and not is_loopback(s.address):
             log.warning("serving without authentication", extra={"address": s.address})
         log.info(
             "queue service started",
