@@ -30,7 +30,7 @@ import numpy as np
 
 from bench.common import write
 
-QUICK = {"seconds": 1.0, "items": 3000, "concurrency": [1, 8], "add_rows": 5000,
+QUICK = {"seconds": 1.0, "items": 20000, "concurrency": [1, 8], "add_rows": 5000,
          "images": 20, "priorities": 20000, "stream_rows": 5000, "peer_insert": 500}
 FULL = {"seconds": 6.0, "items": 300_000, "concurrency": [1, 8, 32, 128], "add_rows": 100_000,
         "images": 1000, "priorities": 1_000_000, "stream_rows": 200_000, "peer_insert": 20_000}

@@ -36,7 +36,9 @@ def create_engine(url: str, pool_size: int = 10, sqlite_synchronous: str = "FULL
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
         _configure_sqlite(engine, sqlite_synchronous)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # no pre-ping: it would cost a round trip per call; a connection lost with the database
+    # is invalidated on its first error (the caller gets UNAVAILABLE and retries)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
 
 def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:

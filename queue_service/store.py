@@ -131,6 +131,8 @@ class Store:
         self._lock = "FOR UPDATE" if self.postgres else ""
         self._skip = "FOR UPDATE SKIP LOCKED" if self.postgres else ""
         self._write_lock = asyncio.Lock()
+        # single statements that need no explicit transaction (one round trip)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._projects: dict[str, ProjectRow] = {}
 
     @classmethod
@@ -425,6 +427,8 @@ class Store:
     async def pop(
         self, project: ProjectRow, worker: str, n: int, max_leases: int | None = None
     ) -> list[ItemRow]:
+        if self.postgres:
+            return await self._pop_postgres(project, worker, n, max_leases)
         async with self._write() as conn:
             if max_leases is not None:
                 held = (
@@ -437,12 +441,83 @@ class Store:
                     )
                 ).scalar_one()
                 if held + n > max_leases:
-                    raise ResourceExhausted(
-                        f"worker {worker!r} holds {held} live leases in {project.name!r}; "
-                        f"{held + n} would pass the limit of {max_leases} "
-                        "(LABELGRID_MAX_LEASES_PER_WORKER): submit or release some first"
-                    )
+                    self._too_many(project, worker, held, n, max_leases)
             return await self._lease(conn, project, worker, n, secrets.token_hex(16))
+
+    def _too_many(self, project: ProjectRow, worker: str, held: int, n: int, limit: int) -> None:
+        raise ResourceExhausted(
+            f"worker {worker!r} holds {held} live leases in {project.name!r}; "
+            f"{held + n} would pass the limit of {limit} "
+            "(LABELGRID_MAX_LEASES_PER_WORKER): submit or release some first"
+        )
+
+    async def _pop_postgres(
+        self, project: ProjectRow, worker: str, n: int, max_leases: int | None,
+        token: str | None = None,
+    ) -> list[ItemRow]:
+        """One autocommitted statement: count the worker's leases, pick the top available
+        (or expired) items with SKIP LOCKED, lease them, and return them with their inputs."""
+        token = token or secrets.token_hex(16)
+        limit = max_leases if max_leases is not None else 2**62
+        now = self._now
+        async with self._autocommit.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.text(
+                        f"WITH held AS (SELECT COUNT(*) AS c FROM items WHERE project_id = :p "
+                        f"AND status = {LEASED} AND leased_by = :w AND lease_expires_at > {now}), "
+                        "avail AS (SELECT id, priority FROM items WHERE project_id = :p AND "
+                        f"status = {AVAILABLE} ORDER BY priority DESC, id LIMIT :n "
+                        "FOR UPDATE SKIP LOCKED), "
+                        "expired AS (SELECT id, priority FROM items WHERE project_id = :p AND "
+                        f"status = {LEASED} AND lease_expires_at <= {now} "
+                        "ORDER BY priority DESC, id LIMIT :n FOR UPDATE SKIP LOCKED), "
+                        "picked AS (SELECT id FROM (SELECT * FROM avail UNION ALL "
+                        "SELECT * FROM expired) c WHERE (SELECT c FROM held) + :n <= :max "
+                        "ORDER BY priority DESC, id LIMIT :n), "
+                        f"leased AS (UPDATE items SET status = {LEASED}, lease_token = :t, "
+                        f"leased_by = :w, lease_expires_at = {now} + :l FROM picked "
+                        "WHERE items.id = picked.id "
+                        "RETURNING items.id, items.priority, items.lease_expires_at) "
+                        "SELECT h.c AS held, l.id, l.priority, l.lease_expires_at, i.kind, "
+                        "i.dtype, i.shape, i.data, i.text, i.metadata FROM held h LEFT JOIN "
+                        "(leased l JOIN item_inputs i ON i.item_id = l.id) ON true"
+                    ),
+                    {"p": project.id, "w": worker, "n": n, "max": limit, "t": token,
+                     "l": float(project.lease_seconds)},
+                )
+            ).all()
+        items = [
+            ItemRow(r.id, InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata),
+                    r.priority, token, r.lease_expires_at)
+            for r in rows if r.id is not None
+        ]
+        if not items and rows and max_leases is not None and rows[0].held + n > max_leases:
+            self._too_many(project, worker, rows[0].held, n, max_leases)
+        items.sort(key=lambda r: (-r.priority, r.id))
+        return items
+
+    async def _submit_postgres(
+        self, project: ProjectRow, item_id: int, token: str, worker: str, labels: list[str]
+    ) -> int | None:
+        """The common case in one autocommitted statement: the lease is live and ours, so
+        close the item and record the annotation. None means: take the careful path."""
+        now = self._now
+        async with self._autocommit.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.text(
+                        f"WITH upd AS (UPDATE items SET status = {DONE}, completed_at = {now}, "
+                        "lease_token = NULL, lease_expires_at = NULL WHERE id = :i AND "
+                        f"project_id = :p AND status <> {DONE} AND lease_token = :t AND "
+                        "leased_by = :w RETURNING id) INSERT INTO annotations (project_id, "
+                        "item_id, worker_id, labels, lease_token, created_at) "
+                        f"SELECT :p, id, :w, :l, :t, {now} FROM upd RETURNING id"
+                    ),
+                    {"i": item_id, "p": project.id, "t": token, "w": worker,
+                     "l": json.dumps(labels)},
+                )
+            ).scalar_one_or_none()
 
     async def submit(
         self,
@@ -453,6 +528,16 @@ class Store:
         labels: list[str],
         pop_next: bool,
     ) -> SubmitResult:
+        if self.postgres:
+            ann_id = await self._submit_postgres(project, item_id, token, worker, labels)
+            if ann_id is not None:
+                nxt = None
+                if pop_next:
+                    leased = await self._pop_postgres(
+                        project, worker, 1, None, next_token(token, item_id)
+                    )
+                    nxt = leased[0] if leased else None
+                return SubmitResult(ann_id, False, nxt)
         async with self._write() as conn:
             item = (
                 await conn.execute(
