@@ -8,7 +8,9 @@ STUBS_OUT := clients/python
 
 NODE_STAMP := clients/node/node_modules/.installed
 
-.PHONY: venv protos run test lint clean node-deps compose-up compose-down
+PEER := bench/.venv-superintendent
+
+.PHONY: venv protos run test lint clean node-deps compose-up compose-down bench
 
 venv: $(STAMP)
 
@@ -48,6 +50,16 @@ compose-down:
 test: $(STAMP) node-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Benchmarks side by side with superintendent 0.6.0 (its own venv); writes bench/results/.
+bench: $(STAMP) $(PEER)/.installed
+	$(PY) -m bench.throughput --peer-python $(PEER)/bin/python
+
+$(PEER)/.installed:
+	$(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/pip install -q superintendent==0.6.0 sqlmodel==0.0.8 'sqlalchemy<1.4.42' \
+		'pydantic<2' psycopg2-binary
+	touch $(PEER)/.installed
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+#: Where results go; LABELGRID_BENCH_RESULTS redirects them (the CI smoke run uses a
+#: temporary folder so it never overwrites the recorded figures).
+RESULTS = Path(os.environ.get("LABELGRID_BENCH_RESULTS", Path(__file__).parent / "results"))
 
 
 def machine() -> dict[str, Any]:

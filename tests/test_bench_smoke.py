@@ -1,0 +1,40 @@
+"""The benchmark harnesses run end to end at tiny sizes, so they cannot rot.
+
+No timing is asserted (these machines are shared); only that each harness completes and
+writes complete results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(tmp_path: Path, *args: str) -> dict:
+    env = {**os.environ, "LABELGRID_BENCH_RESULTS": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    return {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+
+
+def test_throughput_harness_quick(tmp_path: Path, pg) -> None:  # noqa: ANN001 - needs PostgreSQL
+    results = _run(tmp_path, "bench.throughput", "--quick")["throughput-quick"]
+    for backend in ("sqlite", "postgres"):
+        r = results["backends"][backend]
+        assert r["add_64d_rows_per_s"] > 0 and r["update_priorities_seconds"] > 0
+        assert {x["labellers"] for x in r["pop_submit"]} == {1, 8}
+        assert all(x["double_leases"] == 0 for x in r["pop_submit"])
+    assert results["ratios"]["postgres"]["double_leases_total"] == 0
+    assert set(results["bare_grpc_echo_calls_per_s"]) == {"1", "8"}
+
+
+def test_trainer_memory_harness_small(tmp_path: Path) -> None:
+    results = _run(tmp_path, "bench.trainer_memory", "--items", "3000")["trainer_memory"]
+    assert set(results["runs"]) == {"margin", "batch-margin"}
+    assert all(r["scored"] == 2000 for r in results["runs"].values())
