@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 
-def _queue(url: str, worker: str):  # noqa: ANN202
+def _queue(url: str, worker: str):
     from superintendent.db_queue import DatabaseQueue
 
     return DatabaseQueue(connection_string=url, worker_id=worker)
@@ -62,8 +62,10 @@ def main() -> None:
 
     ctx = mp.get_context("spawn")
     results: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_pairs, args=(args.url, args.seconds, f"w{i}", results))
-             for i in range(args.workers)]
+    procs = [
+        ctx.Process(target=_pairs, args=(args.url, args.seconds, f"w{i}", results))
+        for i in range(args.workers)
+    ]
     for p in procs:
         p.start()
     runs = [results.get(timeout=args.seconds + 120) for _ in procs]
@@ -77,8 +79,9 @@ def main() -> None:
     out["concurrent_double_handed_share"] = 1 - len(set(popped)) / max(1, len(popped))
 
     ids = list(range(1, args.reorder + 1))
-    priorities = dict(zip(ids, np.random.default_rng(1).permutation(args.reorder).tolist(),
-                          strict=True))
+    priorities = dict(
+        zip(ids, np.random.default_rng(1).permutation(args.reorder).tolist(), strict=True)
+    )
     t = time.perf_counter()
     q.reorder(priorities)
     out["reorder_seconds"] = time.perf_counter() - t

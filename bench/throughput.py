@@ -30,24 +30,59 @@ import numpy as np
 
 from bench.common import write
 
-QUICK = {"seconds": 1.0, "items": 20000, "concurrency": [1, 8], "add_rows": 5000,
-         "images": 20, "priorities": 20000, "stream_rows": 5000, "peer_insert": 500}
-FULL = {"seconds": 6.0, "items": 300_000, "concurrency": [1, 8, 32, 128], "add_rows": 100_000,
-        "images": 1000, "priorities": 1_000_000, "stream_rows": 200_000, "peer_insert": 20_000}
+QUICK = {
+    "seconds": 1.0,
+    "items": 20000,
+    "concurrency": [1, 8],
+    "add_rows": 5000,
+    "images": 20,
+    "priorities": 20000,
+    "stream_rows": 5000,
+    "peer_insert": 500,
+}
+FULL = {
+    "seconds": 6.0,
+    "items": 300_000,
+    "concurrency": [1, 8, 32, 128],
+    "add_rows": 100_000,
+    "images": 1000,
+    "priorities": 1_000_000,
+    "stream_rows": 200_000,
+    "peer_insert": 20_000,
+}
 
 
 # -- processes -------------------------------------------------------------------------------
+
 
 def start_queue(url: str, tmp: Path) -> tuple[subprocess.Popen, str]:
     from labelgrid.stack import wait_serving
 
     port = _free_port()
-    env = {**os.environ, "LABELGRID_DB_POOL_SIZE": "40", "LABELGRID_MAX_LEASES_PER_WORKER":
-           "100000", "LABELGRID_LOG_LEVEL": "WARNING", "LABELGRID_MAX_POP": "1000"}
-    log = open(tmp / f"queue-{port}.log", "wb")  # noqa: SIM115 - lives with the process
-    proc = subprocess.Popen([sys.executable, "-m", "labelgrid.cli", "queue", "serve",
-                             "--address", f"127.0.0.1:{port}", "--database-url", url],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "LABELGRID_DB_POOL_SIZE": "40",
+        "LABELGRID_MAX_LEASES_PER_WORKER": "100000",
+        "LABELGRID_LOG_LEVEL": "WARNING",
+        "LABELGRID_MAX_POP": "1000",
+    }
+    log = open(tmp / f"queue-{port}.log", "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labelgrid.cli",
+            "queue",
+            "serve",
+            "--address",
+            f"127.0.0.1:{port}",
+            "--database-url",
+            url,
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     wait_serving(f"127.0.0.1:{port}")
     return proc, f"127.0.0.1:{port}"
 
@@ -69,8 +104,10 @@ def _rss(pid: int, field: str = "VmRSS") -> float:
 
 # -- labellers (in separate processes) -------------------------------------------------------
 
-def _labeller_process(address: str, project: str, names: list[str], seconds: float, mode: str,
-                      out: mp.Queue) -> None:
+
+def _labeller_process(
+    address: str, project: str, names: list[str], seconds: float, mode: str, out: mp.Queue
+) -> None:
     from labelgrid.aio import AsyncQueueClient
 
     async def one(client: AsyncQueueClient, worker: str) -> tuple[list[int], list[float]]:
@@ -110,21 +147,28 @@ def _labeller_process(address: str, project: str, names: list[str], seconds: flo
         client = AsyncQueueClient(address, retries=0)
         results = await asyncio.gather(*(one(client, w) for w in names))
         await client.close()
-        out.put({"popped": [i for p, _ in results for i in p],
-                 "latencies": [x for _, lat in results for x in lat]})
+        out.put(
+            {
+                "popped": [i for p, _ in results for i in p],
+                "latencies": [x for _, lat in results for x in lat],
+            }
+        )
 
     asyncio.run(run())
 
 
-def pop_submit(address: str, project: str, concurrency: int, seconds: float,
-               mode: str) -> dict[str, Any]:
+def pop_submit(
+    address: str, project: str, concurrency: int, seconds: float, mode: str
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()
     processes = min(concurrency, 4)
     names = [f"{mode}-{concurrency}-{i}" for i in range(concurrency)]
     groups = [names[i::processes] for i in range(processes)]
-    procs = [ctx.Process(target=_labeller_process,
-                         args=(address, project, g, seconds, mode, out)) for g in groups]
+    procs = [
+        ctx.Process(target=_labeller_process, args=(address, project, g, seconds, mode, out))
+        for g in groups
+    ]
     for p in procs:
         p.start()
     results = [out.get(timeout=seconds + 120) for _ in procs]
@@ -134,7 +178,8 @@ def pop_submit(address: str, project: str, concurrency: int, seconds: float,
     latencies = np.array([x for r in results for x in r["latencies"]]) * 1000
     submitted = len(popped) - (concurrency if mode == "submit-next" else 0)
     return {
-        "mode": mode, "labellers": concurrency,
+        "mode": mode,
+        "labellers": concurrency,
         "pairs_per_s": max(0, submitted) / seconds,
         "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
         "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
@@ -144,16 +189,20 @@ def pop_submit(address: str, project: str, concurrency: int, seconds: float,
 
 # -- bare limits -----------------------------------------------------------------------------
 
+
 async def _bare_asyncpg(dsn: str, concurrency: int, seconds: float, items: int) -> float:
     import asyncpg
 
     setup = await asyncpg.connect(dsn)
-    await setup.execute("DROP TABLE IF EXISTS bare_items; CREATE TABLE bare_items (id bigserial "
-                        "PRIMARY KEY, status smallint NOT NULL DEFAULT 0, priority float8 NOT "
-                        "NULL DEFAULT 0, leased_by text); CREATE INDEX ON bare_items "
-                        "(priority DESC, id) WHERE status = 0")
-    await setup.execute(f"INSERT INTO bare_items (priority) SELECT 0 FROM "
-                        f"generate_series(1, {items})")
+    await setup.execute(
+        "DROP TABLE IF EXISTS bare_items; CREATE TABLE bare_items (id bigserial "
+        "PRIMARY KEY, status smallint NOT NULL DEFAULT 0, priority float8 NOT "
+        "NULL DEFAULT 0, leased_by text); CREATE INDEX ON bare_items "
+        "(priority DESC, id) WHERE status = 0"
+    )
+    await setup.execute(
+        f"INSERT INTO bare_items (priority) SELECT 0 FROM generate_series(1, {items})"
+    )
     await setup.close()
     done = 0
 
@@ -166,12 +215,17 @@ async def _bare_asyncpg(dsn: str, concurrency: int, seconds: float, items: int) 
                 row = await conn.fetchrow(
                     "UPDATE bare_items SET status = 1, leased_by = $1 WHERE id = (SELECT id FROM "
                     "bare_items WHERE status = 0 ORDER BY priority DESC, id LIMIT 1 FOR UPDATE "
-                    "SKIP LOCKED) RETURNING id", f"w{i}")
+                    "SKIP LOCKED) RETURNING id",
+                    f"w{i}",
+                )
             if row is None:
                 break
             async with conn.transaction():
-                await conn.execute("UPDATE bare_items SET status = 2 WHERE id = $1 AND "
-                                   "leased_by = $2", row["id"], f"w{i}")
+                await conn.execute(
+                    "UPDATE bare_items SET status = 2 WHERE id = $1 AND leased_by = $2",
+                    row["id"],
+                    f"w{i}",
+                )
             done += 1
         await conn.close()
 
@@ -186,7 +240,8 @@ def _echo_server_process(port: int, ready: mp.Event) -> None:
         server = grpc.aio.server()
         handler = grpc.unary_unary_rpc_method_handler(_echo)
         server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler}),))
+            (grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler}),)
+        )
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         ready.set()
@@ -230,9 +285,12 @@ def bare_grpc(concurrency: int, seconds: float) -> float:
     ready.wait(30)
     out: mp.Queue = ctx.Queue()
     processes = min(concurrency, 4)
-    clients = [ctx.Process(target=_echo_client_process,
-                           args=(port, max(1, concurrency // processes), seconds, out))
-               for _ in range(processes)]
+    clients = [
+        ctx.Process(
+            target=_echo_client_process, args=(port, max(1, concurrency // processes), seconds, out)
+        )
+        for _ in range(processes)
+    ]
     for c in clients:
         c.start()
     total = sum(out.get(timeout=seconds + 60) for _ in clients)
@@ -244,8 +302,10 @@ def bare_grpc(concurrency: int, seconds: float) -> float:
 
 # -- one backend -----------------------------------------------------------------------------
 
-def run_backend(name: str, url: str, size: dict, tmp: Path, peer_python: str | None,
-                dsn: str | None) -> dict[str, Any]:
+
+def run_backend(
+    name: str, url: str, size: dict, tmp: Path, peer_python: str | None, dsn: str | None
+) -> dict[str, Any]:
     from labelgrid.client import QueueClient
 
     out: dict[str, Any] = {"backend": name}
@@ -260,8 +320,9 @@ def run_backend(name: str, url: str, size: dict, tmp: Path, peer_python: str | N
         seconds = time.perf_counter() - t
         out["add_64d_rows_per_s"] = len(X) / seconds
         out["add_64d_mb_per_s"] = X.nbytes / 2**20 / seconds
-        images = np.random.default_rng(1).integers(0, 255, (size["images"], 224, 224, 3),
-                                                   dtype=np.uint8)
+        images = np.random.default_rng(1).integers(
+            0, 255, (size["images"], 224, 224, 3), dtype=np.uint8
+        )
         client.create_project("images", ["x"])
         t = time.perf_counter()
         client.add_features("images", images, progress=False)
@@ -280,6 +341,11 @@ def run_backend(name: str, url: str, size: dict, tmp: Path, peer_python: str | N
         seconds = time.perf_counter() - t
         out["stream_unlabelled_mb_per_s"] = S.nbytes / 2**20 / seconds
         out["stream_items"] = received
+        t = time.perf_counter()
+        packed = sum(len(ids) for ids, _ in client.unlabelled("stream"))
+        seconds = time.perf_counter() - t
+        out["stream_unlabelled_packed_mb_per_s"] = S.nbytes / 2**20 / seconds
+        out["stream_packed_items"] = packed
         out["server_rss_before_stream_mb"] = rss_before
         out["server_rss_after_stream_mb"] = _rss(proc.pid)
         out["stream_features_mb"] = S.nbytes / 2**20
@@ -306,9 +372,12 @@ def run_backend(name: str, url: str, size: dict, tmp: Path, peer_python: str | N
                     continue
                 r = pop_submit(address, "pairs", concurrency, size["seconds"], mode)
                 runs.append(r)
-                print(f"  {name} {mode:>11} x{concurrency:<3} {r['pairs_per_s']:8.0f} pairs/s "
-                      f"p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
-                      f"double leases {r['double_leases']}", flush=True)
+                print(
+                    f"  {name} {mode:>11} x{concurrency:<3} {r['pairs_per_s']:8.0f} pairs/s "
+                    f"p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
+                    f"double leases {r['double_leases']}",
+                    flush=True,
+                )
         out["pop_submit"] = runs
         client.close()
     finally:
@@ -321,18 +390,32 @@ def run_backend(name: str, url: str, size: dict, tmp: Path, peer_python: str | N
             for c in size["concurrency"]
         }
     if peer_python:
-        peer_url = (f"sqlite:///{tmp / 'peer.db'}" if name == "sqlite"
-                    else dsn.replace("postgresql://", "postgresql+psycopg2://"))
+        peer_url = (
+            f"sqlite:///{tmp / 'peer.db'}"
+            if name == "sqlite"
+            else dsn.replace("postgresql://", "postgresql+psycopg2://")
+        )
         if name == "postgres":
             import psycopg
 
             with psycopg.connect(dsn) as conn:
                 conn.execute("DROP TABLE IF EXISTS superintendentdata")
         result = subprocess.run(
-            [peer_python, str(Path(__file__).parent / "peer_superintendent.py"), peer_url,
-             "--insert", str(size["peer_insert"]), "--seconds", str(size["seconds"]),
-             "--reorder", str(min(20000, size["peer_insert"]))],
-            capture_output=True, text=True, timeout=900)
+            [
+                peer_python,
+                str(Path(__file__).parent / "peer_superintendent.py"),
+                peer_url,
+                "--insert",
+                str(size["peer_insert"]),
+                "--seconds",
+                str(size["seconds"]),
+                "--reorder",
+                str(min(20000, size["peer_insert"])),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if result.returncode == 0:
             out["superintendent"] = json.loads(result.stdout.strip().splitlines()[-1])
         else:
@@ -340,8 +423,7 @@ def run_backend(name: str, url: str, size: dict, tmp: Path, peer_python: str | N
     return out
 
 
-def _bare_update(name: str, url: str, dsn: str | None, ids: np.ndarray,
-                 prios: np.ndarray) -> float:
+def _bare_update(name: str, url: str, dsn: str | None, ids: np.ndarray, prios: np.ndarray) -> float:
     """The same bulk update, straight to the database, for comparison."""
     if name == "postgres":
         import asyncpg
@@ -349,9 +431,12 @@ def _bare_update(name: str, url: str, dsn: str | None, ids: np.ndarray,
         async def go() -> float:
             conn = await asyncpg.connect(dsn)
             t = time.perf_counter()
-            await conn.execute("UPDATE items SET priority = u.p FROM unnest($1::bigint[], "
-                               "$2::float8[]) AS u(id, p) WHERE items.id = u.id",
-                               ids.tolist(), (prios + 1).tolist())
+            await conn.execute(
+                "UPDATE items SET priority = u.p FROM unnest($1::bigint[], "
+                "$2::float8[]) AS u(id, p) WHERE items.id = u.id",
+                ids.tolist(),
+                (prios + 1).tolist(),
+            )
             seconds = time.perf_counter() - t
             await conn.close()
             return seconds
@@ -360,8 +445,9 @@ def _bare_update(name: str, url: str, dsn: str | None, ids: np.ndarray,
     conn = sqlite3.connect(url.split("///", 1)[1])
     t = time.perf_counter()
     conn.execute("CREATE TEMP TABLE np (id INTEGER PRIMARY KEY, p REAL)")
-    conn.executemany("INSERT INTO np VALUES (?, ?)", zip(ids.tolist(), (prios + 1).tolist(),
-                                                         strict=True))
+    conn.executemany(
+        "INSERT INTO np VALUES (?, ?)", zip(ids.tolist(), (prios + 1).tolist(), strict=True)
+    )
     conn.execute("UPDATE items SET priority = np.p FROM np WHERE items.id = np.id")
     conn.commit()
     seconds = time.perf_counter() - t
@@ -373,8 +459,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--peer-python", default=os.environ.get("LABELGRID_PEER_PYTHON"),
-                        help="python of a venv with superintendent==0.6.0 (see bench/README)")
+    parser.add_argument(
+        "--peer-python",
+        default=os.environ.get("LABELGRID_PEER_PYTHON"),
+        help="python of a venv with superintendent==0.6.0 (see bench/README)",
+    )
     parser.add_argument("--no-echo", action="store_true")
     args = parser.parse_args()
     size = QUICK if args.quick else FULL
@@ -385,8 +474,9 @@ def main() -> None:
             print(f"{backend}:", flush=True)
             if backend == "sqlite":
                 url = f"sqlite:///{tmp / 'bench.db'}"
-                results["backends"]["sqlite"] = run_backend("sqlite", url, size, tmp,
-                                                            args.peer_python, None)
+                results["backends"]["sqlite"] = run_backend(
+                    "sqlite", url, size, tmp, args.peer_python, None
+                )
             else:
                 from tests.support.postgres import Postgres
 
@@ -394,13 +484,15 @@ def main() -> None:
                 try:
                     url = pg.new_database()
                     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-                    results["backends"]["postgres"] = run_backend("postgres", url, size, tmp,
-                                                                  args.peer_python, dsn)
+                    results["backends"]["postgres"] = run_backend(
+                        "postgres", url, size, tmp, args.peer_python, dsn
+                    )
                 finally:
                     pg.cleanup()
         if not args.no_echo:
             results["bare_grpc_echo_calls_per_s"] = {
-                str(c): bare_grpc(c, size["seconds"]) for c in size["concurrency"]}
+                str(c): bare_grpc(c, size["seconds"]) for c in size["concurrency"]
+            }
     results["ratios"] = ratios(results)
     name = "throughput-quick" if args.quick else "throughput"
     flags = " --quick" if args.quick else ""
@@ -415,8 +507,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     for name, r in results["backends"].items():
         pairs = {(x["mode"], x["labellers"]): x["pairs_per_s"] for x in r["pop_submit"]}
         peer = r.get("superintendent", {})
-        row: dict[str, Any] = {"double_leases_total": sum(x["double_leases"]
-                                                          for x in r["pop_submit"])}
+        row: dict[str, Any] = {
+            "double_leases_total": sum(x["double_leases"] for x in r["pop_submit"])
+        }
         for (mode, c), v in pairs.items():
             if mode != "pop+submit":
                 continue
@@ -429,9 +522,12 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
             if echo:
                 row[f"x{c}_rpcs_vs_bare_grpc_echo"] = 2 * v / echo
         if peer.get("insert_rows_per_s"):
-            row["add_vs_superintendent_insert"] = r["add_64d_rows_per_s"] / peer["insert_rows_per_s"]
-        row["update_priorities_vs_bare_sql"] = (r["update_priorities_seconds"]
-                                                / r["update_priorities_bare_sql_seconds"])
+            row["add_vs_superintendent_insert"] = (
+                r["add_64d_rows_per_s"] / peer["insert_rows_per_s"]
+            )
+        row["update_priorities_vs_bare_sql"] = (
+            r["update_priorities_seconds"] / r["update_priorities_bare_sql_seconds"]
+        )
         out[name] = row
     return out
 

@@ -237,3 +237,45 @@ def training_run_row(msg: queue_pb2.TrainingRun) -> TrainingRunRow:
         started_at=msg.started_at.ToNanoseconds() / 1e9,
         trainer=msg.trainer[:200],
     )
+
+
+def packed_unlabelled(
+    rows: list[ItemRow], budget: int
+) -> Iterator[queue_pb2.StreamUnlabelledResponse]:
+    """Runs of array items sharing dtype and shape go out as one stacked array each (a few
+    large byte strings instead of one message per item); other items go out one by one."""
+    run: list[ItemRow] = []
+    size = 0
+
+    def flush() -> queue_pb2.StreamUnlabelledResponse:
+        first = run[0].input
+        inner = [int(d) for d in first.shape.split(",")] if first.shape else []
+        reply = queue_pb2.StreamUnlabelledResponse(
+            ids=[r.id for r in run],
+            priorities=[r.priority for r in run],
+            rows=arrays_pb2.NDArray(
+                dtype=first.dtype,
+                shape=[len(run), *inner],
+                data=b"".join(r.input.data for r in run),
+            ),
+            cursor=run[-1].id,
+        )
+        run.clear()
+        return reply
+
+    for row in rows:
+        x = row.input
+        if x.kind != KIND_ARRAY:
+            if run:
+                yield flush()
+                size = 0
+            yield queue_pb2.StreamUnlabelledResponse(items=[item(row)], cursor=row.id)
+            continue
+        same = run and (run[0].input.dtype, run[0].input.shape) == (x.dtype, x.shape)
+        if run and (not same or size + len(x.data) > budget):
+            yield flush()
+            size = 0
+        run.append(row)
+        size += len(x.data) + 16
+    if run:
+        yield flush()

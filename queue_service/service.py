@@ -361,10 +361,16 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         cursor = request.after_item_id
         while True:
             rows = await self.store.unlabelled_chunk(project, cursor, limit, request.ids_only)
-            messages = [convert.item(r) for r in rows]
-            for group in convert.batched(messages, self.reply_budget):
-                cursor = group[-1].id
-                yield queue_pb2.StreamUnlabelledResponse(items=group, cursor=cursor)
+            if request.packed and not request.ids_only:
+                for reply in convert.packed_unlabelled(rows, self.reply_budget):
+                    yield reply
+                if rows:
+                    cursor = rows[-1].id
+            else:
+                messages = [convert.item(r) for r in rows]
+                for group in convert.batched(messages, self.reply_budget):
+                    cursor = group[-1].id
+                    yield queue_pb2.StreamUnlabelledResponse(items=group, cursor=cursor)
             if len(rows) < limit:
                 return
 

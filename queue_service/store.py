@@ -452,7 +452,11 @@ class Store:
         )
 
     async def _pop_postgres(
-        self, project: ProjectRow, worker: str, n: int, max_leases: int | None,
+        self,
+        project: ProjectRow,
+        worker: str,
+        n: int,
+        max_leases: int | None,
         token: str | None = None,
     ) -> list[ItemRow]:
         """One autocommitted statement: count the worker's leases, pick the top available
@@ -483,14 +487,26 @@ class Store:
                         "i.dtype, i.shape, i.data, i.text, i.metadata FROM held h LEFT JOIN "
                         "(leased l JOIN item_inputs i ON i.item_id = l.id) ON true"
                     ),
-                    {"p": project.id, "w": worker, "n": n, "max": limit, "t": token,
-                     "l": float(project.lease_seconds)},
+                    {
+                        "p": project.id,
+                        "w": worker,
+                        "n": n,
+                        "max": limit,
+                        "t": token,
+                        "l": float(project.lease_seconds),
+                    },
                 )
             ).all()
         items = [
-            ItemRow(r.id, InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata),
-                    r.priority, token, r.lease_expires_at)
-            for r in rows if r.id is not None
+            ItemRow(
+                r.id,
+                InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata),
+                r.priority,
+                token,
+                r.lease_expires_at,
+            )
+            for r in rows
+            if r.id is not None
         ]
         if not items and rows and max_leases is not None and rows[0].held + n > max_leases:
             self._too_many(project, worker, rows[0].held, n, max_leases)
@@ -514,8 +530,13 @@ class Store:
                         "item_id, worker_id, labels, lease_token, created_at) "
                         f"SELECT :p, id, :w, :l, :t, {now} FROM upd RETURNING id"
                     ),
-                    {"i": item_id, "p": project.id, "t": token, "w": worker,
-                     "l": json.dumps(labels)},
+                    {
+                        "i": item_id,
+                        "p": project.id,
+                        "t": token,
+                        "w": worker,
+                        "l": json.dumps(labels),
+                    },
                 )
             ).scalar_one_or_none()
 

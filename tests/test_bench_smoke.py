@@ -17,13 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(tmp_path: Path, *args: str) -> dict:
     env = {**os.environ, "LABELGRID_BENCH_RESULTS": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     return {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
 
 
-def test_throughput_harness_quick(tmp_path: Path, pg) -> None:  # noqa: ANN001 - needs PostgreSQL
+def test_throughput_harness_quick(tmp_path: Path, pg) -> None:
     results = _run(tmp_path, "bench.throughput", "--quick")["throughput-quick"]
     for backend in ("sqlite", "postgres"):
         r = results["backends"][backend]

@@ -46,3 +46,23 @@ def test_two_hundred_thousand_priorities_then_pop_in_order(
         assert [it.id for it in popped] == expected.tolist()
         assert [it.priority for it in popped] == sorted(priorities, reverse=True)[:50]
         assert client.get_project(project_name).model_version == 7
+
+
+def test_packed_stream_matches_item_stream(client: QueueClient, project_name: str) -> None:
+    rng = np.random.default_rng(5)
+    client.create_project(project_name, ["a"])
+    X = rng.standard_normal((3000, 16)).astype(np.float32)
+    ids = client.add_features(project_name, X)
+    mixed = client.add_features(project_name, ["text", np.arange(3, dtype=np.int8)])
+    more = client.add_features(project_name, X[:5])
+    got_ids: list[int] = []
+    got: list = []
+    for batch_ids, values in client.unlabelled(project_name, chunk_size=700):
+        got_ids += batch_ids
+        got += values
+    assert got_ids == ids + mixed + more
+    assert np.stack(got[:3000]).tobytes() == X.tobytes()
+    assert got[3000] == "text" and got[3001].dtype == np.int8
+    assert np.stack(got[3002:]).tobytes() == X[:5].tobytes()
+    replies = list(client.stream_unlabelled(project_name, packed=True, chunk_size=700))
+    assert any(r.HasField("rows") and r.rows.shape[0] > 1 for r in replies)

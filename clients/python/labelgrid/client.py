@@ -260,12 +260,36 @@ class QueueClient:
         return self.stub.StreamLabelled(request, timeout=timeout)
 
     def stream_unlabelled(
-        self, project: str, after: int = 0, *, chunk_size: int = 0, ids_only: bool = False
+        self,
+        project: str,
+        after: int = 0,
+        *,
+        chunk_size: int = 0,
+        ids_only: bool = False,
+        packed: bool = False,
     ) -> Iterator[queue_pb2.StreamUnlabelledResponse]:
         request = queue_pb2.StreamUnlabelledRequest(
-            project=project, after_item_id=after, chunk_size=chunk_size, ids_only=ids_only
+            project=project,
+            after_item_id=after,
+            chunk_size=chunk_size,
+            ids_only=ids_only,
+            packed=packed,
         )
         return self.stub.StreamUnlabelled(request)
+
+    def unlabelled(
+        self, project: str, after: int = 0, *, chunk_size: int = 5000
+    ) -> Iterator[tuple[list[int], list[Any]]]:
+        """Unlabelled items in batches of (ids, inputs), streamed packed: arrays of one
+        dtype and shape arrive stacked, so this is the fast way to read many of them."""
+        for reply in self.stream_unlabelled(project, after, chunk_size=chunk_size, packed=True):
+            if reply.HasField("rows"):
+                yield list(reply.ids), list(arrays.decode(reply.rows))
+            if reply.items:
+                yield (
+                    [i.id for i in reply.items],
+                    [payloads.from_payload(i.input) for i in reply.items],
+                )
 
     def progress(self, project: str) -> queue_pb2.Progress:
         request = queue_pb2.GetProgressRequest(project=project)

@@ -253,24 +253,32 @@ class StreamLabelledResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[LabelledItem, _Mapping]]] = ..., cursor: _Optional[int] = ...) -> None: ...
 
 class StreamUnlabelledRequest(_message.Message):
-    __slots__ = ("project", "after_item_id", "chunk_size", "ids_only")
+    __slots__ = ("project", "after_item_id", "chunk_size", "ids_only", "packed")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     AFTER_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     IDS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     project: str
     after_item_id: int
     chunk_size: int
     ids_only: bool
-    def __init__(self, project: _Optional[str] = ..., after_item_id: _Optional[int] = ..., chunk_size: _Optional[int] = ..., ids_only: _Optional[bool] = ...) -> None: ...
+    packed: bool
+    def __init__(self, project: _Optional[str] = ..., after_item_id: _Optional[int] = ..., chunk_size: _Optional[int] = ..., ids_only: _Optional[bool] = ..., packed: _Optional[bool] = ...) -> None: ...
 
 class StreamUnlabelledResponse(_message.Message):
-    __slots__ = ("items", "cursor")
+    __slots__ = ("items", "cursor", "ids", "priorities", "rows")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITIES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[Item]
     cursor: int
-    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., cursor: _Optional[int] = ...) -> None: ...
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    priorities: _containers.RepeatedScalarFieldContainer[float]
+    rows: _arrays_pb2.NDArray
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., cursor: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., priorities: _Optional[_Iterable[float]] = ..., rows: _Optional[_Union[_arrays_pb2.NDArray, _Mapping]] = ...) -> None: ...
 
 class GetProgressRequest(_message.Message):
     __slots__ = ("project",)
