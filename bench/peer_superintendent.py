@@ -88,7 +88,7 @@ def main() -> None:
     out["reorder_items"] = args.reorder
 
     t = time.perf_counter()
-    ids_done, _, labels = q.list_completed()
+    ids_done, _, _labels = q.list_completed()
     out["list_completed_seconds"] = time.perf_counter() - t
     out["list_completed_items"] = len(ids_done)
     print(json.dumps(out))

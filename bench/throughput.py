@@ -515,6 +515,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
                 continue
             if peer.get("concurrent_pairs_per_s"):
                 row[f"x{c}_vs_superintendent_8_workers"] = v / peer["concurrent_pairs_per_s"]
+                # superintendent hands items to two workers at once: per distinct item
+                distinct = peer["concurrent_distinct"] / results["size"]["seconds"]
+                row[f"x{c}_vs_superintendent_8_workers_distinct_items"] = v / distinct
             bare = r.get("bare_asyncpg_pairs_per_s", {}).get(str(c))
             if bare:
                 row[f"x{c}_vs_bare_asyncpg"] = v / bare
