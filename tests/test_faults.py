@@ -154,7 +154,6 @@ def test_database_outage_and_recovery(pg, database_url: str, project_name: str) 
         proc.kill()
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
 def test_trainer_killed_mid_run_resumes_and_never_goes_back(
     service: ServiceProcess, database_url: str, project_name: str
 ) -> None:
