@@ -6,23 +6,7 @@ import numpy as np
 import pytest
 
 from labelgrid import arrays, payloads
-
-DTYPES = [
-    np.bool_,
-    np.int8,
-    np.int16,
-    np.int32,
-    np.int64,
-    np.uint8,
-    np.uint16,
-    np.uint32,
-    np.uint64,
-    np.float16,
-    np.float32,
-    np.float64,
-    np.complex64,
-    np.complex128,
-]
+from tests.support.dtypes import DTYPES
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -21,6 +21,7 @@ from labelgrid import QueueClient, payloads
 from labelgrid.demo import seed_demo
 from labelgrid.distributed import ClassLabeller, SemiSupervisor
 from labelgrid.v1 import queue_pb2
+from tests.support.dtypes import DTYPES
 from tests.support.servers import ServiceProcess
 from tests.support.snapshot import query, snapshot
 
@@ -166,22 +167,6 @@ def test_adding_the_same_data_twice_is_a_no_op(
 
 
 # 6 -------------------------------------------------------------------------------------------
-DTYPES = [
-    np.bool_,
-    np.int8,
-    np.int16,
-    np.int32,
-    np.int64,
-    np.uint8,
-    np.uint16,
-    np.uint32,
-    np.uint64,
-    np.float16,
-    np.float32,
-    np.float64,
-    np.complex64,
-    np.complex128,
-]
 
 
 def test_exact_round_trips_through_the_service(
