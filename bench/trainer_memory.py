@@ -23,14 +23,14 @@ import numpy as np
 from bench.common import write
 
 TRAINER = """
-import json, resource, sys, time
+import json, sys, time
 from sklearn.linear_model import LogisticRegression
 from labelgrid.client import QueueClient
 from trainer_service.loop import ActiveLearner
 
-def rss_mb():
+def rss_mb(field="VmRSS:"):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
 
 address, project, strategy = sys.argv[1:4]
@@ -43,7 +43,8 @@ before = rss_mb()
 start = time.perf_counter()
 result = learner.run_once()
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec
+peak = rss_mb("VmHWM:")
 print(json.dumps({"status": result.status, "scored": result.n_scored, "rss_before_mb": before,
                   "peak_rss_mb": peak, "seconds": seconds}))
 """

@@ -294,9 +294,10 @@ class ActiveLearner:
             batch_ids.clear()
             batch_x.clear()
 
-        for chunk_ids, chunk_x in self.client.unlabelled(self.project, chunk_size=self.chunk_size):
-            batch_ids.extend(chunk_ids)
-            batch_x.extend(chunk_x)
+        for chunk in self.client.stream_unlabelled(self.project, chunk_size=self.chunk_size):
+            for item in chunk.items:
+                batch_ids.append(item.id)
+                batch_x.append(payloads.from_payload(item.input))
             if len(batch_ids) >= self.chunk_size:
                 flush()
         if batch_ids:
