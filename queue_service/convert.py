@@ -52,7 +52,16 @@ def _check_array(message: arrays_pb2.NDArray, where: str) -> tuple[str, tuple[in
     return dtype, shape
 
 
+def no_nul(text: str, what: str) -> str:
+    """Refuse NUL characters: PostgreSQL text cannot hold them (SQLite could), and one
+    behaviour on both backends is the contract."""
+    if "\x00" in text:
+        raise InvalidArgument(f"{what} contains a NUL character (U+0000)")
+    return text
+
+
 def _check_json(text: str, where: str, want_object: bool = False) -> str:
+    no_nul(text, where)
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -75,11 +84,11 @@ def input_row(item: queue_pb2.NewItem, where: str) -> InputRow:
         dtype, shape = _check_array(payload.array, where)
         return InputRow(KIND_ARRAY, dtype, _shape_text(shape), payload.array.data, None, meta)
     if kind == "text":
-        return InputRow(KIND_TEXT, text=payload.text, metadata=meta)
+        return InputRow(KIND_TEXT, text=no_nul(payload.text, f"{where} text"), metadata=meta)
     if kind == "uri":
         if not payload.uri:
             raise InvalidArgument(f"{where}: uri is empty")
-        return InputRow(KIND_URI, text=payload.uri, metadata=meta)
+        return InputRow(KIND_URI, text=no_nul(payload.uri, f"{where} uri"), metadata=meta)
     if kind == "json":
         return InputRow(KIND_JSON, text=_check_json(payload.json, f"{where} json"), metadata=meta)
     raise InvalidArgument(f"{where}: input is empty; set one of array, text, uri or json")
@@ -99,13 +108,55 @@ def row_inputs(rows: arrays_pb2.NDArray, where: str) -> list[InputRow]:
     ]
 
 
+@functools.lru_cache(maxsize=4096)
+def _head_cached(kind: int, dtype: str | None, shape: str | None, prio: float) -> bytes:
+    return _head(kind, dtype, shape, None, None, None, prio)
+
+
+def _head(
+    kind: int,
+    dtype: str | None,
+    shape: str | None,
+    text: str | None,
+    metadata: str | None,
+    labels: tuple[str, ...] | None,
+    prio: float,
+) -> bytes:
+    head = json.dumps([kind, dtype, shape, text, metadata, labels and list(labels), prio])
+    return len(head).to_bytes(8, "little") + head.encode()
+
+
+def _digest_head(
+    kind: int,
+    dtype: str | None,
+    shape: str | None,
+    text: str | None,
+    metadata: str | None,
+    labels: tuple[str, ...] | None,
+    prio: float,
+) -> bytes:
+    """The item's framing for the digest; array rows without text, metadata or labels (the
+    bulk case) share one cached header per dtype, shape and priority."""
+    if text is None and metadata is None and labels is None:
+        return _head_cached(kind, dtype, shape, prio)
+    return _head(kind, dtype, shape, text, metadata, labels, prio)
+
+
 def digest_update(
     digest: hashlib._Hash, row: InputRow, labels: list[str] | None, prio: float
 ) -> None:
     """Feed one item into the idempotency digest; independent of how the call was chunked."""
-    head = json.dumps([row.kind, row.dtype, row.shape, row.text, row.metadata, labels, prio])
-    digest.update(len(head).to_bytes(8, "little"))
-    digest.update(head.encode())
+    digest.update(
+        _digest_head(
+            row.kind,
+            row.dtype,
+            row.shape,
+            row.text,
+            row.metadata,
+            None if labels is None else tuple(labels),
+            prio,
+        )
+    )
     data = row.data or b""
     digest.update(len(data).to_bytes(8, "little"))
     digest.update(data)
@@ -223,6 +274,8 @@ def training_run_row(msg: queue_pb2.TrainingRun) -> TrainingRunRow:
             raise InvalidArgument(f"run {name} must be a finite number")
     if not msg.status:
         raise InvalidArgument("run status is empty")
+    for name in ("status", "message", "trainer"):
+        no_nul(getattr(msg, name), f"run {name}")
     if msg.n_labels < 0 or msg.n_scored < 0 or msg.model_version < 0:
         raise InvalidArgument("run counts and model_version must be >= 0")
     return TrainingRunRow(

@@ -86,7 +86,7 @@ def _need(value: str, what: str, limit: int = MAX_NAME_CHARS) -> str:
         raise InvalidArgument(f"{what} is empty")
     if len(value) > limit:
         raise InvalidArgument(f"{what} is {len(value)} characters; at most {limit}")
-    return value
+    return convert.no_nul(value, what)
 
 
 class QueueService(queue_pb2_grpc.QueueServiceServicer):

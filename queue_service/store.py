@@ -357,8 +357,9 @@ class Store:
 
     async def _reserve_ids(self, conn: AsyncConnection, n: int) -> list[int]:
         if self.postgres:
-            rows = await conn.execute(
-                sa.text("SELECT nextval('items_id_seq') FROM generate_series(1, :n)"), {"n": n}
+            raw = await conn.get_raw_connection()
+            rows = await raw.driver_connection.fetch(  # type: ignore[union-attr]
+                "SELECT nextval('items_id_seq') FROM generate_series(1, $1)", n
             )
             return [r[0] for r in rows]
         # SQLite: this transaction holds the write lock, so max(id) cannot move under us.

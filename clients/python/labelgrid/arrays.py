@@ -16,6 +16,7 @@ from labelgrid.v1 import arrays_pb2
 #: dtype kinds the contract carries: bool, signed and unsigned ints, floats, complex.
 SUPPORTED_KINDS = frozenset("biufc")
 MAX_NDIM = 32
+MAX_DIM = 2**31 - 1
 
 
 class ArrayCodecError(ValueError):
@@ -57,6 +58,9 @@ def check_shape(shape: list[int] | tuple[int, ...]) -> tuple[int, ...]:
         raise ArrayCodecError(f"shape has {len(shape)} dimensions; at most {MAX_NDIM}")
     if any(d < 0 for d in shape):
         raise ArrayCodecError(f"shape {list(shape)} has a negative dimension")
+    if any(d > MAX_DIM for d in shape):
+        # numpy cannot hold such a dimension even when another one is 0
+        raise ArrayCodecError(f"shape {list(shape)} has a dimension over {MAX_DIM}")
     return tuple(int(d) for d in shape)
 
 
