@@ -102,7 +102,7 @@ def row_inputs(rows: arrays_pb2.NDArray, where: str) -> list[InputRow]:
     n = shape[0]
     stride = len(rows.data) // n if n else 0
     inner = _shape_text(shape[1:])
-    data = rows.data
+    data = memoryview(rows.data)  # slices share the buffer: no copy per row
     return [
         InputRow(KIND_ARRAY, dtype, inner, data[i * stride : (i + 1) * stride]) for i in range(n)
     ]

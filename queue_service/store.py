@@ -52,7 +52,7 @@ class ProjectRow:
     created_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class InputRow:
     """One item's input as stored: an array (dtype, shape, data) or a text-like value."""
 
