@@ -24,32 +24,16 @@ from queue_service.store import (
 )
 
 
-@functools.lru_cache(maxsize=256)
-def _dtype(text: str) -> tuple[str, int]:
-    try:
-        dtype = arrays.parse_dtype(text)
-    except arrays.ArrayCodecError as exc:
-        raise InvalidArgument(str(exc)) from None
-    return dtype.str, dtype.itemsize
-
-
 def _shape_text(shape: Iterable[int]) -> str:
     return ",".join(str(d) for d in shape)
 
 
 def _check_array(message: arrays_pb2.NDArray, where: str) -> tuple[str, tuple[int, ...]]:
-    dtype, itemsize = _dtype(message.dtype)
     try:
-        shape = arrays.check_shape(message.shape)
+        dtype, shape = arrays.check(message)
     except arrays.ArrayCodecError as exc:
         raise InvalidArgument(f"{where}: {exc}") from None
-    expected = itemsize * math.prod(shape)
-    if len(message.data) != expected:
-        raise InvalidArgument(
-            f"{where}: len(data) is {len(message.data)} bytes but dtype {dtype} x shape "
-            f"{list(shape)} needs {expected}"
-        )
-    return dtype, shape
+    return dtype.str, shape
 
 
 def no_nul(text: str, what: str) -> str:
@@ -108,55 +92,33 @@ def row_inputs(rows: arrays_pb2.NDArray, where: str) -> list[InputRow]:
     ]
 
 
-@functools.lru_cache(maxsize=4096)
-def _head_cached(kind: int, dtype: str | None, shape: str | None, prio: float) -> bytes:
-    return _head(kind, dtype, shape, None, None, None, prio)
-
-
 def _head(
     kind: int,
     dtype: str | None,
     shape: str | None,
     text: str | None,
     metadata: str | None,
-    labels: tuple[str, ...] | None,
+    labels: list[str] | None,
     prio: float,
 ) -> bytes:
-    head = json.dumps([kind, dtype, shape, text, metadata, labels and list(labels), prio])
+    head = json.dumps([kind, dtype, shape, text, metadata, labels, prio])
     return len(head).to_bytes(8, "little") + head.encode()
 
 
-def _digest_head(
-    kind: int,
-    dtype: str | None,
-    shape: str | None,
-    text: str | None,
-    metadata: str | None,
-    labels: tuple[str, ...] | None,
-    prio: float,
-) -> bytes:
-    """The item's framing for the digest; array rows without text, metadata or labels (the
-    bulk case) share one cached header per dtype, shape and priority."""
-    if text is None and metadata is None and labels is None:
-        return _head_cached(kind, dtype, shape, prio)
-    return _head(kind, dtype, shape, text, metadata, labels, prio)
+@functools.lru_cache(maxsize=4096)
+def _array_head(kind: int, dtype: str | None, shape: str | None, prio: float) -> bytes:
+    """Plain array rows (the bulk case) share one header per dtype, shape and priority."""
+    return _head(kind, dtype, shape, None, None, None, prio)
 
 
 def digest_update(
     digest: hashlib._Hash, row: InputRow, labels: list[str] | None, prio: float
 ) -> None:
     """Feed one item into the idempotency digest; independent of how the call was chunked."""
-    digest.update(
-        _digest_head(
-            row.kind,
-            row.dtype,
-            row.shape,
-            row.text,
-            row.metadata,
-            None if labels is None else tuple(labels),
-            prio,
-        )
-    )
+    if row.text is None and row.metadata is None and labels is None:
+        digest.update(_array_head(row.kind, row.dtype, row.shape, prio))
+    else:
+        digest.update(_head(row.kind, row.dtype, row.shape, row.text, row.metadata, labels, prio))
     data = row.data or b""
     digest.update(len(data).to_bytes(8, "little"))
     digest.update(data)

@@ -7,6 +7,7 @@ cannot carry exactly is refused with `ArrayCodecError` rather than coerced.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -40,6 +41,7 @@ def encode(array: np.ndarray | np.generic) -> arrays_pb2.NDArray:
     return arrays_pb2.NDArray(dtype=wire.str, shape=list(arr.shape), data=arr.tobytes())
 
 
+@functools.lru_cache(maxsize=256)
 def parse_dtype(text: str) -> np.dtype:
     """Parse a wire dtype string, refusing big-endian and unsupported kinds."""
     if not text:
@@ -64,8 +66,9 @@ def check_shape(shape: list[int] | tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
-def decode(message: arrays_pb2.NDArray) -> np.ndarray:
-    """Decode an NDArray message, checking that the bytes match dtype x shape exactly."""
+def check(message: arrays_pb2.NDArray) -> tuple[np.dtype, tuple[int, ...]]:
+    """The dtype and shape of an NDArray message, once its bytes are known to match them
+    exactly; what the server validates with and what `decode` decodes with."""
     dtype = parse_dtype(message.dtype)
     shape = check_shape(message.shape)
     expected = dtype.itemsize * math.prod(shape)
@@ -74,4 +77,10 @@ def decode(message: arrays_pb2.NDArray) -> np.ndarray:
             f"len(data) is {len(message.data)} bytes but dtype {dtype.str} x shape "
             f"{list(shape)} needs {expected}"
         )
+    return dtype, shape
+
+
+def decode(message: arrays_pb2.NDArray) -> np.ndarray:
+    """Decode an NDArray message, checking that the bytes match dtype x shape exactly."""
+    dtype, shape = check(message)
     return np.frombuffer(message.data, dtype=dtype).reshape(shape)
