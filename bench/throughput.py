@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import write
+from tests.support.ports import free_port
 
 QUICK = {
     "seconds": 1.0,
@@ -58,7 +59,7 @@ FULL = {
 def start_queue(url: str, tmp: Path) -> tuple[subprocess.Popen, str]:
     from labelgrid.stack import wait_serving
 
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "LABELGRID_DB_POOL_SIZE": "40",
@@ -85,14 +86,6 @@ def start_queue(url: str, tmp: Path) -> tuple[subprocess.Popen, str]:
     )
     wait_serving(f"127.0.0.1:{port}")
     return proc, f"127.0.0.1:{port}"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss(pid: int, field: str = "VmRSS") -> float:
@@ -278,7 +271,7 @@ def _echo_client_process(port: int, concurrency: int, seconds: float, out: mp.Qu
 
 def bare_grpc(concurrency: int, seconds: float) -> float:
     ctx = mp.get_context("spawn")
-    port = _free_port()
+    port = free_port()
     ready = ctx.Event()
     server = ctx.Process(target=_echo_server_process, args=(port, ready), daemon=True)
     server.start()

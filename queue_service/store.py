@@ -64,6 +64,11 @@ class InputRow:
     metadata: str | None = None
 
 
+def _input(row: sa.Row) -> InputRow:
+    """An input from a result row that selected kind, dtype, shape, data, text, metadata."""
+    return InputRow(row.kind, row.dtype, row.shape, row.data, row.text, row.metadata)
+
+
 @dataclass(frozen=True)
 class ItemRow:
     id: int
@@ -391,9 +396,7 @@ class Store:
             ).bindparams(sa.bindparam("ids", expanding=True)),
             {"ids": list(ids)},
         )
-        return {
-            r.item_id: InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata) for r in rows
-        }
+        return {r.item_id: _input(r) for r in rows}
 
     async def _lease(
         self, conn: AsyncConnection, project: ProjectRow, worker: str, n: int, token: str
@@ -501,7 +504,7 @@ class Store:
         items = [
             ItemRow(
                 r.id,
-                InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata),
+                _input(r),
                 r.priority,
                 token,
                 r.lease_expires_at,
@@ -798,9 +801,7 @@ class Store:
                     json.loads(r.labels),
                     r.worker_id,
                     r.created_at,
-                    InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata)
-                    if with_inputs
-                    else None,
+                    _input(r) if with_inputs else None,
                 )
                 for r in rows
             ]
@@ -828,12 +829,7 @@ class Store:
                 ),
                 {"p": project.id, "c": after, "n": limit},
             )
-            return [
-                ItemRow(
-                    r.id, InputRow(r.kind, r.dtype, r.shape, r.data, r.text, r.metadata), r.priority
-                )
-                for r in rows
-            ]
+            return [ItemRow(r.id, _input(r), r.priority) for r in rows]
 
     # -- API tokens -----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from labelgrid import QueueClient
 from labelgrid.demo import seed_demo
 from labelgrid.stack import page_command
 from tests.conftest import IN_CI
+from tests.support.ports import free_port
 from tests.support.servers import ServiceProcess
 from tests.support.snapshot import query
 
@@ -32,15 +33,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def page_server(service: ServiceProcess, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "LABELGRID_SERVER": service.address,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from labelgrid import QueueClient
 from labelgrid.cli import build_parser
 from labelgrid.trainer_client import TrainerClient
 from tests.support import compose, postgres
+from tests.support.ports import free_port
 
 LABELGRID_SERVICES = ["tokens", "queue", "seed", "trainer", "notebook"]
 
@@ -111,12 +111,6 @@ def test_compose_file_is_consistent() -> None:
         assert variable in stored
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _localise(value: str, pg_port: int) -> str:
     """Compose's network names and wildcard binds, mapped onto this machine's loopback."""
     return (
@@ -130,9 +124,9 @@ def _localise(value: str, pg_port: int) -> str:
 def compose_pg(pg: postgres.Postgres) -> Iterator[tuple[dict[str, str], postgres.Postgres]]:
     env = compose.env_file()
     env.update(
-        QUEUE_PORT=str(_free_port()),
-        TRAINER_PORT=str(_free_port()),
-        PAGE_PORT=str(_free_port()),
+        QUEUE_PORT=str(free_port()),
+        TRAINER_PORT=str(free_port()),
+        PAGE_PORT=str(free_port()),
         POSTGRES_DB="compose_" + os.urandom(4).hex(),
         TRAINER_INTERVAL_SECONDS="0.5",
         TRAINER_INTERVAL_N_LABELS="10",

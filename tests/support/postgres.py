@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from tests.support.ports import free_port
 
 PG_BIN = Path(os.environ.get("LABELGRID_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = os.environ.get("LABELGRID_PG_USER", "postgres")
@@ -28,17 +29,11 @@ def available() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Postgres:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="labelgrid-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen | None = None
         if os.geteuid() == 0:
             user = pwd.getpwnam(PG_USER)
