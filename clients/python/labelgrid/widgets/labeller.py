@@ -318,9 +318,17 @@ class ClassLabeller(widgets.VBox):
                 self.display_func(current.input)
                 if previous:
                     display(widgets.HTML(f"<i>previous label: {', '.join(previous)}</i>"))
-        self._refresh_progress()
+        self._refresh_progress(background=True)
 
-    def _refresh_progress(self) -> None:
+    def _refresh_progress(self, background: bool = False) -> None:
+        """Show the queue's progress. After a click it is read on the session's network
+        thread, behind the label it follows, so showing the next item never waits for it."""
+        if background and self.session is not None:
+            self.session.background(self._show_progress)
+        else:
+            self._show_progress()
+
+    def _show_progress(self) -> None:
         try:
             progress = self.queue.client.progress(self.queue.project)
         except Exception as exc:  # progress is informative; labelling goes on without it

@@ -43,7 +43,8 @@ class LabellingSession:
 
     # -- background work ----------------------------------------------------------------
 
-    def _background(self, fn: Callable[[], Any]) -> Future[Any]:
+    def background(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run fn on the network thread, after everything sent so far."""
         future = self._executor.submit(fn)
         self._pending.append(future)
         self._pending = [f for f in self._pending if not f.done()]
@@ -55,7 +56,7 @@ class LabellingSession:
 
     def _prefetch(self) -> None:
         if not self._ready and not self._incoming:
-            self._incoming.append(self._background(self._pop_one))
+            self._incoming.append(self.background(self._pop_one))
 
     def _next(self) -> Item | None:
         """The next item to show: prefetched if possible, else fetched now."""
@@ -100,7 +101,7 @@ class LabellingSession:
             self.submitted += 1
             return Item.from_proto(reply.next) if reply.HasField("next") else None
 
-        self._incoming.append(self._background(send))
+        self._incoming.append(self.background(send))
         self.current = self._next()
         self._prefetch()
         return self.current
@@ -119,7 +120,7 @@ class LabellingSession:
             except grpc.RpcError as exc:
                 self.on_error(f"could not release item {item.id}: {exc.details()}")
 
-        self._background(release)
+        self.background(release)
         return self.current
 
     def undo(self) -> tuple[Item | None, list[str]]:
