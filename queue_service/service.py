@@ -210,26 +210,24 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                     f"a chunk has {len(new)} items but {len(chunk.priorities)} priorities; "
                     "give one per item or none"
                 )
+            chunk_labels = chunk.labels
+            chunk_prios = list(chunk.priorities)
+            any_priority = any_priority or bool(chunk_prios)
+            limit = self.settings.max_array_bytes
             for i, row in enumerate(new):
-                lab = (
-                    self._labels(project, list(chunk.labels[i].values))
-                    if (chunk.labels and chunk.labels[i].values)
-                    else None
-                )
-                prio = chunk.priorities[i] if chunk.priorities else UNRANKED
-                if chunk.priorities:
-                    any_priority = True
-                    if not math.isfinite(prio):
-                        raise InvalidArgument(f"priority of item {index + i} is not finite")
+                if row.data is not None and len(row.data) > limit:
+                    raise ResourceExhausted(
+                        f"item {index + i} is {len(row.data)} bytes of array data; the limit "
+                        f"is {limit} (LABELGRID_MAX_ARRAY_BYTES)"
+                    )
+                values = chunk_labels[i].values if chunk_labels else None
+                lab = self._labels(project, list(values)) if values else None
+                prio = chunk_prios[i] if chunk_prios else UNRANKED
+                if chunk_prios and not math.isfinite(prio):
+                    raise InvalidArgument(f"priority of item {index + i} is not finite")
                 convert.digest_update(digest, row, lab, prio)
                 labels.append(lab)
                 priorities.append(prio)
-            for i, row in enumerate(new):
-                if row.data is not None and len(row.data) > self.settings.max_array_bytes:
-                    raise ResourceExhausted(
-                        f"item {index + i} is {len(row.data)} bytes of array data; the limit "
-                        f"is {self.settings.max_array_bytes} (LABELGRID_MAX_ARRAY_BYTES)"
-                    )
             inputs += new
             index += len(new)
         if project is None:
