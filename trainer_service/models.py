@@ -29,6 +29,18 @@ def check_allowed(spec: str) -> None:
         )
 
 
+def resolve(spec: str) -> Any:
+    """The object at `package.module:Name`, if its module is allowed; ValueError otherwise."""
+    if ":" not in spec:
+        raise ValueError(f"{spec!r} must look like 'package.module:Name'")
+    check_allowed(spec)
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {spec!r}: {exc}") from None
+
+
 def load(spec: str, params: dict[str, Any] | str | None = None) -> Any:
     """`module.path:Name` with keyword parameters -> a fresh estimator.
 
@@ -36,15 +48,7 @@ def load(spec: str, params: dict[str, Any] | str | None = None) -> Any:
     function on the trainer's path (`mypkg.models:make_model`) returning one; its module must
     be allowed (see `allowed_modules`).
     """
-    if ":" not in spec:
-        raise ValueError(f"model {spec!r} must look like 'package.module:Name'")
-    check_allowed(spec)
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-        factory = getattr(module, attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import model {spec!r}: {exc}") from None
+    factory = resolve(spec)
     if isinstance(params, str):
         params = json.loads(params) if params else {}
     if not isinstance(params or {}, dict):

@@ -9,7 +9,6 @@ mean a project is never fitted twice at once.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import socket
 import threading
@@ -34,12 +33,10 @@ class JobError(Exception):
 
 
 def _hook(path: str):
-    module, _, name = path.partition(":")
     try:
-        models.check_allowed(path)
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise JobError(grpc.StatusCode.INVALID_ARGUMENT, f"cannot import {path!r}: {exc}") from None
+        return models.resolve(path)
+    except ValueError as exc:
+        raise JobError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
 
 
 @dataclass
