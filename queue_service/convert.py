@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from labelgrid import arrays
 from labelgrid.v1 import arrays_pb2, queue_pb2
+from queue_service import agreement
 from queue_service.errors import InvalidArgument
 from queue_service.schema import KIND_ARRAY, KIND_JSON, KIND_TEXT, KIND_URI, UNRANKED
 from queue_service.store import (
@@ -154,6 +155,8 @@ def item(row: ItemRow) -> queue_pb2.Item:
         msg.priority = row.priority
     if row.lease_expires_at is not None:
         msg.lease_expires_at.CopyFrom(timestamp(row.lease_expires_at))
+    for worker, labels in row.others:
+        msg.others.add(worker_id=worker, labels=labels)
     return msg
 
 
@@ -164,6 +167,7 @@ def labelled(row: AnnotationRow) -> queue_pb2.LabelledItem:
         labels=row.labels,
         worker_id=row.worker_id,
         created_at=timestamp(row.created_at),
+        confidence=row.confidence,
     )
     if row.input is not None:
         msg.input.CopyFrom(payload(row.input))
@@ -179,6 +183,60 @@ def project(row: ProjectRow) -> queue_pb2.Project:
         lease_seconds=row.lease_seconds,
         model_version=row.model_version,
         created_at=timestamp(row.created_at),
+        overlap=row.overlap,
+        max_overlap=row.max_overlap,
+        review_threshold=row.review_threshold,
+        reviewers=row.reviewers,
+    )
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def worker_stats(rows: Iterable[agreement.WorkerStats]) -> list[queue_pb2.WorkerStats]:
+    return [
+        queue_pb2.WorkerStats(
+            worker_id=w.worker,
+            labels=w.labels,
+            agreement_with_consensus=_finite(w.agreement_with_consensus),
+            compared=w.n_compared,
+            seconds_per_label=_finite(w.seconds_per_label),
+        )
+        for w in rows
+    ]
+
+
+def agreement_message(
+    row: agreement.Agreement, workers: Iterable[agreement.WorkerStats]
+) -> queue_pb2.Agreement:
+    return queue_pb2.Agreement(
+        items=row.n_items,
+        annotations=row.n_annotations,
+        percent=_finite(row.percent),
+        fleiss_kappa=_finite(row.fleiss_kappa),
+        fleiss_items=row.fleiss_items,
+        krippendorff_alpha=_finite(row.krippendorff_alpha),
+        labels=[
+            queue_pb2.LabelAgreement(
+                label=x.label,
+                percent=_finite(x.percent),
+                fleiss_kappa=_finite(x.fleiss_kappa),
+                krippendorff_alpha=_finite(x.krippendorff_alpha),
+            )
+            for x in row.per_label
+        ],
+        pairs=[
+            queue_pb2.PairAgreement(
+                worker_a=p.worker_a,
+                worker_b=p.worker_b,
+                items=p.n_items,
+                percent=_finite(p.percent),
+                cohen_kappa=_finite(p.cohen_kappa),
+            )
+            for p in row.pairs
+        ],
+        workers=worker_stats(workers),
     )
 
 
@@ -194,6 +252,9 @@ def progress(row: ProgressRow) -> queue_pb2.Progress:
         ],
         labels=[queue_pb2.LabelCount(label=k, count=n) for k, n in sorted(row.labels.items())],
         last_annotation_id=row.last_annotation_id,
+        annotations=row.annotations,
+        in_review=row.in_review,
+        worker_stats=worker_stats(row.worker_stats),
     )
 
 

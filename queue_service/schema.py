@@ -1,8 +1,10 @@
 """Table definitions. The hot `items` row stays narrow; input bytes live in `item_inputs`.
 
-Item status: 0 available, 1 leased, 2 done. Times are seconds since the epoch taken from the
-database clock. `priority` is -infinity for items never ranked, so "priority DESC, id ASC"
-is the one serving order on every backend.
+Item status: 0 available, 1 leased, 2 done, 3 waiting for an adjudicator. With overlap
+k > 1 "available" means a slot is free: `assignments` records who holds or held each of an
+item's k slots (never twice the same worker), and the item is done when k of them are.
+Times are seconds since the epoch taken from the database clock. `priority` is -infinity
+for items never ranked, so "priority DESC, id ASC" is the one serving order on every backend.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ metadata = sa.MetaData()
 # SQLite only auto-assigns INTEGER PRIMARY KEY columns; PostgreSQL gets BIGINT identity.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-AVAILABLE, LEASED, DONE = 0, 1, 2
+AVAILABLE, LEASED, DONE, REVIEW = 0, 1, 2, 3
+# assignment states (overlap > 1)
+LIVE, SUBMITTED, EXPIRED, RELEASED = 0, 1, 2, 3
+# item stages and annotation kinds: a review item waits for an adjudicator's final label
+NORMAL, IN_REVIEW = 0, 1
+LABEL, ADJUDICATION = 0, 1
 UNRANKED = float("-inf")
 
 KIND_ARRAY, KIND_TEXT, KIND_URI, KIND_JSON = 1, 2, 3, 4
@@ -30,6 +37,12 @@ projects = sa.Table(
     sa.Column("lease_seconds", sa.Integer, nullable=False),
     sa.Column("model_version", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
+    # annotations per item; items whose k labels agree less than review_threshold get one
+    # more (up to max_overlap) or, when the project names reviewers, an adjudicator's label
+    sa.Column("overlap", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("max_overlap", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("review_threshold", sa.Double, nullable=False, server_default="0"),
+    sa.Column("reviewers", sa.Text, nullable=False, server_default="[]"),
 )
 
 batches = sa.Table(
@@ -57,6 +70,9 @@ items = sa.Table(
     sa.Column("lease_expires_at", sa.Double, nullable=True),
     sa.Column("inserted_at", sa.Double, nullable=False),
     sa.Column("completed_at", sa.Double, nullable=True),
+    sa.Column("stage", sa.SmallInteger, nullable=False, server_default="0"),
+    # annotations this item needs when it differs from the project's overlap (review)
+    sa.Column("needed", sa.Integer, nullable=True),
 )
 
 item_inputs = sa.Table(
@@ -81,6 +97,21 @@ annotations = sa.Table(
     sa.Column("labels", sa.Text, nullable=False),
     sa.Column("lease_token", sa.String(64), nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("kind", sa.SmallInteger, nullable=False, server_default="0"),
+)
+
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("item_id", BigId, sa.ForeignKey("items.id"), nullable=False),
+    sa.Column("worker_id", sa.String(200), nullable=False),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("state", sa.SmallInteger, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("item_id", "worker_id", name="uq_assignments_item_worker"),
 )
 
 training_runs = sa.Table(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -14,19 +16,24 @@ import numpy as np
 import sqlalchemy.exc
 
 from labelgrid.v1 import queue_pb2, queue_pb2_grpc
-from queue_service import auth, convert
+from queue_service import auth, consensus, convert, crowd
 from queue_service.auth import Authenticator
 from queue_service.config import Settings
 from queue_service.errors import InvalidArgument, QueueError, ResourceExhausted
 from queue_service.notify import ChangeNotifier
 from queue_service.schema import UNRANKED
-from queue_service.store import InputRow, ProjectRow, Store
+from queue_service.store import AnnotationRow, InputRow, ProjectRow, Store
 
 log = logging.getLogger("labelgrid.queue")
 
 DEFAULT_LEASE_SECONDS = 600
 MAX_LEASE_SECONDS = 7 * 24 * 3600
 MAX_NAME_CHARS = 200
+MAX_OVERLAP = 100
+CONSENSUS_METHODS = {
+    queue_pb2.CONSENSUS_MAJORITY: consensus.MAJORITY,
+    queue_pb2.CONSENSUS_DAWID_SKENE: consensus.DAWID_SKENE,
+}
 DEFAULT_CHUNK = 1000
 FOLLOW_POLL_SECONDS = 1.0
 
@@ -155,8 +162,46 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             raise InvalidArgument(
                 f"lease_seconds must be between 1 and {MAX_LEASE_SECONDS}; got {lease}"
             )
+        overlap = spec.overlap or 1
+        if not 1 <= overlap <= MAX_OVERLAP:
+            raise InvalidArgument(f"overlap must be between 1 and {MAX_OVERLAP}; got {overlap}")
+        most = spec.max_overlap or overlap
+        if not overlap <= most <= MAX_OVERLAP:
+            raise InvalidArgument(
+                f"max_overlap must be between overlap ({overlap}) and {MAX_OVERLAP}; got {most}"
+            )
+        threshold = spec.review_threshold
+        if not 0.0 <= threshold <= 1.0:
+            raise InvalidArgument(f"review_threshold must be between 0 and 1; got {threshold}")
+        reviewers = sorted(set(spec.reviewers))
+        for name in reviewers:
+            _need(name, "a reviewer")
+        if (threshold or reviewers or most > overlap) and overlap < 2:
+            raise InvalidArgument(
+                "review_threshold, max_overlap and reviewers need overlap >= 2 "
+                "(agreement needs at least two labels per item)"
+            )
+        if threshold and not reviewers and most == overlap:
+            raise InvalidArgument(
+                "review_threshold needs reviewers to adjudicate, or max_overlap > overlap "
+                "to ask for more labels"
+            )
         row, created = await self.store.create_project(
-            spec.name, options, spec.multi_label, spec.allow_other, lease, request.exist_ok
+            ProjectRow(
+                id=0,
+                name=spec.name,
+                options=tuple(options),
+                multi_label=spec.multi_label,
+                allow_other=spec.allow_other,
+                lease_seconds=lease,
+                model_version=0,
+                created_at=0.0,
+                overlap=overlap,
+                max_overlap=most,
+                review_threshold=threshold,
+                reviewers=tuple(reviewers),
+            ),
+            request.exist_ok,
         )
         if created:
             log.info("project created", extra={"project": row.name})
@@ -339,6 +384,10 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         if request.after_annotation_id < 0:
             raise InvalidArgument("after_annotation_id must be >= 0")
         cursor = request.after_annotation_id
+        if request.consensus:
+            async for reply in self._stream_consensus(project, request, cursor, limit):
+                yield reply
+            return
         while True:
             rows = await self.store.labelled_chunk(project, cursor, limit, not request.labels_only)
             if rows:
@@ -348,6 +397,39 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                     yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)
                 if len(rows) == limit:
                     continue
+            if not request.follow or self.notifier.closing:
+                return
+            await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
+
+    def _method(self, value: int) -> str:
+        if value not in CONSENSUS_METHODS:
+            raise InvalidArgument(f"unknown consensus method {value}")
+        return CONSENSUS_METHODS[value]
+
+    async def _consensus_rows(self, project: ProjectRow, method: str) -> list[AnnotationRow]:
+        votes = await self.store.votes(project)
+        return await asyncio.to_thread(crowd.consensus_rows, project, votes, method)
+
+    async def _with_inputs(self, rows: list[AnnotationRow]) -> list[AnnotationRow]:
+        inputs = await self.store.item_inputs([r.item_id for r in rows])
+        return [dataclasses.replace(r, input=inputs.get(r.item_id)) for r in rows]
+
+    async def _stream_consensus(
+        self, project: ProjectRow, request: Any, cursor: int, limit: int
+    ) -> AsyncIterator[queue_pb2.StreamLabelledResponse]:
+        """Consensus rows of items completed past the cursor; with follow, computed again
+        whenever the project changes (Dawid-Skene re-weighs every worker each time)."""
+        method = self._method(request.consensus)
+        while True:
+            rows = [r for r in await self._consensus_rows(project, method) if r.id > cursor]
+            for start in range(0, len(rows), limit):
+                part = rows[start : start + limit]
+                if not request.labels_only:
+                    part = await self._with_inputs(part)
+                messages = [convert.labelled(r) for r in part]
+                for group in convert.batched(messages, self.reply_budget):
+                    cursor = group[-1].annotation_id
+                    yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)
             if not request.follow or self.notifier.closing:
                 return
             await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
@@ -376,6 +458,10 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     async def GetProgress(self, request, context):
         project = await self._project(request.project)
         row = await self.store.progress(project)
+        if request.worker_stats:
+            auth.check_method("GetAgreement")
+            votes = await self.store.votes(project)
+            _, row.worker_stats = await asyncio.to_thread(crowd.report, project, votes)
         return queue_pb2.GetProgressResponse(progress=convert.progress(row))
 
     @streaming
@@ -393,6 +479,16 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     async def ExportLabels(self, request, context):
         project = await self._project(request.project)
         limit = self._chunk(request.chunk_size)
+        if request.consensus:
+            rows = await self._consensus_rows(project, self._method(request.consensus))
+            for start in range(0, len(rows), limit):
+                part = rows[start : start + limit]
+                if request.include_inputs:
+                    part = await self._with_inputs(part)
+                messages = [convert.labelled(r) for r in part]
+                for group in convert.batched(messages, self.reply_budget):
+                    yield queue_pb2.ExportLabelsResponse(items=group)
+            return
         cursor = 0
         while True:
             rows = await self.store.labelled_chunk(project, cursor, limit, request.include_inputs)
@@ -416,3 +512,15 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         project = await self._project(request.project)
         runs = await self.store.list_runs(project)
         return queue_pb2.ListTrainingRunsResponse(runs=[convert.training_run(r) for r in runs])
+
+    # -- agreement ------------------------------------------------------------------------
+
+    @unary
+    async def GetAgreement(self, request, context):
+        project = await self._project(request.project)
+        method = self._method(request.consensus or queue_pb2.CONSENSUS_MAJORITY)
+        votes = await self.store.votes(project)
+        measured, workers = await asyncio.to_thread(crowd.report, project, votes, method)
+        return queue_pb2.GetAgreementResponse(
+            agreement=convert.agreement_message(measured, workers)
+        )

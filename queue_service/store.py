@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from queue_service import db
 from queue_service.auth import Principal
+from queue_service.consensus import modal_fraction
 from queue_service.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -30,7 +31,20 @@ from queue_service.errors import (
     NotFound,
     ResourceExhausted,
 )
-from queue_service.schema import AVAILABLE, DONE, LEASED, UNRANKED
+from queue_service.schema import (
+    ADJUDICATION,
+    AVAILABLE,
+    DONE,
+    EXPIRED,
+    IN_REVIEW,
+    LABEL,
+    LEASED,
+    LIVE,
+    RELEASED,
+    REVIEW,
+    SUBMITTED,
+    UNRANKED,
+)
 
 _NOW = {
     "postgresql": "extract(epoch from clock_timestamp())::float8",
@@ -50,6 +64,27 @@ class ProjectRow:
     lease_seconds: int
     model_version: int
     created_at: float
+    overlap: int = 1
+    max_overlap: int = 1
+    review_threshold: float = 0.0
+    reviewers: tuple[str, ...] = ()
+
+    @property
+    def shared(self) -> bool:
+        """Several annotations per item: leases live in `assignments`, not on the item."""
+        return self.overlap > 1
+
+    def settings(self) -> tuple:
+        return (
+            self.options,
+            self.multi_label,
+            self.allow_other,
+            self.lease_seconds,
+            self.overlap,
+            self.max_overlap,
+            self.review_threshold,
+            self.reviewers,
+        )
 
 
 @dataclass(slots=True)
@@ -76,6 +111,8 @@ class ItemRow:
     priority: float
     lease_token: str | None = None
     lease_expires_at: float | None = None
+    # (worker, labels) of the other annotators, for an adjudicator
+    others: tuple[tuple[str, list[str]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +123,7 @@ class AnnotationRow:
     worker_id: str
     created_at: float
     input: InputRow | None
+    confidence: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +131,17 @@ class SubmitResult:
     annotation_id: int
     duplicate: bool
     next_item: ItemRow | None
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRow:
+    id: int
+    item_id: int
+    worker_id: str
+    labels: tuple[str, ...]
+    kind: int
+    created_at: float
+    item_done: bool
 
 
 @dataclass
@@ -104,6 +153,9 @@ class ProgressRow:
     workers: dict[str, int] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
     last_annotation_id: int = 0
+    annotations: int = 0
+    in_review: int = 0
+    worker_stats: list = field(default_factory=list)
 
 
 @dataclass
@@ -174,7 +226,8 @@ class Store:
     # -- projects -----------------------------------------------------------------------
 
     _PROJECT_COLS = (
-        "id, name, options, multi_label, allow_other, lease_seconds, model_version, created_at"
+        "id, name, options, multi_label, allow_other, lease_seconds, model_version, created_at, "
+        "overlap, max_overlap, review_threshold, reviewers"
     )
 
     @staticmethod
@@ -188,17 +241,16 @@ class Store:
             lease_seconds=row.lease_seconds,
             model_version=row.model_version,
             created_at=row.created_at,
+            overlap=row.overlap,
+            max_overlap=row.max_overlap,
+            review_threshold=row.review_threshold,
+            reviewers=tuple(json.loads(row.reviewers)),
         )
 
-    async def create_project(
-        self,
-        name: str,
-        options: Sequence[str],
-        multi_label: bool,
-        allow_other: bool,
-        lease_seconds: int,
-        exist_ok: bool,
-    ) -> tuple[ProjectRow, bool]:
+    async def create_project(self, spec: ProjectRow, exist_ok: bool) -> tuple[ProjectRow, bool]:
+        """Create a project with the settings of `spec` (its id, version and time are
+        ignored); settings never change afterwards."""
+        name = spec.name
         async with self._write() as conn:
             row = (
                 await conn.execute(
@@ -208,12 +260,7 @@ class Store:
             ).first()
             if row is not None:
                 existing = self._project(row)
-                same = (
-                    existing.options == tuple(options)
-                    and existing.multi_label == multi_label
-                    and existing.allow_other == allow_other
-                    and existing.lease_seconds == lease_seconds
-                )
+                same = existing.settings() == spec.settings()
                 if exist_ok and same:
                     return existing, False
                 why = "" if same else " with different settings"
@@ -222,15 +269,20 @@ class Store:
                 await conn.execute(
                     sa.text(
                         "INSERT INTO projects (name, options, multi_label, allow_other, "
-                        "lease_seconds, model_version, created_at) VALUES (:n, :o, :m, :a, :l, 0, "
-                        f"{self._now}) RETURNING {self._PROJECT_COLS}"
+                        "lease_seconds, model_version, created_at, overlap, max_overlap, "
+                        "review_threshold, reviewers) VALUES (:n, :o, :m, :a, :l, 0, "
+                        f"{self._now}, :k, :kmax, :rt, :rv) RETURNING {self._PROJECT_COLS}"
                     ),
                     {
                         "n": name,
-                        "o": json.dumps(list(options)),
-                        "m": multi_label,
-                        "a": allow_other,
-                        "l": lease_seconds,
+                        "o": json.dumps(list(spec.options)),
+                        "m": spec.multi_label,
+                        "a": spec.allow_other,
+                        "l": spec.lease_seconds,
+                        "k": spec.overlap,
+                        "kmax": spec.max_overlap,
+                        "rt": spec.review_threshold,
+                        "rv": json.dumps(list(spec.reviewers)),
                     },
                 )
             ).one()
@@ -431,6 +483,9 @@ class Store:
     async def pop(
         self, project: ProjectRow, worker: str, n: int, max_leases: int | None = None
     ) -> list[ItemRow]:
+        if project.shared:
+            async with self._write() as conn:
+                return await self._pop_shared(conn, project, worker, n, max_leases)
         if self.postgres:
             return await self._pop_postgres(project, worker, n, max_leases)
         async with self._write() as conn:
@@ -553,6 +608,11 @@ class Store:
         labels: list[str],
         pop_next: bool,
     ) -> SubmitResult:
+        if project.shared:
+            async with self._write() as conn:
+                return await self._submit_shared(
+                    conn, project, item_id, token, worker, labels, pop_next
+                )
         if self.postgres:
             ann_id = await self._submit_postgres(project, item_id, token, worker, labels)
             if ann_id is not None:
@@ -660,6 +720,9 @@ class Store:
         return ItemRow(row.id, inputs[row.id], row.priority, token, row.lease_expires_at)
 
     async def release(self, project: ProjectRow, item_id: int, token: str, worker: str) -> None:
+        if project.shared:
+            async with self._write() as conn:
+                return await self._release_shared(conn, project, item_id, token, worker)
         async with self._write() as conn:
             item = (
                 await conn.execute(
@@ -687,6 +750,9 @@ class Store:
 
     async def undo(self, project: ProjectRow, worker: str) -> tuple[ItemRow, list[str]]:
         """Reopen the worker's newest annotation in the project and lease the item back."""
+        if project.shared:
+            async with self._write() as conn:
+                return await self._undo_shared(conn, project, worker)
         async with self._write() as conn:
             ann = (
                 await conn.execute(
@@ -716,6 +782,389 @@ class Store:
             inputs = await self._inputs(conn, [row.id])
             item = ItemRow(row.id, inputs[row.id], row.priority, token, row.lease_expires_at)
             return item, json.loads(ann.labels)
+
+    # -- overlap: k annotations per item ---------------------------------------------------
+    #
+    # Each (item, worker) pair has at most one row in `assignments`, so an item is never
+    # served twice to one worker, even after the lease expired or was released. The item's
+    # status is derived from its assignments by `_settle`; every writer locks the item row
+    # before it touches the item's assignments, so the lock order is the same everywhere.
+
+    async def _expire_shared(self, conn: AsyncConnection, project: ProjectRow) -> None:
+        """Turn this project's expired leases into EXPIRED assignments, freeing the slots."""
+        due = (
+            await conn.execute(
+                sa.text(
+                    "SELECT DISTINCT item_id FROM assignments WHERE project_id = :p AND "
+                    f"state = {LIVE} AND expires_at <= {self._now}"
+                ),
+                {"p": project.id},
+            )
+        ).all()
+        if not due:
+            return
+        locked = await conn.execute(
+            sa.text(f"SELECT id FROM items WHERE id IN :ids ORDER BY id {self._skip}").bindparams(
+                sa.bindparam("ids", expanding=True)
+            ),
+            {"ids": [r.item_id for r in due]},
+        )
+        for (item_id,) in locked.all():
+            await conn.execute(
+                sa.text(
+                    f"UPDATE assignments SET state = {EXPIRED} WHERE item_id = :i AND "
+                    f"state = {LIVE} AND expires_at <= {self._now}"
+                ),
+                {"i": item_id},
+            )
+            await self._settle(conn, project, item_id)
+
+    async def _settle(self, conn: AsyncConnection, project: ProjectRow, item_id: int) -> int:
+        """Derive the item's status from its assignments (the caller holds the item's lock).
+
+        When its labels are all in and agree less than the project's review threshold, the
+        item goes to an adjudicator (if the project names reviewers) or asks for one more
+        label (up to `max_overlap`)."""
+        item = (
+            await conn.execute(
+                sa.text("SELECT stage, needed FROM items WHERE id = :i"), {"i": item_id}
+            )
+        ).one()
+        counts = dict(
+            (
+                await conn.execute(
+                    sa.text(
+                        "SELECT state, COUNT(*) FROM assignments WHERE item_id = :i GROUP BY state"
+                    ),
+                    {"i": item_id},
+                )
+            ).all()
+        )
+        live, done = counts.get(LIVE, 0), counts.get(SUBMITTED, 0)
+        stage, needed = item.stage, item.needed or project.overlap
+        if stage == IN_REVIEW:
+            judged = (
+                await conn.execute(
+                    sa.text(
+                        f"SELECT COUNT(*) FROM annotations WHERE item_id = :i AND kind = "
+                        f"{ADJUDICATION}"
+                    ),
+                    {"i": item_id},
+                )
+            ).scalar_one()
+            status = DONE if judged else LEASED if live else REVIEW
+        elif done >= needed:
+            status = DONE
+            if project.review_threshold > 0:
+                votes = await conn.execute(
+                    sa.text("SELECT labels FROM annotations WHERE item_id = :i AND kind = :k"),
+                    {"i": item_id, "k": LABEL},
+                )
+                labelsets = [tuple(json.loads(r.labels)) for r in votes]
+                if modal_fraction(labelsets) < project.review_threshold:
+                    if project.reviewers:
+                        stage, status = IN_REVIEW, REVIEW
+                    elif done < project.max_overlap:
+                        needed = done + 1
+                        status = LEASED if live else AVAILABLE
+        else:
+            status = LEASED if done + live >= needed else AVAILABLE
+        completed = self._now if status == DONE else "NULL"
+        await conn.execute(
+            sa.text(
+                "UPDATE items SET status = :s, stage = :g, needed = :n, "
+                f"completed_at = {completed} WHERE id = :i"
+            ),
+            {
+                "s": status,
+                "g": stage,
+                "n": needed if needed != project.overlap else None,
+                "i": item_id,
+            },
+        )
+        return status
+
+    async def _pop_shared(
+        self,
+        conn: AsyncConnection,
+        project: ProjectRow,
+        worker: str,
+        n: int,
+        max_leases: int | None,
+        token: str | None = None,
+    ) -> list[ItemRow]:
+        """Lease up to n items this worker has never been given; reviewers get items that
+        wait for adjudication first."""
+        token = token or secrets.token_hex(16)
+        await self._expire_shared(conn, project)
+        params = {"p": project.id, "w": worker}
+        if max_leases is not None:
+            held = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT COUNT(*) FROM assignments WHERE project_id = :p AND "
+                        f"worker_id = :w AND state = {LIVE} AND expires_at > {self._now}"
+                    ),
+                    params,
+                )
+            ).scalar_one()
+            if held + n > max_leases:
+                self._too_many(project, worker, held, n, max_leases)
+        # never the same item twice to one worker; an adjudicator whose lease expired may
+        # take the item up again (a project may have a single reviewer)
+        fresh = (
+            "NOT EXISTS (SELECT 1 FROM assignments a WHERE a.item_id = items.id AND "
+            "a.worker_id = :w{})"
+        )
+        wanted = [REVIEW, AVAILABLE] if worker in project.reviewers else [AVAILABLE]
+        picked: list[sa.Row] = []
+        for status in wanted:
+            if len(picked) == n:
+                break
+            unseen = fresh.format(f" AND a.state <> {EXPIRED}" if status == REVIEW else "")
+            picked += (
+                await conn.execute(
+                    sa.text(
+                        "SELECT id, priority, stage FROM items WHERE project_id = :p AND "
+                        f"status = {status} AND {unseen} ORDER BY priority DESC, id LIMIT :n "
+                        f"{self._skip}"
+                    ),
+                    {**params, "n": n - len(picked)},
+                )
+            ).all()
+        if not picked:
+            return []
+        retaken = [r.id for r in picked if r.stage == IN_REVIEW]
+        if retaken:
+            await conn.execute(
+                sa.text(
+                    "DELETE FROM assignments WHERE item_id IN :ids AND worker_id = :w "
+                    f"AND state = {EXPIRED}"
+                ).bindparams(sa.bindparam("ids", expanding=True)),
+                {"ids": retaken, "w": worker},
+            )
+        expires = (
+            await conn.execute(sa.text(f"SELECT {self._now} + :l"), {"l": project.lease_seconds})
+        ).scalar_one()
+        await conn.execute(
+            sa.text(
+                "INSERT INTO assignments (project_id, item_id, worker_id, token, state, "
+                f"expires_at, created_at) VALUES (:p, :i, :w, :t, {LIVE}, :e, {self._now})"
+            ),
+            [{**params, "i": r.id, "t": token, "e": expires} for r in picked],
+        )
+        for r in picked:
+            await self._settle(conn, project, r.id)
+        inputs = await self._inputs(conn, [r.id for r in picked])
+        others = await self._others(conn, [r.id for r in picked if r.stage == IN_REVIEW])
+        return [
+            ItemRow(r.id, inputs[r.id], r.priority, token, expires, others.get(r.id, ()))
+            for r in picked
+        ]
+
+    async def _others(
+        self, conn: AsyncConnection, ids: Sequence[int]
+    ) -> dict[int, tuple[tuple[str, list[str]], ...]]:
+        """The labels other workers gave, shown to an adjudicator."""
+        if not ids:
+            return {}
+        rows = await conn.execute(
+            sa.text(
+                "SELECT item_id, worker_id, labels FROM annotations WHERE item_id IN :ids "
+                f"AND kind = {LABEL} ORDER BY id"
+            ).bindparams(sa.bindparam("ids", expanding=True)),
+            {"ids": list(ids)},
+        )
+        out: dict[int, list[tuple[str, list[str]]]] = {}
+        for r in rows:
+            out.setdefault(r.item_id, []).append((r.worker_id, json.loads(r.labels)))
+        return {i: tuple(v) for i, v in out.items()}
+
+    async def _lock_shared(
+        self, conn: AsyncConnection, project: ProjectRow, item_id: int, worker: str
+    ) -> tuple[sa.Row, sa.Row | None]:
+        item = (
+            await conn.execute(
+                sa.text(
+                    f"SELECT status, stage FROM items WHERE id = :i AND project_id = :p "
+                    f"{self._lock}"
+                ),
+                {"i": item_id, "p": project.id},
+            )
+        ).first()
+        if item is None:
+            raise NotFound(f"item {item_id} is not in project {project.name!r}")
+        held = (
+            await conn.execute(
+                sa.text(
+                    "SELECT id, token, state FROM assignments WHERE item_id = :i AND worker_id = :w"
+                ),
+                {"i": item_id, "w": worker},
+            )
+        ).first()
+        return item, held
+
+    async def _submit_shared(
+        self,
+        conn: AsyncConnection,
+        project: ProjectRow,
+        item_id: int,
+        token: str,
+        worker: str,
+        labels: list[str],
+        pop_next: bool,
+    ) -> SubmitResult:
+        item, held = await self._lock_shared(conn, project, item_id, worker)
+        if held is None or held.token != token:
+            raise FailedPrecondition(
+                f"lease token does not hold item {item_id} for worker {worker!r}; Pop a new item"
+            )
+        if held.state == SUBMITTED:
+            ann = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT id, labels FROM annotations WHERE item_id = :i AND "
+                        "worker_id = :w ORDER BY id DESC LIMIT 1"
+                    ),
+                    {"i": item_id, "w": worker},
+                )
+            ).one()
+            if json.loads(ann.labels) != labels:
+                raise FailedPrecondition(
+                    f"item {item_id} was already submitted with labels "
+                    f"{json.loads(ann.labels)}; use Undo to change a label"
+                )
+            nxt = None
+            if pop_next:
+                again = next_token(token, item_id)
+                nxt = await self._find_shared(conn, project, worker, again)
+                if nxt is None:
+                    leased = await self._pop_shared(conn, project, worker, 1, None, again)
+                    nxt = leased[0] if leased else None
+            return SubmitResult(ann.id, True, nxt)
+        if held.state == RELEASED:
+            raise FailedPrecondition(f"item {item_id} was released (skipped) by {worker!r}")
+        if held.state == EXPIRED:
+            # a late label is still welcome while the item has a free slot (a lease past its
+            # time but not yet reclaimed by a Pop still holds its slot)
+            if item.stage == IN_REVIEW or item.status != AVAILABLE:
+                raise FailedPrecondition(
+                    f"the lease on item {item_id} expired and its slot went to another worker"
+                )
+        # an adjudication is a reviewer's label on an item in review; it decides the item
+        kind = ADJUDICATION if item.stage == IN_REVIEW and worker in project.reviewers else LABEL
+        ann_id = (
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO annotations (project_id, item_id, worker_id, labels, "
+                    f"lease_token, created_at, kind) VALUES (:p, :i, :w, :l, :t, {self._now}, :k) "
+                    "RETURNING id"
+                ),
+                {
+                    "p": project.id,
+                    "i": item_id,
+                    "w": worker,
+                    "l": json.dumps(labels),
+                    "t": token,
+                    "k": kind,
+                },
+            )
+        ).scalar_one()
+        await conn.execute(
+            sa.text(f"UPDATE assignments SET state = {SUBMITTED} WHERE id = :a"), {"a": held.id}
+        )
+        await self._settle(conn, project, item_id)
+        nxt = None
+        if pop_next:
+            leased = await self._pop_shared(
+                conn, project, worker, 1, None, next_token(token, item_id)
+            )
+            nxt = leased[0] if leased else None
+        return SubmitResult(ann_id, False, nxt)
+
+    async def _find_shared(
+        self, conn: AsyncConnection, project: ProjectRow, worker: str, token: str
+    ) -> ItemRow | None:
+        row = (
+            await conn.execute(
+                sa.text(
+                    "SELECT a.item_id, a.expires_at, it.priority, it.stage FROM assignments a "
+                    "JOIN items it ON it.id = a.item_id WHERE a.project_id = :p AND "
+                    f"a.worker_id = :w AND a.token = :t AND a.state = {LIVE}"
+                ),
+                {"p": project.id, "w": worker, "t": token},
+            )
+        ).first()
+        if row is None:
+            return None
+        inputs = await self._inputs(conn, [row.item_id])
+        others = await self._others(conn, [row.item_id] if row.stage == IN_REVIEW else [])
+        return ItemRow(
+            row.item_id,
+            inputs[row.item_id],
+            row.priority,
+            token,
+            row.expires_at,
+            others.get(row.item_id, ()),
+        )
+
+    async def _release_shared(
+        self, conn: AsyncConnection, project: ProjectRow, item_id: int, token: str, worker: str
+    ) -> None:
+        """A skip: the slot goes to somebody else, and this worker is not asked again."""
+        _, held = await self._lock_shared(conn, project, item_id, worker)
+        if held is None or held.token != token or held.state != LIVE:
+            raise FailedPrecondition(
+                f"item {item_id} is not leased to {worker!r} under this token "
+                "(already labelled, released, or expired)"
+            )
+        await conn.execute(
+            sa.text(f"UPDATE assignments SET state = {RELEASED} WHERE id = :a"), {"a": held.id}
+        )
+        await self._settle(conn, project, item_id)
+
+    async def _undo_shared(
+        self, conn: AsyncConnection, project: ProjectRow, worker: str
+    ) -> tuple[ItemRow, list[str]]:
+        ann = (
+            await conn.execute(
+                sa.text(
+                    "SELECT id, item_id, labels FROM annotations WHERE project_id = :p AND "
+                    "worker_id = :w ORDER BY id DESC LIMIT 1"
+                ),
+                {"p": project.id, "w": worker},
+            )
+        ).first()
+        if ann is None:
+            raise FailedPrecondition(
+                f"worker {worker!r} has no annotation in project {project.name!r} to undo"
+            )
+        item, held = await self._lock_shared(conn, project, ann.item_id, worker)
+        if held is None:
+            raise FailedPrecondition(f"item {ann.item_id} has no assignment for {worker!r}")
+        await conn.execute(sa.text("DELETE FROM annotations WHERE id = :a"), {"a": ann.id})
+        token = secrets.token_hex(16)
+        expires = (
+            await conn.execute(sa.text(f"SELECT {self._now} + :l"), {"l": project.lease_seconds})
+        ).scalar_one()
+        await conn.execute(
+            sa.text(
+                f"UPDATE assignments SET state = {LIVE}, token = :t, expires_at = :e WHERE id = :a"
+            ),
+            {"t": token, "e": expires, "a": held.id},
+        )
+        await self._settle(conn, project, ann.item_id)
+        priority = (
+            await conn.execute(
+                sa.text("SELECT priority FROM items WHERE id = :i"), {"i": ann.item_id}
+            )
+        ).scalar_one()
+        inputs = await self._inputs(conn, [ann.item_id])
+        others = await self._others(conn, [ann.item_id] if item.stage == IN_REVIEW else [])
+        row = ItemRow(
+            ann.item_id, inputs[ann.item_id], priority, token, expires, others.get(ann.item_id, ())
+        )
+        return row, json.loads(ann.labels)
 
     # -- priorities ---------------------------------------------------------------------
 
@@ -805,6 +1254,35 @@ class Store:
                 )
                 for r in rows
             ]
+
+    async def votes(self, project: ProjectRow) -> list[VoteRow]:
+        """Every annotation of the project, labels only, with whether its item is done:
+        what agreement and consensus are computed from (in one snapshot)."""
+        async with self._read(snapshot=True) as conn:
+            rows = await conn.execute(
+                sa.text(
+                    "SELECT a.id, a.item_id, a.worker_id, a.labels, a.kind, a.created_at, "
+                    f"CASE WHEN it.status = {DONE} THEN 1 ELSE 0 END AS done FROM annotations a "
+                    "JOIN items it ON it.id = a.item_id WHERE a.project_id = :p ORDER BY a.id"
+                ),
+                {"p": project.id},
+            )
+            return [
+                VoteRow(
+                    r.id,
+                    r.item_id,
+                    r.worker_id,
+                    tuple(json.loads(r.labels)),
+                    r.kind,
+                    r.created_at,
+                    bool(r.done),
+                )
+                for r in rows
+            ]
+
+    async def item_inputs(self, ids: Sequence[int]) -> dict[int, InputRow]:
+        async with self._read() as conn:
+            return await self._inputs(conn, ids)
 
     async def unlabelled_chunk(
         self, project: ProjectRow, after: int, limit: int, ids_only: bool = False
@@ -947,6 +1425,8 @@ class Store:
                     out.leased += n
                 else:
                     out.available += n
+                    if status == REVIEW:
+                        out.in_review += n
             workers = await conn.execute(
                 sa.text(
                     "SELECT worker_id, COUNT(*) FROM annotations WHERE project_id = :p "
@@ -955,6 +1435,7 @@ class Store:
                 params,
             )
             out.workers = {w: n for w, n in workers}
+            out.annotations = sum(out.workers.values())
             labels = await conn.execute(
                 sa.text(
                     "SELECT labels, COUNT(*) FROM annotations WHERE project_id = :p GROUP BY labels"

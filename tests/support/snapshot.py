@@ -14,6 +14,7 @@ TABLES = {
     "annotations": "id",
     "training_runs": "id",
     "tokens": "id",
+    "assignments": "id",
 }
 
 

@@ -22,6 +22,7 @@ from labelgrid.client import (
     _add_plan,
     _labels,
     _priority_requests,
+    project_request,
 )
 from labelgrid.v1 import queue_pb2, queue_pb2_grpc
 
@@ -75,25 +76,10 @@ class AsyncQueueClient:
         raise AssertionError("unreachable")
 
     async def create_project(
-        self,
-        name: str,
-        options: Sequence[Any] = (),
-        *,
-        multi_label: bool = False,
-        allow_other: bool = False,
-        lease_seconds: int = 0,
-        exist_ok: bool = True,
+        self, name: str, options: Sequence[Any] = (), **settings: Any
     ) -> queue_pb2.Project:
-        request = queue_pb2.CreateProjectRequest(
-            project=queue_pb2.Project(
-                name=name,
-                options=[str(o) for o in options],
-                multi_label=multi_label,
-                allow_other=allow_other,
-                lease_seconds=lease_seconds,
-            ),
-            exist_ok=exist_ok,
-        )
+        """As `QueueClient.create_project`."""
+        request = project_request(name, options, **settings)
         reply = await self._retry(
             lambda: self.stub.CreateProject(request, timeout=self.timeout, metadata=self.metadata)
         )

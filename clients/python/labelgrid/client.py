@@ -38,6 +38,8 @@ class Item:
     lease_expires_at: float
     priority: float | None = None
     metadata_json: str = ""
+    #: For a reviewer adjudicating the item: (worker, labels) the other annotators gave.
+    others: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @classmethod
     def from_proto(cls, msg: queue_pb2.Item) -> Item:
@@ -48,7 +50,53 @@ class Item:
             lease_expires_at=msg.lease_expires_at.ToNanoseconds() / 1e9,
             priority=msg.priority if msg.HasField("priority") else None,
             metadata_json=msg.metadata_json,
+            others=tuple((o.worker_id, tuple(o.labels)) for o in msg.others),
         )
+
+
+CONSENSUS = {
+    None: queue_pb2.CONSENSUS_UNSPECIFIED,
+    "majority": queue_pb2.CONSENSUS_MAJORITY,
+    "dawid_skene": queue_pb2.CONSENSUS_DAWID_SKENE,
+}
+
+
+def consensus_code(method: str | None) -> int:
+    """The contract's code for a consensus method: None (raw annotations), "majority" or
+    "dawid_skene"."""
+    if method not in CONSENSUS:
+        raise ValueError(f"unknown consensus {method!r}; use None, 'majority' or 'dawid_skene'")
+    return CONSENSUS[method]
+
+
+def project_request(
+    name: str,
+    options: Iterable[Any] = (),
+    *,
+    multi_label: bool = False,
+    allow_other: bool = False,
+    lease_seconds: int = 0,
+    exist_ok: bool = True,
+    overlap: int = 1,
+    max_overlap: int = 0,
+    review_threshold: float = 0.0,
+    reviewers: Iterable[str] = (),
+) -> queue_pb2.CreateProjectRequest:
+    """A CreateProject request; see `QueueClient.create_project`."""
+    return queue_pb2.CreateProjectRequest(
+        project=queue_pb2.Project(
+            name=name,
+            options=[str(o) for o in options],
+            multi_label=multi_label,
+            allow_other=allow_other,
+            lease_seconds=lease_seconds,
+            overlap=overlap,
+            max_overlap=max_overlap,
+            review_threshold=review_threshold,
+            reviewers=list(reviewers),
+        ),
+        exist_ok=exist_ok,
+    )
 
 
 def _labels(labels: Any) -> list[str]:
@@ -108,25 +156,14 @@ class QueueClient:
     # -- projects -----------------------------------------------------------------------
 
     def create_project(
-        self,
-        name: str,
-        options: Iterable[Any] = (),
-        *,
-        multi_label: bool = False,
-        allow_other: bool = False,
-        lease_seconds: int = 0,
-        exist_ok: bool = True,
+        self, name: str, options: Iterable[Any] = (), **settings: Any
     ) -> queue_pb2.Project:
-        request = queue_pb2.CreateProjectRequest(
-            project=queue_pb2.Project(
-                name=name,
-                options=[str(o) for o in options],
-                multi_label=multi_label,
-                allow_other=allow_other,
-                lease_seconds=lease_seconds,
-            ),
-            exist_ok=exist_ok,
-        )
+        """Create a project (or, with exist_ok=True, the default, return the same one).
+
+        Settings: multi_label, allow_other, lease_seconds; overlap=k for k labels per item
+        from k different workers; review_threshold, max_overlap and reviewers for items whose
+        labels disagree (see the Project message in protos/labelgrid/v1/queue.proto)."""
+        request = project_request(name, options, **settings)
         return self._retry(lambda: self.stub.CreateProject(request, timeout=self.timeout)).project
 
     def get_project(self, name: str) -> queue_pb2.Project:
@@ -249,13 +286,17 @@ class QueueClient:
         labels_only: bool = False,
         chunk_size: int = 0,
         timeout: float | None = None,
+        consensus: str | None = None,
     ) -> Iterator[queue_pb2.StreamLabelledResponse]:
+        """Annotations after the cursor; with `consensus` ("majority" or "dawid_skene")
+        one row per completed item with its aggregated label and confidence instead."""
         request = queue_pb2.StreamLabelledRequest(
             project=project,
             after_annotation_id=after,
             follow=follow,
             labels_only=labels_only,
             chunk_size=chunk_size,
+            consensus=consensus_code(consensus),
         )
         return self.stub.StreamLabelled(request, timeout=timeout)
 
@@ -291,19 +332,31 @@ class QueueClient:
                     [payloads.from_payload(i.input) for i in reply.items],
                 )
 
-    def progress(self, project: str) -> queue_pb2.Progress:
-        request = queue_pb2.GetProgressRequest(project=project)
+    def progress(self, project: str, *, worker_stats: bool = False) -> queue_pb2.Progress:
+        """Counts; with `worker_stats`, also each worker's labels, agreement with the
+        consensus and pace (reads every annotation, so not for every click)."""
+        request = queue_pb2.GetProgressRequest(project=project, worker_stats=worker_stats)
         return self._retry(lambda: self.stub.GetProgress(request, timeout=self.timeout)).progress
 
     def export_labels(
-        self, project: str, *, include_inputs: bool = False
+        self, project: str, *, include_inputs: bool = False, consensus: str | None = None
     ) -> list[queue_pb2.LabelledItem]:
-        request = queue_pb2.ExportLabelsRequest(project=project, include_inputs=include_inputs)
+        request = queue_pb2.ExportLabelsRequest(
+            project=project, include_inputs=include_inputs, consensus=consensus_code(consensus)
+        )
 
         def call() -> list[queue_pb2.LabelledItem]:
             return [it for chunk in self.stub.ExportLabels(request) for it in chunk.items]
 
         return self._retry(call)
+
+    def agreement(self, project: str, *, consensus: str = "majority") -> queue_pb2.Agreement:
+        """Inter-annotator agreement (percent, Fleiss' kappa, Krippendorff's alpha; per worker
+        pair: percent and Cohen's kappa) and per-worker statistics against `consensus`."""
+        request = queue_pb2.GetAgreementRequest(
+            project=project, consensus=consensus_code(consensus)
+        )
+        return self._retry(lambda: self.stub.GetAgreement(request, timeout=self.timeout)).agreement
 
     # -- training history -----------------------------------------------------------------
 

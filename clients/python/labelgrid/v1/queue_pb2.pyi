@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from labelgrid.v1 import arrays_pb2 as _arrays_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -10,8 +11,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Consensus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSENSUS_UNSPECIFIED: _ClassVar[Consensus]
+    CONSENSUS_MAJORITY: _ClassVar[Consensus]
+    CONSENSUS_DAWID_SKENE: _ClassVar[Consensus]
+CONSENSUS_UNSPECIFIED: Consensus
+CONSENSUS_MAJORITY: Consensus
+CONSENSUS_DAWID_SKENE: Consensus
+
 class Project(_message.Message):
-    __slots__ = ("name", "options", "multi_label", "allow_other", "lease_seconds", "model_version", "created_at")
+    __slots__ = ("name", "options", "multi_label", "allow_other", "lease_seconds", "model_version", "created_at", "overlap", "review_threshold", "max_overlap", "reviewers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     MULTI_LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +29,10 @@ class Project(_message.Message):
     LEASE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MAX_OVERLAP_FIELD_NUMBER: _ClassVar[int]
+    REVIEWERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     options: _containers.RepeatedScalarFieldContainer[str]
     multi_label: bool
@@ -26,7 +40,11 @@ class Project(_message.Message):
     lease_seconds: int
     model_version: int
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., options: _Optional[_Iterable[str]] = ..., multi_label: _Optional[bool] = ..., allow_other: _Optional[bool] = ..., lease_seconds: _Optional[int] = ..., model_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    overlap: int
+    review_threshold: float
+    max_overlap: int
+    reviewers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., options: _Optional[_Iterable[str]] = ..., multi_label: _Optional[bool] = ..., allow_other: _Optional[bool] = ..., lease_seconds: _Optional[int] = ..., model_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overlap: _Optional[int] = ..., review_threshold: _Optional[float] = ..., max_overlap: _Optional[int] = ..., reviewers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateProjectRequest(_message.Message):
     __slots__ = ("project", "exist_ok")
@@ -105,20 +123,30 @@ class AddFeaturesResponse(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[int]] = ..., already_existed: _Optional[bool] = ...) -> None: ...
 
 class Item(_message.Message):
-    __slots__ = ("id", "input", "metadata_json", "priority", "lease_token", "lease_expires_at")
+    __slots__ = ("id", "input", "metadata_json", "priority", "lease_token", "lease_expires_at", "others")
     ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    OTHERS_FIELD_NUMBER: _ClassVar[int]
     id: int
     input: _arrays_pb2.Payload
     metadata_json: str
     priority: float
     lease_token: str
     lease_expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., input: _Optional[_Union[_arrays_pb2.Payload, _Mapping]] = ..., metadata_json: _Optional[str] = ..., priority: _Optional[float] = ..., lease_token: _Optional[str] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    others: _containers.RepeatedCompositeFieldContainer[OtherLabel]
+    def __init__(self, id: _Optional[int] = ..., input: _Optional[_Union[_arrays_pb2.Payload, _Mapping]] = ..., metadata_json: _Optional[str] = ..., priority: _Optional[float] = ..., lease_token: _Optional[str] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., others: _Optional[_Iterable[_Union[OtherLabel, _Mapping]]] = ...) -> None: ...
+
+class OtherLabel(_message.Message):
+    __slots__ = ("worker_id", "labels")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PopRequest(_message.Message):
     __slots__ = ("project", "worker_id", "n")
@@ -215,34 +243,38 @@ class UpdatePrioritiesResponse(_message.Message):
     def __init__(self, updated: _Optional[int] = ..., model_version: _Optional[int] = ...) -> None: ...
 
 class StreamLabelledRequest(_message.Message):
-    __slots__ = ("project", "after_annotation_id", "chunk_size", "follow", "labels_only")
+    __slots__ = ("project", "after_annotation_id", "chunk_size", "follow", "labels_only", "consensus")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     AFTER_ANNOTATION_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     LABELS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    CONSENSUS_FIELD_NUMBER: _ClassVar[int]
     project: str
     after_annotation_id: int
     chunk_size: int
     follow: bool
     labels_only: bool
-    def __init__(self, project: _Optional[str] = ..., after_annotation_id: _Optional[int] = ..., chunk_size: _Optional[int] = ..., follow: _Optional[bool] = ..., labels_only: _Optional[bool] = ...) -> None: ...
+    consensus: Consensus
+    def __init__(self, project: _Optional[str] = ..., after_annotation_id: _Optional[int] = ..., chunk_size: _Optional[int] = ..., follow: _Optional[bool] = ..., labels_only: _Optional[bool] = ..., consensus: _Optional[_Union[Consensus, str]] = ...) -> None: ...
 
 class LabelledItem(_message.Message):
-    __slots__ = ("annotation_id", "item_id", "input", "labels", "worker_id", "created_at")
+    __slots__ = ("annotation_id", "item_id", "input", "labels", "worker_id", "created_at", "confidence")
     ANNOTATION_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     annotation_id: int
     item_id: int
     input: _arrays_pb2.Payload
     labels: _containers.RepeatedScalarFieldContainer[str]
     worker_id: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, annotation_id: _Optional[int] = ..., item_id: _Optional[int] = ..., input: _Optional[_Union[_arrays_pb2.Payload, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., worker_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    confidence: float
+    def __init__(self, annotation_id: _Optional[int] = ..., item_id: _Optional[int] = ..., input: _Optional[_Union[_arrays_pb2.Payload, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., worker_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class StreamLabelledResponse(_message.Message):
     __slots__ = ("items", "cursor")
@@ -281,10 +313,12 @@ class StreamUnlabelledResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., cursor: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., priorities: _Optional[_Iterable[float]] = ..., rows: _Optional[_Union[_arrays_pb2.NDArray, _Mapping]] = ...) -> None: ...
 
 class GetProgressRequest(_message.Message):
-    __slots__ = ("project",)
+    __slots__ = ("project", "worker_stats")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_STATS_FIELD_NUMBER: _ClassVar[int]
     project: str
-    def __init__(self, project: _Optional[str] = ...) -> None: ...
+    worker_stats: bool
+    def __init__(self, project: _Optional[str] = ..., worker_stats: _Optional[bool] = ...) -> None: ...
 
 class WorkerCount(_message.Message):
     __slots__ = ("worker_id", "labelled")
@@ -303,7 +337,7 @@ class LabelCount(_message.Message):
     def __init__(self, label: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("total", "labelled", "leased", "available", "fraction", "workers", "labels", "last_annotation_id")
+    __slots__ = ("total", "labelled", "leased", "available", "fraction", "workers", "labels", "last_annotation_id", "annotations", "in_review", "worker_stats")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     LABELLED_FIELD_NUMBER: _ClassVar[int]
     LEASED_FIELD_NUMBER: _ClassVar[int]
@@ -312,6 +346,9 @@ class Progress(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     LAST_ANNOTATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    IN_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    WORKER_STATS_FIELD_NUMBER: _ClassVar[int]
     total: int
     labelled: int
     leased: int
@@ -320,7 +357,24 @@ class Progress(_message.Message):
     workers: _containers.RepeatedCompositeFieldContainer[WorkerCount]
     labels: _containers.RepeatedCompositeFieldContainer[LabelCount]
     last_annotation_id: int
-    def __init__(self, total: _Optional[int] = ..., labelled: _Optional[int] = ..., leased: _Optional[int] = ..., available: _Optional[int] = ..., fraction: _Optional[float] = ..., workers: _Optional[_Iterable[_Union[WorkerCount, _Mapping]]] = ..., labels: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., last_annotation_id: _Optional[int] = ...) -> None: ...
+    annotations: int
+    in_review: int
+    worker_stats: _containers.RepeatedCompositeFieldContainer[WorkerStats]
+    def __init__(self, total: _Optional[int] = ..., labelled: _Optional[int] = ..., leased: _Optional[int] = ..., available: _Optional[int] = ..., fraction: _Optional[float] = ..., workers: _Optional[_Iterable[_Union[WorkerCount, _Mapping]]] = ..., labels: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., last_annotation_id: _Optional[int] = ..., annotations: _Optional[int] = ..., in_review: _Optional[int] = ..., worker_stats: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ...) -> None: ...
+
+class WorkerStats(_message.Message):
+    __slots__ = ("worker_id", "labels", "agreement_with_consensus", "compared", "seconds_per_label")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_WITH_CONSENSUS_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_PER_LABEL_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    labels: int
+    agreement_with_consensus: float
+    compared: int
+    seconds_per_label: float
+    def __init__(self, worker_id: _Optional[str] = ..., labels: _Optional[int] = ..., agreement_with_consensus: _Optional[float] = ..., compared: _Optional[int] = ..., seconds_per_label: _Optional[float] = ...) -> None: ...
 
 class GetProgressResponse(_message.Message):
     __slots__ = ("progress",)
@@ -341,14 +395,16 @@ class WatchProgressResponse(_message.Message):
     def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
 
 class ExportLabelsRequest(_message.Message):
-    __slots__ = ("project", "chunk_size", "include_inputs")
+    __slots__ = ("project", "chunk_size", "include_inputs", "consensus")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    CONSENSUS_FIELD_NUMBER: _ClassVar[int]
     project: str
     chunk_size: int
     include_inputs: bool
-    def __init__(self, project: _Optional[str] = ..., chunk_size: _Optional[int] = ..., include_inputs: _Optional[bool] = ...) -> None: ...
+    consensus: Consensus
+    def __init__(self, project: _Optional[str] = ..., chunk_size: _Optional[int] = ..., include_inputs: _Optional[bool] = ..., consensus: _Optional[_Union[Consensus, str]] = ...) -> None: ...
 
 class ExportLabelsResponse(_message.Message):
     __slots__ = ("items",)
@@ -405,3 +461,65 @@ class ListTrainingRunsResponse(_message.Message):
     RUNS_FIELD_NUMBER: _ClassVar[int]
     runs: _containers.RepeatedCompositeFieldContainer[TrainingRun]
     def __init__(self, runs: _Optional[_Iterable[_Union[TrainingRun, _Mapping]]] = ...) -> None: ...
+
+class GetAgreementRequest(_message.Message):
+    __slots__ = ("project", "consensus")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    CONSENSUS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    consensus: Consensus
+    def __init__(self, project: _Optional[str] = ..., consensus: _Optional[_Union[Consensus, str]] = ...) -> None: ...
+
+class LabelAgreement(_message.Message):
+    __slots__ = ("label", "percent", "fleiss_kappa", "krippendorff_alpha")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    FLEISS_KAPPA_FIELD_NUMBER: _ClassVar[int]
+    KRIPPENDORFF_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    percent: float
+    fleiss_kappa: float
+    krippendorff_alpha: float
+    def __init__(self, label: _Optional[str] = ..., percent: _Optional[float] = ..., fleiss_kappa: _Optional[float] = ..., krippendorff_alpha: _Optional[float] = ...) -> None: ...
+
+class PairAgreement(_message.Message):
+    __slots__ = ("worker_a", "worker_b", "items", "percent", "cohen_kappa")
+    WORKER_A_FIELD_NUMBER: _ClassVar[int]
+    WORKER_B_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    COHEN_KAPPA_FIELD_NUMBER: _ClassVar[int]
+    worker_a: str
+    worker_b: str
+    items: int
+    percent: float
+    cohen_kappa: float
+    def __init__(self, worker_a: _Optional[str] = ..., worker_b: _Optional[str] = ..., items: _Optional[int] = ..., percent: _Optional[float] = ..., cohen_kappa: _Optional[float] = ...) -> None: ...
+
+class Agreement(_message.Message):
+    __slots__ = ("items", "annotations", "percent", "fleiss_kappa", "fleiss_items", "krippendorff_alpha", "labels", "pairs", "workers")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    FLEISS_KAPPA_FIELD_NUMBER: _ClassVar[int]
+    FLEISS_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    KRIPPENDORFF_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    items: int
+    annotations: int
+    percent: float
+    fleiss_kappa: float
+    fleiss_items: int
+    krippendorff_alpha: float
+    labels: _containers.RepeatedCompositeFieldContainer[LabelAgreement]
+    pairs: _containers.RepeatedCompositeFieldContainer[PairAgreement]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerStats]
+    def __init__(self, items: _Optional[int] = ..., annotations: _Optional[int] = ..., percent: _Optional[float] = ..., fleiss_kappa: _Optional[float] = ..., fleiss_items: _Optional[int] = ..., krippendorff_alpha: _Optional[float] = ..., labels: _Optional[_Iterable[_Union[LabelAgreement, _Mapping]]] = ..., pairs: _Optional[_Iterable[_Union[PairAgreement, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ...) -> None: ...
+
+class GetAgreementResponse(_message.Message):
+    __slots__ = ("agreement",)
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    agreement: Agreement
+    def __init__(self, agreement: _Optional[_Union[Agreement, _Mapping]] = ...) -> None: ...

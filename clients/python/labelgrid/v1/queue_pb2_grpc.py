@@ -116,6 +116,11 @@ class QueueServiceStub:
                 request_serializer=labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsRequest.SerializeToString,
                 response_deserializer=labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsResponse.FromString,
                 _registered_method=True)
+        self.GetAgreement = channel.unary_unary(
+                '/labelgrid.v1.QueueService/GetAgreement',
+                request_serializer=labelgrid_dot_v1_dot_queue__pb2.GetAgreementRequest.SerializeToString,
+                response_deserializer=labelgrid_dot_v1_dot_queue__pb2.GetAgreementResponse.FromString,
+                _registered_method=True)
 
 
 class QueueServiceServicer:
@@ -231,6 +236,14 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAgreement(self, request, context):
+        """How much the annotators of a project agree: overall, per label, per worker pair and
+        per worker (needs overlap > 1 to say much).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -313,6 +326,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.ListTrainingRuns,
                     request_deserializer=labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsRequest.FromString,
                     response_serializer=labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsResponse.SerializeToString,
+            ),
+            'GetAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgreement,
+                    request_deserializer=labelgrid_dot_v1_dot_queue__pb2.GetAgreementRequest.FromString,
+                    response_serializer=labelgrid_dot_v1_dot_queue__pb2.GetAgreementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -749,6 +767,33 @@ class QueueService:
             '/labelgrid.v1.QueueService/ListTrainingRuns',
             labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsRequest.SerializeToString,
             labelgrid_dot_v1_dot_queue__pb2.ListTrainingRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelgrid.v1.QueueService/GetAgreement',
+            labelgrid_dot_v1_dot_queue__pb2.GetAgreementRequest.SerializeToString,
+            labelgrid_dot_v1_dot_queue__pb2.GetAgreementResponse.FromString,
             options,
             channel_credentials,
             insecure,
