@@ -198,3 +198,40 @@ def test_bad_overlap_settings_are_refused(client: QueueClient, project_name: str
     with pytest.raises(grpc.RpcError) as err:
         client.create_project(project_name, ["a"], overlap=2)
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_agreement_rpc_and_worker_stats_by_hand(client: QueueClient, project_name: str) -> None:
+    """The same four items as tests/test_agreement.py, labelled through the service."""
+    client.create_project(project_name, ["a", "b"], overlap=3)
+    ids = client.add_features(project_name, ["i1", "i2", "i3", "i4"])
+    given = {
+        "w1": ["a", "a", "b", "a"],
+        "w2": ["a", "a", "b", "b"],
+        "w3": ["a", "b", "b", "b"],
+    }
+    for worker, labels in given.items():
+        items = sorted(client.pop(project_name, worker, n=4), key=lambda it: it.id)
+        assert [it.id for it in items] == ids
+        for it, label in zip(items, labels, strict=True):
+            client.submit(project_name, it, label, worker)
+    found = client.agreement(project_name)
+    assert (found.items, found.annotations, found.fleiss_items) == (4, 12, 4)
+    assert found.percent == pytest.approx(2 / 3)
+    assert found.fleiss_kappa == pytest.approx(1 / 3)
+    assert found.krippendorff_alpha == pytest.approx(7 / 18)
+    kappas = {(p.worker_a, p.worker_b): p.cohen_kappa for p in found.pairs}
+    assert kappas == pytest.approx({("w1", "w2"): 0.5, ("w1", "w3"): 0.2, ("w2", "w3"): 0.5})
+    with_consensus = {w.worker_id: w.agreement_with_consensus for w in found.workers}
+    assert with_consensus == pytest.approx({"w1": 0.75, "w2": 1.0, "w3": 0.75})
+    stats = client.progress(project_name, worker_stats=True).worker_stats
+    assert {w.worker_id: (w.labels, w.compared) for w in stats} == {
+        "w1": (4, 4),
+        "w2": (4, 4),
+        "w3": (4, 4),
+    }
+    assert all(w.HasField("seconds_per_label") and w.seconds_per_label >= 0 for w in stats)
+    assert client.progress(project_name).worker_stats == []  # only when asked for
+    majority = {
+        r.item_id: list(r.labels) for r in client.export_labels(project_name, consensus="majority")
+    }
+    assert majority == dict(zip(ids, [["a"], ["a"], ["b"], ["b"]], strict=True))

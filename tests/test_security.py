@@ -94,11 +94,21 @@ def test_roles_tokens_and_project_scopes(secured: ServiceProcess, database_url: 
         Code.PERMISSION_DENIED,
     )
     labeller.submit("cats", item, "cat", "alice")
+    # other workers' agreement and statistics are for admins and trainers
+    refused(database_url, lambda: labeller.agreement("cats"), Code.PERMISSION_DENIED)
+    refused(
+        database_url,
+        lambda: labeller.progress("cats", worker_stats=True),
+        Code.PERMISSION_DENIED,
+        "GetAgreement",
+    )
+    assert labeller.progress("cats").labelled == 1
 
     model = QueueClient(address, token=trainer, retries=0)
     refused(database_url, lambda: model.pop("cats", "model"), Code.PERMISSION_DENIED, "trainer")
     assert [i.item_id for c in model.stream_labelled("cats") for i in c.items] == [item.id]
     model.update_priorities("cats", [item.id + 1], [3.0], model_version=1)
+    assert model.agreement("cats").annotations == 1
 
     revoke = labelgrid("token", "--database-url", database_url, "revoke", "alice")
     assert revoke.returncode == 0, revoke.stderr
