@@ -235,3 +235,31 @@ def test_agreement_rpc_and_worker_stats_by_hand(client: QueueClient, project_nam
         r.item_id: list(r.labels) for r in client.export_labels(project_name, consensus="majority")
     }
     assert majority == dict(zip(ids, [["a"], ["a"], ["b"], ["b"]], strict=True))
+
+
+def test_the_trainer_learns_from_consensus_labels(client: QueueClient, project_name: str) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from trainer_service.loop import ActiveLearner
+
+    client.create_project(project_name, ["neg", "pos"], overlap=3)
+    xs = np.array([[-3.0], [-2.0], [-1.0], [1.0], [2.0], [3.0], [0.5], [-0.5]])
+    ids = client.add_features(project_name, xs[:6])
+    client.add_features(project_name, xs[6:])  # left unlabelled, to be ranked
+    want = {i: "neg" if x[0] < 0 else "pos" for i, x in zip(ids, xs, strict=False)}
+    for worker, flip in (("good1", False), ("good2", False), ("liar", True)):
+        for it in client.pop(project_name, worker, n=6):
+            label = want[it.id]
+            if flip:
+                label = "pos" if label == "neg" else "neg"
+            client.submit(project_name, it, label, worker)
+    learner = ActiveLearner(client, project_name, LogisticRegression(), record=False)
+    result = learner.run_once()
+    assert learner.consensus == "majority"
+    assert {i: labels for i, (_, labels) in learner.labelled.items()} == {
+        i: [label] for i, label in want.items()
+    }
+    assert result.n_labels == 6
+    raw = ActiveLearner(client, project_name, LogisticRegression(), consensus=None, record=False)
+    raw.fetch_labels()  # every annotation, the newest (the liar's) winning
+    assert all(raw.labelled[i][1] != [want[i]] for i in ids)

@@ -101,6 +101,9 @@ class ActiveLearner:
     `acquisition` ('entropy', 'margin', 'certainty', 'random' or a callable from
     probabilities to one score per item, higher first), `shuffle_prop` the share of the
     ranking shuffled for exploration, `model_preprocess(x, y) -> (X, y)`.
+    `consensus` says which labels to train on: "majority" or "dawid_skene" (one label per
+    completed item), None (every annotation, the newest winning), or "auto": majority when
+    the project asks for several labels per item, else every annotation.
     """
 
     def __init__(
@@ -118,8 +121,10 @@ class ActiveLearner:
         diverse_pool: int = 200,
         trainer_name: str = "notebook",
         record: bool = True,
+        consensus: str | None = "auto",
     ) -> None:
         self.client = client
+        self._consensus = consensus
         self.project = project
         self.model = model
         self.eval_method = eval_method or default_eval
@@ -144,14 +149,36 @@ class ActiveLearner:
 
     # -- data ---------------------------------------------------------------------------
 
+    @property
+    def consensus(self) -> str | None:
+        if self._consensus == "auto":
+            overlap = self.client.get_project(self.project).overlap
+            self._consensus = "majority" if overlap > 1 else None
+        return self._consensus
+
     def fetch_labels(self) -> int:
-        """Read only the annotations newer than the cursor; returns how many arrived."""
+        """Read only what is newer than the cursor (annotations, or items completed or
+        changed since); returns how many arrived."""
+        method = self.consensus
         new = 0
-        for chunk in self.client.stream_labelled(self.project, after=self.cursor):
+        for chunk in self.client.stream_labelled(
+            self.project, after=self.cursor, consensus=method
+        ):
             for item in chunk.items:
                 self.labelled[item.item_id] = (payloads.from_payload(item.input), list(item.labels))
                 new += 1
             self.cursor = max(self.cursor, chunk.cursor)
+        if method == "dawid_skene" and new:
+            # new labels re-weigh every worker, so older items' consensus can change too
+            for chunk in self.client.stream_labelled(
+                self.project, consensus=method, labels_only=True
+            ):
+                for item in chunk.items:
+                    if item.item_id in self.labelled:
+                        self.labelled[item.item_id] = (
+                            self.labelled[item.item_id][0],
+                            list(item.labels),
+                        )
         return new
 
     def _training_set(self) -> tuple[Any, Any]:
