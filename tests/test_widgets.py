@@ -181,3 +181,30 @@ def test_remote_widget_has_no_sql_session(service: ServiceProcess, project_name:
     widget = ClassLabeller(server=service.address, table_name=project_name, options=["a"])
     with pytest.raises(RuntimeError, match="connection_string"), widget.queue.session():
         pass
+
+
+def test_a_reviewer_sees_the_other_labels_and_decides(
+    service: ServiceProcess, project_name: str, capsys: pytest.CaptureFixture
+) -> None:
+    settings = dict(overlap=2, review_threshold=1.0, reviewers=["boss"])
+    with QueueClient(service.address) as client:
+        client.create_project(project_name, ["cat", "dog"], **settings)
+        client.add_features(project_name, ["<b>split</b>"])
+        for worker, label in (("ann", "cat"), ("bob<x>", "dog")):
+            client.submit(project_name, client.pop(project_name, worker)[0], label, worker)
+    plain = ClassLabeller(server=service.address, table_name=project_name, worker_id="cy")
+    plain.start()
+    assert plain.session.current is None  # review items go to reviewers only
+    widget = ClassLabeller(server=service.address, table_name=project_name, worker_id="boss")
+    assert widget.project.overlap == 2 and list(widget.project.reviewers) == ["boss"]
+    capsys.readouterr()
+    widget.start()
+    assert [w for w, _ in widget.session.current.others] == ["ann", "bob<x>"]
+    shown = capsys.readouterr().out  # outside a kernel the Output widget prints
+    assert "labelgrid-others" in shown
+    assert "ann" in shown and "cat" in shown and "dog" in shown
+    assert "bob&lt;x&gt;" in shown and "bob<x>" not in shown  # escaped
+    assert widget.new_labels == [None]
+    widget.option_buttons[1].click()
+    widget.session.flush()
+    assert widget.new_labels == ["dog"]

@@ -42,23 +42,15 @@ class ProjectQueue:
             address = server
         self.client = QueueClient(address, token=token, tls_ca=tls_ca)
 
-    def ensure_project(
-        self, options: Iterable[Any], *, multi_label: bool, allow_other: bool, lease_seconds: int
-    ) -> queue_pb2.Project:
-        """Use the project if it exists (whatever its options), else create it."""
+    def ensure_project(self, options: Iterable[Any], **settings: Any) -> queue_pb2.Project:
+        """Use the project if it exists (whatever its settings), else create it with these
+        (see `QueueClient.create_project`)."""
         try:
             return self.client.get_project(self.project)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
-        return self.client.create_project(
-            self.project,
-            options,
-            multi_label=multi_label,
-            allow_other=allow_other,
-            lease_seconds=lease_seconds,
-            exist_ok=True,
-        )
+        return self.client.create_project(self.project, options, exist_ok=True, **settings)
 
     # -- superintendent-style inspection ------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -66,3 +67,15 @@ def default_display(value: Any) -> None:
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def others_html(others: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """What the other annotators said, shown to a reviewer adjudicating the item."""
+    rows = "".join(
+        f"<li><b>{_escape(worker)}</b>: {_escape(', '.join(labels) or '(no label)')}</li>"
+        for worker, labels in others
+    )
+    return (
+        "<div class='labelgrid-others'><i>In review: the annotators disagreed. "
+        f"They said:</i><ul>{rows}</ul>Your label decides.</div>"
+    )

@@ -77,8 +77,16 @@ class ClassLabeller(widgets.VBox):
         lease_seconds: int = 0,
         token: str | None = None,
         tls_ca: str | None = None,
+        overlap: int = 1,
+        review_threshold: float = 0.0,
+        max_overlap: int = 0,
+        reviewers: Iterable[str] = (),
         **kwargs: Any,
     ) -> None:
+        """Arguments as superintendent's, plus the queue's: `server`, `worker_id`,
+        `lease_seconds`, `token`/`tls_ca`, and for a new project `overlap` (labels per item,
+        from different workers), `review_threshold`, `max_overlap` and `reviewers` (see
+        `QueueClient.create_project`)."""
         super().__init__(**kwargs)
         if connection_string is None and server is None:
             connection_string = "sqlite:///labelgrid.db"
@@ -94,6 +102,10 @@ class ClassLabeller(widgets.VBox):
             multi_label=self.multi_label,
             allow_other=allow_freetext,
             lease_seconds=lease_seconds,
+            overlap=overlap,
+            review_threshold=review_threshold,
+            max_overlap=max_overlap,
+            reviewers=reviewers,
         )
         self.options = list(self.project.options) or [str(o) for o in options]
         self.classifier = classifier
@@ -202,9 +214,13 @@ class ClassLabeller(widgets.VBox):
     @property
     def new_labels(self) -> list[Any]:
         """Every item's label in insertion order (None where unlabelled); multi-label
-        projects give lists."""
+        projects give lists. With several labels per item (overlap > 1) this is the majority
+        consensus of completed items; items still waiting for labels are None."""
         client, project = self.queue.client, self.queue.project
-        labelled = {it.item_id: list(it.labels) for it in client.export_labels(project)}
+        consensus = "majority" if self.project.overlap > 1 else None
+        labelled = {
+            it.item_id: list(it.labels) for it in client.export_labels(project, consensus=consensus)
+        }
         waiting = [
             it.id
             for chunk in client.stream_unlabelled(project, ids_only=True)
@@ -316,6 +332,8 @@ class ClassLabeller(widgets.VBox):
                 display(widgets.HTML("<h3>Nothing left to label. Thank you!</h3>"))
             else:
                 self.display_func(current.input)
+                if current.others:
+                    display(widgets.HTML(show.others_html(current.others)))
                 if previous:
                     display(widgets.HTML(f"<i>previous label: {', '.join(previous)}</i>"))
         self._refresh_progress(background=True)
