@@ -54,3 +54,37 @@ def test_node_client_pops_submits_and_reads_progress(
     assert [(e.item_id, e.worker_id, list(e.labels)) for e in exported] == [
         (i, "node-worker", [lab]) for i, lab in zip(ids[:4], ["even", "odd"] * 2, strict=True)
     ]
+
+
+def test_node_client_reads_agreement_and_review_labels(
+    service: ServiceProcess, project_name: str
+) -> None:
+    node = _node()
+    with QueueClient(service.address) as client:
+        client.create_project(
+            project_name, ["a", "b"], overlap=2, review_threshold=1.0, reviewers=["judge"]
+        )
+        client.add_features(project_name, ["x", "y"])
+        for worker, labels in (("w1", "ab"), ("w2", "aa")):
+            items = sorted(client.pop(project_name, worker, n=2), key=lambda it: it.id)
+            for it, label in zip(items, labels, strict=True):
+                client.submit(project_name, it, label, worker)
+    script = f"""
+      const {{ QueueClient }} = require({json.dumps(str(NODE_CLIENT / "client.js"))});
+      (async () => {{
+        const c = new QueueClient({json.dumps(service.address)});
+        const agreement = await c.agreement({json.dumps(project_name)});
+        const [item] = await c.pop({json.dumps(project_name)}, 'judge');
+        console.log(JSON.stringify({{ agreement, others: item.others }}));
+        c.close();
+      }})().catch((e) => {{ console.error(e); process.exit(1); }});
+    """
+    out = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["agreement"]["items"] == 2
+    assert result["agreement"]["percent"] == pytest.approx(0.5)
+    assert result["others"] == [
+        {"workerId": "w1", "labels": ["b"]},
+        {"workerId": "w2", "labels": ["a"]},
+    ]

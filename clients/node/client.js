@@ -66,6 +66,8 @@ class QueueClient {
       id: Number(item.id),
       leaseToken: item.lease_token,
       input: decodePayload(item.input),
+      // for a reviewer: what the other annotators said
+      others: item.others.map((o) => ({ workerId: o.worker_id, labels: o.labels })),
     }));
   }
 
@@ -83,6 +85,13 @@ class QueueClient {
   async progress(project) {
     const reply = await this.call('GetProgress', { project });
     return reply.progress;
+  }
+
+  // Agreement between annotators (percent, Fleiss, Krippendorff; Cohen per pair) and
+  // per-worker statistics; consensus is 'CONSENSUS_MAJORITY' or 'CONSENSUS_DAWID_SKENE'.
+  async agreement(project, consensus = 'CONSENSUS_MAJORITY') {
+    const reply = await this.call('GetAgreement', { project, consensus });
+    return reply.agreement;
   }
 
   close() {
