@@ -866,9 +866,11 @@ class Store:
                         stage, status = IN_REVIEW, REVIEW
                     elif done < project.max_overlap:
                         needed = done + 1
-                        status = LEASED if live else AVAILABLE
+                        status = LEASED if live else REVIEW
         else:
-            status = LEASED if done + live >= needed else AVAILABLE
+            # an item in an extra round waits as REVIEW, which Pop serves first
+            free = REVIEW if needed > project.overlap else AVAILABLE
+            status = LEASED if done + live >= needed else free
         completed = self._now if status == DONE else "NULL"
         await conn.execute(
             sa.text(
@@ -916,12 +918,16 @@ class Store:
             "NOT EXISTS (SELECT 1 FROM assignments a WHERE a.item_id = items.id AND "
             "a.worker_id = :w{})"
         )
-        wanted = [REVIEW, AVAILABLE] if worker in project.reviewers else [AVAILABLE]
+        # items in review come first: to reviewers, or (with no reviewers named, when they
+        # need one more label) to anybody
+        judging = bool(project.reviewers)
+        wanted = [REVIEW, AVAILABLE] if worker in project.reviewers or not judging else [AVAILABLE]
         picked: list[sa.Row] = []
         for status in wanted:
             if len(picked) == n:
                 break
-            unseen = fresh.format(f" AND a.state <> {EXPIRED}" if status == REVIEW else "")
+            again = status == REVIEW and judging
+            unseen = fresh.format(f" AND a.state <> {EXPIRED}" if again else "")
             picked += (
                 await conn.execute(
                     sa.text(
@@ -1047,7 +1053,7 @@ class Store:
         if held.state == EXPIRED:
             # a late label is still welcome while the item has a free slot (a lease past its
             # time but not yet reclaimed by a Pop still holds its slot)
-            if item.stage == IN_REVIEW or item.status != AVAILABLE:
+            if item.stage == IN_REVIEW or item.status not in (AVAILABLE, REVIEW):
                 raise FailedPrecondition(
                     f"the lease on item {item_id} expired and its slot went to another worker"
                 )

@@ -166,11 +166,14 @@ def test_disagreement_without_reviewers_asks_for_one_more_label(
     client: QueueClient, project_name: str
 ) -> None:
     client.create_project(project_name, ["a", "b"], overlap=2, max_overlap=3, review_threshold=0.6)
-    [item_id] = client.add_features(project_name, ["x"])
+    item_id, later_id = client.add_features(project_name, ["x", "later"])
     for worker, label in (("w1", "a"), ("w2", "b")):
         client.submit(project_name, client.pop(project_name, worker)[0], label, worker)
-    assert client.progress(project_name).labelled == 0
-    assert client.pop(project_name, "w1") == []
+    progress = client.progress(project_name)
+    assert (progress.labelled, progress.in_review) == (0, 1)
+    assert [it.id for it in client.pop(project_name, "w1")] == [later_id]
+    # the disputed item jumps the queue for the next new worker, even above a higher priority
+    client.update_priorities(project_name, [later_id], [100.0], model_version=1)
     third = client.pop(project_name, "w3")[0]
     assert third.id == item_id
     client.submit(project_name, third, "b", "w3")
