@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ def _labeller_process(
         await client.close()
         out.put(
             {
-                "popped": [i for p, _ in results for i in p],
+                "popped": [p for p, _ in results],
                 "latencies": [x for _, lat in results for x in lat],
             }
         )
@@ -151,8 +152,10 @@ def _labeller_process(
 
 
 def pop_submit(
-    address: str, project: str, concurrency: int, seconds: float, mode: str
+    address: str, project: str, concurrency: int, seconds: float, mode: str, overlap: int = 1
 ) -> dict[str, Any]:
+    """Labellers in separate processes; `double_leases` counts every item served to one
+    worker twice or to more than `overlap` workers (must be 0)."""
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()
     processes = min(concurrency, 4)
@@ -167,16 +170,20 @@ def pop_submit(
     results = [out.get(timeout=seconds + 120) for _ in procs]
     for p in procs:
         p.join()
-    popped = [i for r in results for i in r["popped"]]
+    per_worker = [p for r in results for p in r["popped"]]
+    popped = [i for p in per_worker for i in p]
+    twice = sum(len(p) - len(set(p)) for p in per_worker)
+    over = sum(max(0, c - overlap) for c in Counter(popped).values())
     latencies = np.array([x for r in results for x in r["latencies"]]) * 1000
     submitted = len(popped) - (concurrency if mode == "submit-next" else 0)
     return {
         "mode": mode,
+        "overlap": overlap,
         "labellers": concurrency,
         "pairs_per_s": max(0, submitted) / seconds,
         "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
         "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
-        "double_leases": len(popped) - len(set(popped)),
+        "double_leases": twice + over,
     }
 
 
@@ -371,6 +378,20 @@ def run_backend(
                     f"double leases {r['double_leases']}",
                     flush=True,
                 )
+        # overlap 3: every item to three different workers (the assignments path)
+        client.create_project("pairs-k3", ["x"], overlap=3)
+        client.add_features("pairs-k3", np.zeros((size["items"], 1), np.int32), progress=False)
+        for concurrency in (8, 32):
+            if concurrency > size["concurrency"][-1]:
+                continue
+            r = pop_submit(address, "pairs-k3", concurrency, size["seconds"], "pop+submit", 3)
+            runs.append(r)
+            print(
+                f"  {name} overlap=3 pop+submit x{concurrency:<3} {r['pairs_per_s']:8.0f} "
+                f"labels/s p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms "
+                f"double leases {r['double_leases']}",
+                flush=True,
+            )
         out["pop_submit"] = runs
         client.close()
     finally:
@@ -498,7 +519,11 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     """The figures the targets are stated in, each measured in this same run."""
     out: dict[str, Any] = {}
     for name, r in results["backends"].items():
-        pairs = {(x["mode"], x["labellers"]): x["pairs_per_s"] for x in r["pop_submit"]}
+        pairs = {
+            (x["mode"], x["labellers"]): x["pairs_per_s"]
+            for x in r["pop_submit"]
+            if x.get("overlap", 1) == 1
+        }
         peer = r.get("superintendent", {})
         row: dict[str, Any] = {
             "double_leases_total": sum(x["double_leases"] for x in r["pop_submit"])
@@ -517,6 +542,12 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
             echo = results.get("bare_grpc_echo_calls_per_s", {}).get(str(c))
             if echo:
                 row[f"x{c}_rpcs_vs_bare_grpc_echo"] = 2 * v / echo
+        for x in r["pop_submit"]:
+            if x.get("overlap", 1) > 1 and pairs.get(("pop+submit", x["labellers"])):
+                # labels per second with k = 3 over labels per second with k = 1
+                row[f"overlap3_x{x['labellers']}_vs_overlap1"] = (
+                    x["pairs_per_s"] / pairs["pop+submit", x["labellers"]]
+                )
         if peer.get("insert_rows_per_s"):
             row["add_vs_superintendent_insert"] = (
                 r["add_64d_rows_per_s"] / peer["insert_rows_per_s"]

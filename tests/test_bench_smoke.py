@@ -36,6 +36,7 @@ def test_throughput_harness_quick(tmp_path: Path, pg) -> None:
         assert r["add_64d_rows_per_s"] > 0 and r["update_priorities_seconds"] > 0
         assert {x["labellers"] for x in r["pop_submit"]} == {1, 8}
         assert all(x["double_leases"] == 0 for x in r["pop_submit"])
+        assert [x["labellers"] for x in r["pop_submit"] if x["overlap"] == 3] == [8]
     assert results["ratios"]["postgres"]["double_leases_total"] == 0
     assert set(results["bare_grpc_echo_calls_per_s"]) == {"1", "8"}
 
