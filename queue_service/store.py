@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,13 @@ _NOW = {
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
 }
 
+log = logging.getLogger("labelgrid.queue")
+
 IMPORT_WORKER = "(import)"
+# after a bulk insert this large, PostgreSQL's statistics are refreshed at once: until
+# autovacuum gets to it the planner thinks the table is empty, and a Pop sorts every item
+# (31 ms instead of 0.2 ms for 100,000 items)
+ANALYZE_AFTER_ROWS = 5000
 
 
 @dataclass(frozen=True)
@@ -191,6 +198,7 @@ class Store:
         # single statements that need no explicit transaction (one round trip)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._projects: dict[str, ProjectRow] = {}
+        self._tasks: set[asyncio.Task] = set()
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10, sqlite_synchronous: str = "FULL") -> Store:
@@ -199,7 +207,26 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.engine.dispose()
+
+    def _refresh_statistics(self) -> None:
+        """ANALYZE the item tables in the background (PostgreSQL), once per burst."""
+        if not self.postgres or self._tasks:
+            return
+
+        async def analyze() -> None:
+            try:
+                async with self._autocommit.connect() as conn:
+                    await conn.execute(sa.text("ANALYZE items, item_inputs, assignments"))
+            except Exception as exc:  # autovacuum will get there; serving goes on
+                log.warning("ANALYZE after a bulk insert failed", extra={"error": str(exc)})
+
+        task = asyncio.get_running_loop().create_task(analyze())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- transactions -------------------------------------------------------------------
 
@@ -410,7 +437,9 @@ class Store:
                     ),
                     done,
                 )
-            return ids, False
+        if len(ids) >= ANALYZE_AFTER_ROWS:
+            self._refresh_statistics()
+        return ids, False
 
     async def _reserve_ids(self, conn: AsyncConnection, n: int) -> list[int]:
         if self.postgres:

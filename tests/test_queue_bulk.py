@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import pytest
 
 from labelgrid import QueueClient, arrays
 from tests.support.servers import ServiceProcess
+from tests.support.snapshot import query
 
 
 def test_fifty_thousand_rows_round_trip_bit_exact(client: QueueClient, project_name: str) -> None:
@@ -66,3 +70,28 @@ def test_packed_stream_matches_item_stream(client: QueueClient, project_name: st
     assert np.stack(got[3002:]).tobytes() == X[:5].tobytes()
     replies = list(client.stream_unlabelled(project_name, packed=True, chunk_size=700))
     assert any(r.HasField("rows") and r.rows.shape[0] > 1 for r in replies)
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_bulk_insert_refreshes_the_planner_statistics(
+    client: QueueClient, project_name: str, database_url: str
+) -> None:
+    """Until statistics exist the planner thinks `items` is empty and a Pop sorts every
+    available item; a large AddFeatures therefore ANALYZEs at once, not when autovacuum
+    gets round to it."""
+    client.create_project(project_name, ["a"])
+    client.add_features(project_name, np.zeros((6000, 1), np.uint8))
+    analysed = "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'items'"
+    deadline = time.monotonic() + 30
+    while query(database_url, analysed) != [(True,)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert query(database_url, analysed) == [(True,)]
+    plan = "\n".join(
+        r[0]
+        for r in query(
+            database_url,
+            "EXPLAIN SELECT id FROM items WHERE project_id = 1 AND status = 0 "
+            "ORDER BY priority DESC, id LIMIT 1",
+        )
+    )
+    assert "ix_items_pop" in plan and "Sort" not in plan
