@@ -57,11 +57,13 @@ batches = sa.Table(
     sa.UniqueConstraint("project_id", "key", name="uq_batches_project_key"),
 )
 
+# `items` and `item_inputs` carry no foreign keys on PostgreSQL (migration 0005): only
+# add_items writes them, and per-row checks doubled the cost of a bulk COPY.
 items = sa.Table(
     "items",
     metadata,
     sa.Column("id", BigId, primary_key=True),
-    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("project_id", sa.Integer, nullable=False),
     sa.Column("batch_id", sa.Integer, nullable=True),
     sa.Column("status", sa.SmallInteger, nullable=False),
     sa.Column("priority", sa.Double, nullable=False),
@@ -78,7 +80,7 @@ items = sa.Table(
 item_inputs = sa.Table(
     "item_inputs",
     metadata,
-    sa.Column("item_id", BigId, sa.ForeignKey("items.id"), primary_key=True),
+    sa.Column("item_id", BigId, primary_key=True),
     sa.Column("kind", sa.SmallInteger, nullable=False),
     sa.Column("dtype", sa.String(16), nullable=True),
     sa.Column("shape", sa.String(200), nullable=True),

@@ -22,7 +22,7 @@ from queue_service.config import Settings
 from queue_service.errors import InvalidArgument, QueueError, ResourceExhausted
 from queue_service.notify import ChangeNotifier
 from queue_service.schema import UNRANKED
-from queue_service.store import AnnotationRow, InputRow, ProjectRow, Store
+from queue_service.store import AnnotationRow, InputRow, ProjectRow, RowBlock, Store
 
 log = logging.getLogger("labelgrid.queue")
 
@@ -223,7 +223,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     async def AddFeatures(self, request_iterator, context):
         project: ProjectRow | None = None
         key = ""
-        inputs: list[InputRow] = []
+        inputs: list[InputRow | RowBlock] = []
         labels: list[list[str] | None] = []
         priorities: list[float] = []
         any_priority = False
@@ -243,8 +243,31 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             if chunk.idempotency_key and chunk.idempotency_key != key:
                 raise InvalidArgument("idempotency_key changed within one call")
             new = [convert.input_row(it, f"item {index + i}") for i, it in enumerate(chunk.items)]
-            if chunk.HasField("rows"):
-                new += convert.row_inputs(chunk.rows, f"rows at item {index + len(new)}")
+            block = (
+                convert.row_block(chunk.rows, f"rows at item {index + len(new)}")
+                if chunk.HasField("rows")
+                else None
+            )
+            limit = self.settings.max_array_bytes
+            if block is not None and block.stride > limit:
+                raise ResourceExhausted(
+                    f"item {index + len(new)} is {block.stride} bytes of array data; the limit "
+                    f"is {limit} (LABELGRID_MAX_ARRAY_BYTES)"
+                )
+            if block is not None and not chunk.labels and not chunk.priorities:
+                # the bulk case stays one block: no per-row objects, checks or hashing
+                for i, row in enumerate(new):
+                    self._check_size(row, index + i)
+                    convert.digest_update(digest, row, None, UNRANKED)
+                convert.digest_block(digest, block)
+                count = len(new) + block.n
+                labels += [None] * count
+                priorities += [UNRANKED] * count
+                inputs += [*new, block]
+                index += count
+                continue
+            if block is not None:
+                new += block.rows()
             if chunk.labels and len(chunk.labels) != len(new):
                 raise InvalidArgument(
                     f"a chunk has {len(new)} items but {len(chunk.labels)} labels; "
@@ -258,13 +281,8 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             chunk_labels = chunk.labels
             chunk_prios = list(chunk.priorities)
             any_priority = any_priority or bool(chunk_prios)
-            limit = self.settings.max_array_bytes
             for i, row in enumerate(new):
-                if row.data is not None and len(row.data) > limit:
-                    raise ResourceExhausted(
-                        f"item {index + i} is {len(row.data)} bytes of array data; the limit "
-                        f"is {limit} (LABELGRID_MAX_ARRAY_BYTES)"
-                    )
+                self._check_size(row, index + i)
                 values = chunk_labels[i].values if chunk_labels else None
                 lab = self._labels(project, list(values)) if values else None
                 prio = chunk_prios[i] if chunk_prios else UNRANKED
@@ -289,6 +307,14 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             self.notifier.notify(project.id)
             log.info("items added", extra={"project": project.name, "count": len(ids)})
         return queue_pb2.AddFeaturesResponse(ids=ids, already_existed=existed)
+
+    def _check_size(self, row: InputRow, index: int) -> None:
+        limit = self.settings.max_array_bytes
+        if row.data is not None and len(row.data) > limit:
+            raise ResourceExhausted(
+                f"item {index} is {len(row.data)} bytes of array data; the limit "
+                f"is {limit} (LABELGRID_MAX_ARRAY_BYTES)"
+            )
 
     # -- leasing ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import secrets
@@ -38,6 +39,7 @@ from queue_service.schema import (
     DONE,
     EXPIRED,
     IN_REVIEW,
+    KIND_ARRAY,
     LABEL,
     LEASED,
     LIVE,
@@ -109,6 +111,56 @@ class InputRow:
 def _input(row: sa.Row) -> InputRow:
     """An input from a result row that selected kind, dtype, shape, data, text, metadata."""
     return InputRow(row.kind, row.dtype, row.shape, row.data, row.text, row.metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class RowBlock:
+    """n array items of one dtype and shape in one buffer: the bulk AddFeatures case, kept
+    whole so a 100,000-row call never becomes 100,000 Python objects."""
+
+    dtype: str
+    shape: str
+    data: memoryview | bytes
+    n: int
+    stride: int
+
+    def rows(self) -> list[InputRow]:
+        data = memoryview(self.data)
+        step = self.stride
+        return [
+            InputRow(KIND_ARRAY, self.dtype, self.shape, data[i * step : (i + 1) * step])
+            for i in range(self.n)
+        ]
+
+
+ITEM_COLUMNS = (
+    "id",
+    "project_id",
+    "batch_id",
+    "status",
+    "priority",
+    "inserted_at",
+    "completed_at",
+)
+INPUT_COLUMNS = ("item_id", "kind", "dtype", "shape", "data", "text", "metadata")
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+
+
+def copy_records(n: int, fields: list[tuple[str, str]]) -> np.ndarray:
+    """A record array laid out as PostgreSQL's binary COPY tuples of fixed-size fields:
+    a field count, then each field's length and big-endian value. Fill the named fields."""
+    layout: list[tuple[str, str]] = [("_count", ">i2")]
+    for name, kind in fields:
+        layout += [(f"_{name}_len", ">i4"), (name, kind)]
+    records = np.zeros(n, dtype=np.dtype(layout))
+    records["_count"] = len(fields)
+    for name, _ in fields:
+        records[f"_{name}_len"] = records.dtype.fields[name][0].itemsize
+    return records
+
+
+def copy_stream(records: np.ndarray) -> bytes:
+    return _COPY_HEADER + records.tobytes() + b"\xff\xff"
 
 
 @dataclass(frozen=True)
@@ -345,13 +397,16 @@ class Store:
     async def add_items(
         self,
         project: ProjectRow,
-        inputs: list[InputRow],
+        inputs: Sequence[InputRow | RowBlock],
         labels: list[list[str] | None],
         priorities: list[float] | None,
         key: str | None,
         digest: str,
     ) -> tuple[list[int], bool]:
-        """Insert items all-or-nothing; a known idempotency key returns the first call's ids."""
+        """Insert items all-or-nothing; a known idempotency key returns the first call's ids.
+        `inputs` are single items and blocks of array rows, in order; `labels` and
+        `priorities` have one entry per item."""
+        count = sum(seg.n if isinstance(seg, RowBlock) else 1 for seg in inputs)
         async with self._write() as conn:
             batch_id = None
             if key:
@@ -381,76 +436,146 @@ class Store:
                             "INSERT INTO batches (project_id, key, digest, count, created_at) "
                             f"VALUES (:p, :k, :d, :c, {self._now}) RETURNING id"
                         ),
-                        {"p": project.id, "k": key, "d": digest, "c": len(inputs)},
+                        {"p": project.id, "k": key, "d": digest, "c": count},
                     )
                 ).scalar_one()
-            if not inputs:
+            if not count:
                 return [], False
             now = (await conn.execute(sa.text(f"SELECT {self._now}"))).scalar_one()
-            ids = await self._reserve_ids(conn, len(inputs))
-            status = [DONE if lab else AVAILABLE for lab in labels]
-            prio = priorities if priorities is not None else [UNRANKED] * len(inputs)
-            item_rows = [
-                (i, project.id, batch_id, s, p, now, now if s == DONE else None)
-                for i, s, p in zip(ids, status, prio, strict=True)
-            ]
-            input_rows = [
-                (i, x.kind, x.dtype, x.shape, x.data, x.text, x.metadata)
-                for i, x in zip(ids, inputs, strict=True)
-            ]
-            await self._bulk_insert(
-                conn,
-                "items",
-                (
-                    "id",
-                    "project_id",
-                    "batch_id",
-                    "status",
-                    "priority",
-                    "inserted_at",
-                    "completed_at",
-                ),
-                item_rows,
-            )
-            await self._bulk_insert(
-                conn,
-                "item_inputs",
-                ("item_id", "kind", "dtype", "shape", "data", "text", "metadata"),
-                input_rows,
-            )
-            done = [
-                {
-                    "p": project.id,
-                    "i": i,
-                    "w": IMPORT_WORKER,
-                    "l": json.dumps(lab),
-                    "t": now,
-                }
-                for i, lab in zip(ids, labels, strict=True)
-                if lab
-            ]
-            if done:
-                await conn.execute(
-                    sa.text(
-                        "INSERT INTO annotations (project_id, item_id, worker_id, labels, "
-                        "created_at) VALUES (:p, :i, :w, :l, :t)"
-                    ),
-                    done,
+            ids = await self._reserve_ids(conn, count)
+            if self.postgres and not any(labels):
+                await self._copy_items(conn, project, batch_id, ids, priorities, now)
+                await self._copy_inputs(conn, ids, inputs)
+            else:
+                await self._insert_rows(
+                    conn, project, batch_id, ids, inputs, labels, priorities, now
                 )
         if len(ids) >= ANALYZE_AFTER_ROWS:
             self._refresh_statistics()
         return ids, False
 
+    async def _insert_rows(
+        self,
+        conn: AsyncConnection,
+        project: ProjectRow,
+        batch_id: int | None,
+        ids: list[int],
+        inputs: Sequence[InputRow | RowBlock],
+        labels: list[list[str] | None],
+        priorities: list[float] | None,
+        now: float,
+    ) -> None:
+        """The general insert: labelled items (with their imported annotations), SQLite."""
+        count = len(ids)
+        status = [DONE if lab else AVAILABLE for lab in labels]
+        prio = priorities if priorities is not None else [UNRANKED] * count
+        item_rows = [
+            (i, project.id, batch_id, s, p, now, now if s == DONE else None)
+            for i, s, p in zip(ids, status, prio, strict=True)
+        ]
+        rows = [x for seg in inputs for x in (seg.rows() if isinstance(seg, RowBlock) else [seg])]
+        input_rows = [
+            (i, x.kind, x.dtype, x.shape, x.data, x.text, x.metadata)
+            for i, x in zip(ids, rows, strict=True)
+        ]
+        await self._bulk_insert(conn, "items", ITEM_COLUMNS, item_rows)
+        await self._bulk_insert(conn, "item_inputs", INPUT_COLUMNS, input_rows)
+        done = [
+            {
+                "p": project.id,
+                "i": i,
+                "w": IMPORT_WORKER,
+                "l": json.dumps(lab),
+                "t": now,
+            }
+            for i, lab in zip(ids, labels, strict=True)
+            if lab
+        ]
+        if done:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO annotations (project_id, item_id, worker_id, labels, "
+                    "created_at) VALUES (:p, :i, :w, :l, :t)"
+                ),
+                done,
+            )
+
     async def _reserve_ids(self, conn: AsyncConnection, n: int) -> list[int]:
         if self.postgres:
             raw = await conn.get_raw_connection()
-            rows = await raw.driver_connection.fetch(  # type: ignore[union-attr]
-                "SELECT nextval('items_id_seq') FROM generate_series(1, $1)", n
+            return await raw.driver_connection.fetchval(  # type: ignore[union-attr]
+                "SELECT array_agg(nextval('items_id_seq')) FROM generate_series(1, $1)", n
             )
-            return [r[0] for r in rows]
         # SQLite: this transaction holds the write lock, so max(id) cannot move under us.
         top = (await conn.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM items"))).scalar_one()
         return list(range(top + 1, top + 1 + n))
+
+    async def _copy_items(
+        self,
+        conn: AsyncConnection,
+        project: ProjectRow,
+        batch_id: int | None,
+        ids: list[int],
+        priorities: list[float] | None,
+        now: float,
+    ) -> None:
+        """Unlabelled items by binary COPY, built as one numpy record array (PostgreSQL)."""
+        n = len(ids)
+        fields = [("id", ">i8"), ("project_id", ">i4")]
+        if batch_id is not None:
+            fields.append(("batch_id", ">i4"))
+        fields += [("status", ">i2"), ("priority", ">f8"), ("inserted_at", ">f8")]
+        columns = [name for name, _ in fields]
+        table = copy_records(n, fields)
+        table["id"] = ids
+        table["project_id"] = project.id
+        if batch_id is not None:
+            table["batch_id"] = batch_id
+        table["status"] = AVAILABLE
+        table["priority"] = UNRANKED if priorities is None else priorities
+        table["inserted_at"] = now
+        await self._copy(conn, "items", columns, table)
+
+    async def _copy_inputs(
+        self, conn: AsyncConnection, ids: list[int], inputs: Sequence[InputRow | RowBlock]
+    ) -> None:
+        """Blocks of array rows by binary COPY (one numpy record array per block); single
+        items as records."""
+        at = 0
+        singles: list[tuple] = []
+        for seg in inputs:
+            if not isinstance(seg, RowBlock):
+                x = seg
+                singles.append((ids[at], x.kind, x.dtype, x.shape, x.data, x.text, x.metadata))
+                at += 1
+                continue
+            dtype, shape = seg.dtype.encode(), seg.shape.encode()
+            fields = [
+                ("item_id", ">i8"),
+                ("kind", ">i2"),
+                ("dtype", f"S{len(dtype)}"),
+                ("shape", f"S{len(shape)}"),
+                ("data", f"V{seg.stride}"),
+            ]
+            table = copy_records(seg.n, fields)
+            table["item_id"] = ids[at : at + seg.n]
+            table["kind"] = KIND_ARRAY
+            table["dtype"] = dtype
+            table["shape"] = shape
+            if seg.stride:
+                table["data"] = np.frombuffer(seg.data, dtype=f"V{seg.stride}", count=seg.n)
+            await self._copy(conn, "item_inputs", [f for f, _ in fields], table)
+            at += seg.n
+        if singles:
+            await self._bulk_insert(conn, "item_inputs", INPUT_COLUMNS, singles)
+
+    async def _copy(
+        self, conn: AsyncConnection, table: str, columns: list[str], records: np.ndarray
+    ) -> None:
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.copy_to_table(  # type: ignore[union-attr]
+            table, source=io.BytesIO(copy_stream(records)), columns=columns, format="binary"
+        )
 
     async def _bulk_insert(
         self, conn: AsyncConnection, table: str, columns: Sequence[str], rows: list[tuple]

@@ -95,3 +95,22 @@ def test_a_bulk_insert_refreshes_the_planner_statistics(
         )
     )
     assert "ix_items_pop" in plan and "Sort" not in plan
+
+
+def test_bulk_rows_and_item_by_item_are_the_same_data_for_a_key(
+    client: QueueClient, project_name: str, database_url: str
+) -> None:
+    """Rows sent as one block (the fast path) and the same rows sent with (empty) labels,
+    which go item by item, hash to the same idempotency digest and store the same bytes."""
+    X = np.random.default_rng(5).standard_normal((3000, 8)).astype(np.float32)
+    client.create_project(project_name, ["a"])
+    ids = client.add_features(project_name, X, key="k1")
+    again = client.add_features(project_name, X, key="k1", labels=[None] * len(X))
+    assert again == ids
+    assert query(database_url, "SELECT COUNT(*) FROM items") == [(3000,)]
+    with pytest.raises(Exception, match="different data"):
+        client.add_features(project_name, X[::-1].copy(), key="k1")
+    back = np.stack([row for _, rows in client.unlabelled(project_name) for row in rows])
+    assert back.tobytes() == X.tobytes()
+    stored = query(database_url, f"SELECT dtype, shape FROM item_inputs WHERE item_id = {ids[7]}")
+    assert stored == [("<f4", "8")]
