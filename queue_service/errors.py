@@ -37,3 +37,9 @@ class Unauthenticated(QueueError):
 
 class PermissionDenied(QueueError):
     code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unavailable(QueueError):
+    """The database could not be reached; the call may be retried."""
+
+    code = grpc.StatusCode.UNAVAILABLE

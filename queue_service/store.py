@@ -19,6 +19,7 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
+import asyncpg
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -32,6 +33,7 @@ from queue_service.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    Unavailable,
 )
 from queue_service.schema import (
     ADJUDICATION,
@@ -229,6 +231,38 @@ class TrainingRunRow:
     seconds: float
     started_at: float
     trainer: str
+
+
+_PG_NOW = _NOW["postgresql"]
+# $1 project, $2 worker, $3 n, $4 most leases, $5 token, $6 lease seconds
+_POP_POSTGRES = (
+    f"WITH held AS (SELECT COUNT(*) AS c FROM items WHERE project_id = $1 "
+    f"AND status = {LEASED} AND leased_by = $2 AND lease_expires_at > {_PG_NOW}), "
+    "avail AS (SELECT id, priority FROM items WHERE project_id = $1 AND "
+    f"status = {AVAILABLE} ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED), "
+    "expired AS (SELECT id, priority FROM items WHERE project_id = $1 AND "
+    f"status = {LEASED} AND lease_expires_at <= {_PG_NOW} "
+    "ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED), "
+    "picked AS (SELECT id FROM (SELECT * FROM avail UNION ALL "
+    "SELECT * FROM expired) c WHERE (SELECT c FROM held) + $3 <= $4 "
+    "ORDER BY priority DESC, id LIMIT $3), "
+    f"leased AS (UPDATE items SET status = {LEASED}, lease_token = $5, "
+    f"leased_by = $2, lease_expires_at = {_PG_NOW} + $6 FROM picked "
+    "WHERE items.id = picked.id "
+    "RETURNING items.id, items.priority, items.lease_expires_at) "
+    "SELECT h.c AS held, l.id, l.priority, l.lease_expires_at, i.kind, "
+    "i.dtype, i.shape, i.data, i.text, i.metadata FROM held h LEFT JOIN "
+    "(leased l JOIN item_inputs i ON i.item_id = l.id) ON true"
+)
+# $1 item, $2 project, $3 token, $4 worker, $5 labels (JSON)
+_SUBMIT_POSTGRES = (
+    f"WITH upd AS (UPDATE items SET status = {DONE}, completed_at = {_PG_NOW}, "
+    "lease_token = NULL, lease_expires_at = NULL WHERE id = $1 AND "
+    f"project_id = $2 AND status <> {DONE} AND lease_token = $3 AND "
+    "leased_by = $4 RETURNING id) INSERT INTO annotations (project_id, "
+    "item_id, worker_id, labels, lease_token, created_at) "
+    f"SELECT $2, id, $4, $5, $3, {_PG_NOW} FROM upd RETURNING id"
+)
 
 
 def next_token(token: str, item_id: int) -> str:
@@ -664,6 +698,18 @@ class Store:
             "(LABELGRID_MAX_LEASES_PER_WORKER): submit or release some first"
         )
 
+    async def _fetch(self, sql: str, *args: object) -> list:
+        """One statement straight on asyncpg (prepared once per connection, autocommitted):
+        the two hot paths skip SQLAlchemy's execution layer, about a third of their CPU.
+        A connection that failed is dropped from the pool, and the caller gets UNAVAILABLE."""
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            try:
+                return await raw.driver_connection.fetch(sql, *args)  # type: ignore[union-attr]
+            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+                await conn.invalidate()
+                raise Unavailable(f"database unavailable: {type(exc).__name__}; retry") from exc
+
     async def _pop_postgres(
         self,
         project: ProjectRow,
@@ -672,86 +718,39 @@ class Store:
         max_leases: int | None,
         token: str | None = None,
     ) -> list[ItemRow]:
-        """One autocommitted statement: count the worker's leases, pick the top available
-        (or expired) items with SKIP LOCKED, lease them, and return them with their inputs."""
+        """One statement: count the worker's leases, pick the top available (or expired)
+        items with SKIP LOCKED, lease them, and return them with their inputs."""
         token = token or secrets.token_hex(16)
         limit = max_leases if max_leases is not None else 2**62
-        now = self._now
-        async with self._autocommit.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.text(
-                        f"WITH held AS (SELECT COUNT(*) AS c FROM items WHERE project_id = :p "
-                        f"AND status = {LEASED} AND leased_by = :w AND lease_expires_at > {now}), "
-                        "avail AS (SELECT id, priority FROM items WHERE project_id = :p AND "
-                        f"status = {AVAILABLE} ORDER BY priority DESC, id LIMIT :n "
-                        "FOR UPDATE SKIP LOCKED), "
-                        "expired AS (SELECT id, priority FROM items WHERE project_id = :p AND "
-                        f"status = {LEASED} AND lease_expires_at <= {now} "
-                        "ORDER BY priority DESC, id LIMIT :n FOR UPDATE SKIP LOCKED), "
-                        "picked AS (SELECT id FROM (SELECT * FROM avail UNION ALL "
-                        "SELECT * FROM expired) c WHERE (SELECT c FROM held) + :n <= :max "
-                        "ORDER BY priority DESC, id LIMIT :n), "
-                        f"leased AS (UPDATE items SET status = {LEASED}, lease_token = :t, "
-                        f"leased_by = :w, lease_expires_at = {now} + :l FROM picked "
-                        "WHERE items.id = picked.id "
-                        "RETURNING items.id, items.priority, items.lease_expires_at) "
-                        "SELECT h.c AS held, l.id, l.priority, l.lease_expires_at, i.kind, "
-                        "i.dtype, i.shape, i.data, i.text, i.metadata FROM held h LEFT JOIN "
-                        "(leased l JOIN item_inputs i ON i.item_id = l.id) ON true"
-                    ),
-                    {
-                        "p": project.id,
-                        "w": worker,
-                        "n": n,
-                        "max": limit,
-                        "t": token,
-                        "l": float(project.lease_seconds),
-                    },
-                )
-            ).all()
+        rows = await self._fetch(
+            _POP_POSTGRES, project.id, worker, n, limit, token, float(project.lease_seconds)
+        )
         items = [
             ItemRow(
-                r.id,
-                _input(r),
-                r.priority,
+                r["id"],
+                InputRow(r["kind"], r["dtype"], r["shape"], r["data"], r["text"], r["metadata"]),
+                r["priority"],
                 token,
-                r.lease_expires_at,
+                r["lease_expires_at"],
             )
             for r in rows
-            if r.id is not None
+            if r["id"] is not None
         ]
-        if not items and rows and max_leases is not None and rows[0].held + n > max_leases:
-            self._too_many(project, worker, rows[0].held, n, max_leases)
+        held = rows[0]["held"] if rows else 0
+        if not items and max_leases is not None and held + n > max_leases:
+            self._too_many(project, worker, held, n, max_leases)
         items.sort(key=lambda r: (-r.priority, r.id))
         return items
 
     async def _submit_postgres(
         self, project: ProjectRow, item_id: int, token: str, worker: str, labels: list[str]
     ) -> int | None:
-        """The common case in one autocommitted statement: the lease is live and ours, so
-        close the item and record the annotation. None means: take the careful path."""
-        now = self._now
-        async with self._autocommit.connect() as conn:
-            return (
-                await conn.execute(
-                    sa.text(
-                        f"WITH upd AS (UPDATE items SET status = {DONE}, completed_at = {now}, "
-                        "lease_token = NULL, lease_expires_at = NULL WHERE id = :i AND "
-                        f"project_id = :p AND status <> {DONE} AND lease_token = :t AND "
-                        "leased_by = :w RETURNING id) INSERT INTO annotations (project_id, "
-                        "item_id, worker_id, labels, lease_token, created_at) "
-                        f"SELECT :p, id, :w, :l, :t, {now} FROM upd RETURNING id"
-                    ),
-                    {
-                        "i": item_id,
-                        "p": project.id,
-                        "t": token,
-                        "w": worker,
-                        "l": json.dumps(labels),
-                    },
-                )
-            ).scalar_one_or_none()
+        """The common case in one statement: the lease is live and ours, so close the item
+        and record the annotation. None means: take the careful path."""
+        rows = await self._fetch(
+            _SUBMIT_POSTGRES, item_id, project.id, token, worker, json.dumps(labels)
+        )
+        return rows[0]["id"] if rows else None
 
     async def submit(
         self,
