@@ -16,7 +16,7 @@ import io
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -133,6 +133,21 @@ class RowBlock:
             InputRow(KIND_ARRAY, self.dtype, self.shape, data[i * step : (i + 1) * step])
             for i in range(self.n)
         ]
+
+
+def _input_records(ids: list[int], inputs: Sequence[InputRow | RowBlock]) -> Iterator[tuple]:
+    """item_inputs records; blocks are sliced without a Python object per row."""
+    at = 0
+    for seg in inputs:
+        if isinstance(seg, RowBlock):
+            data, step = memoryview(seg.data), seg.stride
+            for k in range(seg.n):
+                row = data[k * step : (k + 1) * step]
+                yield (ids[at + k], KIND_ARRAY, seg.dtype, seg.shape, row, None, None)
+            at += seg.n
+        else:
+            yield (ids[at], seg.kind, seg.dtype, seg.shape, seg.data, seg.text, seg.metadata)
+            at += 1
 
 
 ITEM_COLUMNS = (
@@ -507,11 +522,7 @@ class Store:
             (i, project.id, batch_id, s, p, now, now if s == DONE else None)
             for i, s, p in zip(ids, status, prio, strict=True)
         ]
-        rows = [x for seg in inputs for x in (seg.rows() if isinstance(seg, RowBlock) else [seg])]
-        input_rows = [
-            (i, x.kind, x.dtype, x.shape, x.data, x.text, x.metadata)
-            for i, x in zip(ids, rows, strict=True)
-        ]
+        input_rows = list(_input_records(ids, inputs))
         await self._bulk_insert(conn, "items", ITEM_COLUMNS, item_rows)
         await self._bulk_insert(conn, "item_inputs", INPUT_COLUMNS, input_rows)
         done = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 
@@ -151,6 +152,42 @@ def _demo_seed(args: argparse.Namespace) -> int:
     with QueueClient(args.server) as client:
         n = seed_demo(client, args.project, args.n)
     print(f"project {args.project!r} holds the {n} demo items (added once)")
+    return 0
+
+
+def _agreement(args: argparse.Namespace) -> int:
+    """Print a project's agreement: overall, per label, per worker pair and per worker."""
+    from google.protobuf.json_format import MessageToDict
+
+    from labelgrid.client import QueueClient
+
+    with QueueClient(args.server) as client:
+        found = client.agreement(args.project, consensus=args.consensus)
+    if args.json:
+        print(json.dumps(MessageToDict(found, preserving_proto_field_name=True), indent=2))
+        return 0
+
+    def num(msg: object, field: str) -> str:
+        return f"{getattr(msg, field):.3f}" if msg.HasField(field) else "-"  # type: ignore[attr-defined]
+
+    print(
+        f"{found.items} items with several labels, {found.annotations} annotations\n"
+        f"percent agreement {num(found, 'percent')}  Fleiss' kappa {num(found, 'fleiss_kappa')} "
+        f"(over {found.fleiss_items} items)  Krippendorff's alpha "
+        f"{num(found, 'krippendorff_alpha')}"
+    )
+    for label in found.labels:
+        print(f"  label {label.label}: alpha {num(label, 'krippendorff_alpha')}")
+    for pair in found.pairs:
+        print(
+            f"  {pair.worker_a} / {pair.worker_b}: {pair.items} items, "
+            f"{num(pair, 'percent')} agree, Cohen's kappa {num(pair, 'cohen_kappa')}"
+        )
+    for w in found.workers:
+        print(
+            f"  {w.worker_id}: {w.labels} labels, {num(w, 'agreement_with_consensus')} with "
+            f"the {args.consensus} consensus, {num(w, 'seconds_per_label')} s per label"
+        )
     return 0
 
 
@@ -315,6 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("-n", type=int, default=None, help="only the first n images")
     seed.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the queue")
     seed.set_defaults(func=_demo_seed)
+
+    agree = sub.add_parser("agreement", help="how much a project's annotators agree")
+    agree.add_argument("--server", default=os.environ.get("LABELGRID_SERVER", "127.0.0.1:50051"))
+    agree.add_argument("--project", required=True)
+    agree.add_argument("--consensus", choices=["majority", "dawid_skene"], default="majority")
+    agree.add_argument("--json", action="store_true", help="the full GetAgreement reply")
+    agree.set_defaults(func=_agreement)
 
     page = sub.add_parser("page", help="serve the labelling page (Voila)")
     page.add_argument("--port", type=int, default=8866)
