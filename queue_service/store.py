@@ -294,6 +294,7 @@ class Store:
         self.postgres = db.is_postgres(engine)
         self._now = _NOW[self.dialect]
         self._lock = "FOR UPDATE" if self.postgres else ""
+        self._key_lock = "FOR NO KEY UPDATE" if self.postgres else ""
         self._skip = "FOR UPDATE SKIP LOCKED" if self.postgres else ""
         self._write_lock = asyncio.Lock()
         # single statements that need no explicit transaction (one round trip)
@@ -715,11 +716,17 @@ class Store:
         A connection that failed is dropped from the pool, and the caller gets UNAVAILABLE."""
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
-            try:
-                return await raw.driver_connection.fetch(sql, *args)  # type: ignore[union-attr]
-            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
-                await conn.invalidate()
-                raise Unavailable(f"database unavailable: {type(exc).__name__}; retry") from exc
+            for attempt in range(3):
+                try:
+                    return await raw.driver_connection.fetch(sql, *args)  # type: ignore[union-attr]
+                except asyncpg.DeadlockDetectedError:
+                    # the statement was rolled back whole, so running it again is safe
+                    if attempt == 2:
+                        raise
+                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+                    await conn.invalidate()
+                    raise Unavailable(f"database unavailable: {type(exc).__name__}; retry") from exc
+            raise AssertionError("unreachable")
 
     async def _pop_postgres(
         self,
@@ -1346,7 +1353,10 @@ class Store:
         async with self._write() as conn:
             current = (
                 await conn.execute(
-                    sa.text(f"SELECT model_version FROM projects WHERE id = :p {self._lock}"),
+                    # NO KEY UPDATE serialises priority updates without blocking the
+                    # foreign-key check (KEY SHARE) of a Submit that holds an item row this
+                    # update waits for: FOR UPDATE here deadlocked the two
+                    sa.text(f"SELECT model_version FROM projects WHERE id = :p {self._key_lock}"),
                     {"p": project.id},
                 )
             ).scalar_one()

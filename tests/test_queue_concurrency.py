@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import numpy as np
+import pytest
 
 from labelgrid import QueueClient
 from tests.support.servers import ServiceProcess
@@ -78,3 +80,37 @@ def test_sixteen_clients_drain_two_thousand_items(
     assert sum(w.labelled for w in progress.workers) == ITEMS
     assert {c.label: c.count for c in progress.labels} == {"even": ITEMS // 2, "odd": ITEMS // 2}
     assert sum(1 for v in acknowledged.values() if v) > 1  # the work really was shared
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_priority_update_waiting_on_an_item_never_blocks_submits(
+    service: ServiceProcess, database_url: str, project_name: str
+) -> None:
+    """UpdatePriorities holds its project's row while it waits for an item row; a Submit's
+    foreign-key check on that project row must not wait behind it (that wait was one half
+    of a deadlock seen under load)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    with QueueClient(service.address) as client:
+        client.create_project(project_name, ["a"])
+        ids = client.add_features(project_name, ["x", "y", "z"])
+        leased = client.pop(project_name, "w", n=2)
+        dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(dsn) as blocker:
+            blocker.execute(f"SELECT id FROM items WHERE id = {ids[2]} FOR UPDATE")
+            updating = threading.Thread(
+                target=client.update_priorities,
+                args=(project_name, ids, [1.0, 2.0, 3.0]),
+                kwargs={"model_version": 1},
+            )
+            updating.start()
+            time.sleep(1.0)  # the update now holds the project row and waits for item z
+            assert updating.is_alive()
+            with QueueClient(service.address, timeout=5, retries=0) as labeller:
+                reply = labeller.submit(project_name, leased[0], "a", "w")
+            assert reply.annotation_id > 0
+            blocker.rollback()
+        updating.join(30)
+        assert not updating.is_alive()
+        assert client.get_project(project_name).model_version == 1
