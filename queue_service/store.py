@@ -280,6 +280,15 @@ _SUBMIT_POSTGRES = (
 )
 
 
+def _same_resubmit(item_id: int, stored: str, labels: list[str]) -> None:
+    """A retried Submit must carry the labels recorded the first time."""
+    if json.loads(stored) != labels:
+        raise FailedPrecondition(
+            f"item {item_id} was already submitted with labels {json.loads(stored)}; "
+            "use Undo to change a label"
+        )
+
+
 def next_token(token: str, item_id: int) -> str:
     """The lease token a Submit with pop_next uses, derived so a retried submit finds it."""
     return hashlib.sha256(f"{token}:{item_id}".encode()).hexdigest()[:32]
@@ -821,11 +830,7 @@ class Store:
                         f"item {item_id} is already labelled under another lease; "
                         "this lease is no longer valid"
                     )
-                if json.loads(ann.labels) != labels:
-                    raise FailedPrecondition(
-                        f"item {item_id} was already submitted with labels "
-                        f"{json.loads(ann.labels)}; use Undo to change a label"
-                    )
+                _same_resubmit(item_id, ann.labels, labels)
                 nxt = None
                 if pop_next:
                     nxt = await self._find_lease(conn, project, worker, next_token(token, item_id))
@@ -1206,11 +1211,7 @@ class Store:
                     {"i": item_id, "w": worker},
                 )
             ).one()
-            if json.loads(ann.labels) != labels:
-                raise FailedPrecondition(
-                    f"item {item_id} was already submitted with labels "
-                    f"{json.loads(ann.labels)}; use Undo to change a label"
-                )
+            _same_resubmit(item_id, ann.labels, labels)
             nxt = None
             if pop_next:
                 again = next_token(token, item_id)

@@ -241,41 +241,22 @@ def test_agreement_rpc_and_worker_stats_by_hand(client: QueueClient, project_nam
         r.item_id: list(r.labels) for r in client.export_labels(project_name, consensus="majority")
     }
     assert majority == dict(zip(ids, [["a"], ["a"], ["b"], ["b"]], strict=True))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labelgrid.cli",
-            "agreement",
-            "--server",
-            client.address,
-            "--project",
-            project_name,
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = ["agreement", "--server", client.address, "--project", project_name, *args]
+        return subprocess.run(
+            [sys.executable, "-m", "labelgrid.cli", *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    out = cli("--json")
     assert out.returncode == 0, out.stderr
     printed = json.loads(out.stdout)
     assert printed["krippendorff_alpha"] == pytest.approx(7 / 18)
     assert len(printed["pairs"]) == 3
-    text = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labelgrid.cli",
-            "agreement",
-            "--server",
-            client.address,
-            "--project",
-            project_name,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    text = cli().stdout
     assert "Krippendorff's alpha 0.389" in text and "w1 / w3: 4 items" in text
 
 
