@@ -1003,20 +1003,16 @@ class Store:
         label (up to `max_overlap`)."""
         item = (
             await conn.execute(
-                sa.text("SELECT stage, needed FROM items WHERE id = :i"), {"i": item_id}
+                sa.text(
+                    f"SELECT it.stage, it.needed, SUM(CASE WHEN a.state = {LIVE} THEN 1 ELSE 0 "
+                    f"END) AS live, SUM(CASE WHEN a.state = {SUBMITTED} THEN 1 ELSE 0 END) AS done "
+                    "FROM items it LEFT JOIN assignments a ON a.item_id = it.id "
+                    "WHERE it.id = :i GROUP BY it.stage, it.needed"
+                ),
+                {"i": item_id},
             )
         ).one()
-        counts = dict(
-            (
-                await conn.execute(
-                    sa.text(
-                        "SELECT state, COUNT(*) FROM assignments WHERE item_id = :i GROUP BY state"
-                    ),
-                    {"i": item_id},
-                )
-            ).all()
-        )
-        live, done = counts.get(LIVE, 0), counts.get(SUBMITTED, 0)
+        live, done = item.live or 0, item.done or 0
         stage, needed = item.stage, item.needed or project.overlap
         if stage == IN_REVIEW:
             judged = (
@@ -1135,8 +1131,17 @@ class Store:
             ),
             [{**params, "i": r.id, "t": token, "e": expires} for r in picked],
         )
-        for r in picked:
-            await self._settle(conn, project, r.id)
+        # a new lease only fills a slot: the item is LEASED once all of its slots are taken
+        # (what `_settle` would decide, in one statement for every picked item)
+        await conn.execute(
+            sa.text(
+                f"UPDATE items SET status = CASE WHEN stage = {IN_REVIEW} THEN {LEASED} "
+                "WHEN (SELECT COUNT(*) FROM assignments a WHERE a.item_id = items.id AND "
+                f"a.state IN ({LIVE}, {SUBMITTED})) >= COALESCE(needed, :k) THEN {LEASED} "
+                "ELSE status END WHERE id IN :ids"
+            ).bindparams(sa.bindparam("ids", expanding=True)),
+            {"k": project.overlap, "ids": [r.id for r in picked]},
+        )
         inputs = await self._inputs(conn, [r.id for r in picked])
         others = await self._others(conn, [r.id for r in picked if r.stage == IN_REVIEW])
         return [
