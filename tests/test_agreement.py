@@ -167,6 +167,7 @@ def test_dawid_skene_beats_majority_on_noisy_workers(seed: int) -> None:
     assert ds > majority + 0.05, (ds, majority)
 
 
+@pytest.mark.filterwarnings("ignore")  # crowd-kit's pandas deprecation warnings, thousands
 def test_dawid_skene_matches_crowd_kit() -> None:
     crowdkit = pytest.importorskip("crowdkit.aggregation")
     pd = pytest.importorskip("pandas")
