@@ -11,6 +11,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 import numpy as np
 import sqlalchemy.exc
@@ -38,11 +39,29 @@ DEFAULT_CHUNK = 1000
 FOLLOW_POLL_SECONDS = 1.0
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """Whether the database could not be reached (as opposed to a statement that failed)."""
+    if isinstance(exc, OSError | ConnectionError | asyncpg.PostgresConnectionError):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.CannotConnectNowError):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
+            or _unreachable(exc.orig)
+            or (exc.orig is not None and _unreachable(exc.orig.__cause__ or exc.orig))
+        )
+    return False
+
+
 def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, QueueError):
         return exc.code, str(exc)
-    if isinstance(exc, sqlalchemy.exc.DBAPIError | OSError | ConnectionError):
+    if _unreachable(exc):
         return grpc.StatusCode.UNAVAILABLE, f"database unavailable: {type(exc).__name__}; retry"
+    if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
+        return grpc.StatusCode.ABORTED, "a concurrent transaction conflicted; retry"
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
 
 

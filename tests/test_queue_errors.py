@@ -310,3 +310,21 @@ def test_message_too_large_names_the_limit(database_url, project_name) -> None:
             )
     finally:
         proc.kill()
+
+
+def test_only_an_unreachable_database_is_unavailable() -> None:
+    """UNAVAILABLE tells clients to retry, so it is kept for outages; a failed statement is
+    INTERNAL (a bug to report, not to retry) and a deadlock victim is ABORTED."""
+    import asyncpg
+    import sqlalchemy.exc
+
+    from queue_service.service import _status
+
+    lost = sqlalchemy.exc.InterfaceError("SELECT 1", {}, ConnectionResetError())
+    refused = sqlalchemy.exc.OperationalError("SELECT 1", {}, OSError("connection refused"))
+    broken = sqlalchemy.exc.ProgrammingError("SELEC 1", {}, Exception("syntax error"))
+    assert _status(lost)[0] == grpc.StatusCode.UNAVAILABLE
+    assert _status(refused)[0] == grpc.StatusCode.UNAVAILABLE
+    assert _status(ConnectionRefusedError())[0] == grpc.StatusCode.UNAVAILABLE
+    assert _status(broken)[0] == grpc.StatusCode.INTERNAL
+    assert _status(asyncpg.DeadlockDetectedError("deadlock"))[0] == grpc.StatusCode.ABORTED
