@@ -161,9 +161,7 @@ class ActiveLearner:
         changed since); returns how many arrived."""
         method = self.consensus
         new = 0
-        for chunk in self.client.stream_labelled(
-            self.project, after=self.cursor, consensus=method
-        ):
+        for chunk in self.client.stream_labelled(self.project, after=self.cursor, consensus=method):
             for item in chunk.items:
                 self.labelled[item.item_id] = (payloads.from_payload(item.input), list(item.labels))
                 new += 1
