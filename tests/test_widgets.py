@@ -208,3 +208,21 @@ def test_a_reviewer_sees_the_other_labels_and_decides(
     widget.option_buttons[1].click()
     widget.session.flush()
     assert widget.new_labels == ["dog"]
+
+
+def test_new_labels_with_overlap_is_the_consensus(
+    service: ServiceProcess, project_name: str
+) -> None:
+    with QueueClient(service.address) as client:
+        client.create_project(project_name, ["a", "b"], overlap=3)
+        client.add_features(project_name, ["one", "two"])
+        for worker, labels in (("w1", "aa"), ("w2", "ab"), ("w3", "bb")):
+            items = sorted(client.pop(project_name, worker, n=2), key=lambda it: it.id)
+            for it, label in zip(items, labels, strict=True):
+                client.submit(project_name, it, label, worker)
+    widget = ClassLabeller(server=service.address, table_name=project_name, worker_id="me")
+    assert widget.new_labels == ["a", "b"]  # majority of (a, a, b) and (a, b, b)
+    widget.consensus = None  # each item's newest annotation: w3's
+    assert widget.new_labels == ["b", "b"]
+    widget.consensus = "dawid_skene"
+    assert len(widget.new_labels) == 2

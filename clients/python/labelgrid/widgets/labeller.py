@@ -109,6 +109,8 @@ class ClassLabeller(widgets.VBox):
         )
         self.options = list(self.project.options) or [str(o) for o in options]
         self.classifier = classifier
+        #: how new_labels aggregates several labels per item: "majority", "dawid_skene", None
+        self.consensus: str | None = "majority"
         self.display_func = display_func or show.default_display
         self.eval_method = eval_method
         self.reorder = reorder
@@ -214,10 +216,12 @@ class ClassLabeller(widgets.VBox):
     @property
     def new_labels(self) -> list[Any]:
         """Every item's label in insertion order (None where unlabelled); multi-label
-        projects give lists. With several labels per item (overlap > 1) this is the majority
-        consensus of completed items; items still waiting for labels are None."""
+        projects give lists. With several labels per item (overlap > 1) this is the
+        consensus of completed items (`self.consensus`: "majority" by default, or
+        "dawid_skene"; None gives each item's newest annotation); items still waiting for
+        labels are None."""
         client, project = self.queue.client, self.queue.project
-        consensus = "majority" if self.project.overlap > 1 else None
+        consensus = self.consensus if self.project.overlap > 1 else None
         labelled = {
             it.item_id: list(it.labels) for it in client.export_labels(project, consensus=consensus)
         }
