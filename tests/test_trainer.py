@@ -138,6 +138,14 @@ def test_trainer_errors(
                 ),
                 grpc.StatusCode.INVALID_ARGUMENT,
             ),
+            (
+                dict(
+                    project=project_name,
+                    model="sklearn.linear_model:LogisticRegression",
+                    consensus="loudest",
+                ),
+                grpc.StatusCode.INVALID_ARGUMENT,
+            ),
             # only modules the operator allowed: naming os.system must not run anything
             (
                 dict(project=project_name, model="os:system", params={"command": "touch /tmp/lgx"}),
@@ -186,3 +194,25 @@ def test_watch_status_and_preprocess_hook(
         final = tc.status(project_name)
     assert states[-1] == "stopped" and final.runs == 1
     assert final.last_run.status == "ok" and final.last_run.score > 0.8
+
+
+def test_the_trainer_service_trains_on_consensus(
+    service: ServiceProcess, trainer: TrainerProcess, project_name: str
+) -> None:
+    """Overlap 3: a run learns from completed items' consensus, one label per item."""
+    X = np.array([[-2.0], [-1.0], [1.0], [2.0], [0.1]])
+    with QueueClient(service.address) as client:
+        client.create_project(project_name, ["neg", "pos"], overlap=3)
+        client.add_features(project_name, X)
+        for worker, n in (("w1", 5), ("w2", 4), ("w3", 4)):  # item 5: one label of three
+            for it in client.pop(project_name, worker, n=n):
+                client.submit(project_name, it, "neg" if it.input[0] < 0 else "pos", worker)
+    with TrainerClient(trainer.address) as tc:
+        # consensus: the 4 completed items; "none": every annotated item (5)
+        for consensus, labels in (("auto", 4), ("dawid_skene", 4), ("none", 5)):
+            tc.start_job(
+                project_name, "sklearn.linear_model:LogisticRegression", consensus=consensus
+            )
+            run = tc.retrain_now(project_name)
+            assert run.status == "ok", run.message
+            assert run.n_labels == labels, consensus

@@ -26,6 +26,16 @@ log = logging.getLogger("labelgrid.trainer")
 RUNNING, STOPPED, FAILED = "running", "stopped", "failed"
 
 
+# JobSpec.consensus -> ActiveLearner(consensus=...)
+CONSENSUS = {
+    "": "auto",
+    "auto": "auto",
+    "majority": "majority",
+    "dawid_skene": "dawid_skene",
+    "none": None,
+}
+
+
 class JobError(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
@@ -83,6 +93,11 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
             )
         if not 0.0 <= spec.shuffle_prop <= 1.0:
             raise JobError(grpc.StatusCode.INVALID_ARGUMENT, "shuffle_prop must be in [0, 1]")
+        if spec.consensus not in CONSENSUS:
+            raise JobError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"unknown consensus {spec.consensus!r}; use one of {sorted(CONSENSUS)}",
+            )
         if spec.interval_seconds < 0 or spec.interval_n_labels < 0:
             raise JobError(grpc.StatusCode.INVALID_ARGUMENT, "intervals must be >= 0")
         client = QueueClient(self.queue_address)
@@ -99,6 +114,7 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
             shuffle_prop=spec.shuffle_prop,
             model_preprocess=_hook(spec.model_preprocess) if spec.model_preprocess else None,
             trainer_name=self.name,
+            consensus=CONSENSUS[spec.consensus],
         )
         return Job(spec=spec, learner=learner)
 

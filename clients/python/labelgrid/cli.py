@@ -122,6 +122,7 @@ def _job_spec(text: str):
         shuffle_prop=float(env("LABELGRID_TRAINER_SHUFFLE_PROP", "0.1") or 0.1),
         interval_seconds=float(env("LABELGRID_TRAINER_INTERVAL_SECONDS", "30") or 30),
         interval_n_labels=int(env("LABELGRID_TRAINER_INTERVAL_N_LABELS", "0") or 0),
+        consensus=env("LABELGRID_TRAINER_CONSENSUS", "auto") or "auto",
     )
 
 
@@ -322,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PROJECT=MODEL",
         help="start a job for PROJECT at startup (repeatable); settings from "
         "LABELGRID_TRAINER_PARAMS, _ACQUISITION, _SHUFFLE_PROP, "
-        "_INTERVAL_SECONDS, _INTERVAL_N_LABELS",
+        "_INTERVAL_SECONDS, _INTERVAL_N_LABELS, _CONSENSUS",
     )
     tserve.add_argument("--log-level", default=os.environ.get("LABELGRID_LOG_LEVEL", "INFO"))
     tserve.set_defaults(func=_trainer_serve)

@@ -38,6 +38,7 @@ class TrainerClient:
         interval_seconds: float = 0.0,
         interval_n_labels: int = 0,
         model_preprocess: str = "",
+        consensus: str = "auto",
     ) -> trainer_pb2.JobStatus:
         """Start (or replace) a project's job; both intervals 0 means one run, then stop."""
         spec = trainer_pb2.JobSpec(
@@ -49,6 +50,7 @@ class TrainerClient:
             interval_seconds=interval_seconds,
             interval_n_labels=interval_n_labels,
             model_preprocess=model_preprocess,
+            consensus=consensus,
         )
         reply = self.stub.StartJob(trainer_pb2.StartJobRequest(spec=spec), timeout=self.timeout)
         return reply.status

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from labelgrid.v1 import queue_pb2 as labelgrid_dot_v1_dot_queue__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alabelgrid/v1/trainer.proto\x12\x0clabelgrid.v1\x1a\x18labelgrid/v1/queue.proto\"\xbe\x01\n\x07JobSpec\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x19\n\x11model_params_json\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x63quisition\x18\x04 \x01(\t\x12\x14\n\x0cshuffle_prop\x18\x05 \x01(\x01\x12\x18\n\x10interval_seconds\x18\x06 \x01(\x01\x12\x19\n\x11interval_n_labels\x18\x07 \x01(\x03\x12\x18\n\x10model_preprocess\x18\x08 \x01(\t\"6\n\x0fStartJobRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.labelgrid.v1.JobSpec\";\n\x10StartJobResponse\x12\'\n\x06status\x18\x01 \x01(\x0b\x32\x17.labelgrid.v1.JobStatus\"!\n\x0eStopJobRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"\x11\n\x0fStopJobResponse\"\x11\n\x0fListJobsRequest\"9\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.labelgrid.v1.JobStatus\"$\n\x11RetrainNowRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"<\n\x12RetrainNowResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.labelgrid.v1.TrainingRun\"#\n\x10GetStatusRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"<\n\x11GetStatusResponse\x12\'\n\x06status\x18\x01 \x01(\x0b\x32\x17.labelgrid.v1.JobStatus\"%\n\x12WatchStatusRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\">\n\x13WatchStatusResponse\x12\'\n\x06status\x18\x01 \x01(\x0b\x32\x17.labelgrid.v1.JobStatus\"z\n\tJobStatus\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.labelgrid.v1.JobSpec\x12\r\n\x05state\x18\x02 \x01(\t\x12+\n\x08last_run\x18\x03 \x01(\x0b\x32\x19.labelgrid.v1.TrainingRun\x12\x0c\n\x04runs\x18\x04 \x01(\x03\x32\xe3\x03\n\x0eTrainerService\x12I\n\x08StartJob\x12\x1d.labelgrid.v1.StartJobRequest\x1a\x1e.labelgrid.v1.StartJobResponse\x12\x46\n\x07StopJob\x12\x1c.labelgrid.v1.StopJobRequest\x1a\x1d.labelgrid.v1.StopJobResponse\x12I\n\x08ListJobs\x12\x1d.labelgrid.v1.ListJobsRequest\x1a\x1e.labelgrid.v1.ListJobsResponse\x12O\n\nRetrainNow\x12\x1f.labelgrid.v1.RetrainNowRequest\x1a .labelgrid.v1.RetrainNowResponse\x12L\n\tGetStatus\x12\x1e.labelgrid.v1.GetStatusRequest\x1a\x1f.labelgrid.v1.GetStatusResponse\x12T\n\x0bWatchStatus\x12 .labelgrid.v1.WatchStatusRequest\x1a!.labelgrid.v1.WatchStatusResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alabelgrid/v1/trainer.proto\x12\x0clabelgrid.v1\x1a\x18labelgrid/v1/queue.proto\"\xd1\x01\n\x07JobSpec\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x19\n\x11model_params_json\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x63quisition\x18\x04 \x01(\t\x12\x14\n\x0cshuffle_prop\x18\x05 \x01(\x01\x12\x18\n\x10interval_seconds\x18\x06 \x01(\x01\x12\x19\n\x11interval_n_labels\x18\x07 \x01(\x03\x12\x18\n\x10model_preprocess\x18\x08 \x01(\t\x12\x11\n\tconsensus\x18\t \x01(\t\"6\n\x0fStartJobRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.labelgrid.v1.JobSpec\";\n\x10StartJobResponse\x12\'\n\x06status\x18\x01 \x01(\x0b\x32\x17.labelgrid.v1.JobStatus\"!\n\x0eStopJobRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"\x11\n\x0fStopJobResponse\"\x11\n\x0fListJobsRequest\"9\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.labelgrid.v1.JobStatus\"$\n\x11RetrainNowRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"<\n\x12RetrainNowResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.labelgrid.v1.TrainingRun\"#\n\x10GetStatusRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\"<\n\x11GetStatusResponse\x12\'\n\x06status\x18\x01 \x01(\x0b\x32\x17.labelgrid.v1.JobStatus\"%\n\x12WatchStatusRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\">\n\x13WatchStatusResponse\x12\'\n\x06status\x18\x01 \x01(\x0b\x32\x17.labelgrid.v1.JobStatus\"z\n\tJobStatus\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.labelgrid.v1.JobSpec\x12\r\n\x05state\x18\x02 \x01(\t\x12+\n\x08last_run\x18\x03 \x01(\x0b\x32\x19.labelgrid.v1.TrainingRun\x12\x0c\n\x04runs\x18\x04 \x01(\x03\x32\xe3\x03\n\x0eTrainerService\x12I\n\x08StartJob\x12\x1d.labelgrid.v1.StartJobRequest\x1a\x1e.labelgrid.v1.StartJobResponse\x12\x46\n\x07StopJob\x12\x1c.labelgrid.v1.StopJobRequest\x1a\x1d.labelgrid.v1.StopJobResponse\x12I\n\x08ListJobs\x12\x1d.labelgrid.v1.ListJobsRequest\x1a\x1e.labelgrid.v1.ListJobsResponse\x12O\n\nRetrainNow\x12\x1f.labelgrid.v1.RetrainNowRequest\x1a .labelgrid.v1.RetrainNowResponse\x12L\n\tGetStatus\x12\x1e.labelgrid.v1.GetStatusRequest\x1a\x1f.labelgrid.v1.GetStatusResponse\x12T\n\x0bWatchStatus\x12 .labelgrid.v1.WatchStatusRequest\x1a!.labelgrid.v1.WatchStatusResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,33 +33,33 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'labelgrid.v1.trainer_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOBSPEC']._serialized_start=71
-  _globals['_JOBSPEC']._serialized_end=261
-  _globals['_STARTJOBREQUEST']._serialized_start=263
-  _globals['_STARTJOBREQUEST']._serialized_end=317
-  _globals['_STARTJOBRESPONSE']._serialized_start=319
-  _globals['_STARTJOBRESPONSE']._serialized_end=378
-  _globals['_STOPJOBREQUEST']._serialized_start=380
-  _globals['_STOPJOBREQUEST']._serialized_end=413
-  _globals['_STOPJOBRESPONSE']._serialized_start=415
-  _globals['_STOPJOBRESPONSE']._serialized_end=432
-  _globals['_LISTJOBSREQUEST']._serialized_start=434
-  _globals['_LISTJOBSREQUEST']._serialized_end=451
-  _globals['_LISTJOBSRESPONSE']._serialized_start=453
-  _globals['_LISTJOBSRESPONSE']._serialized_end=510
-  _globals['_RETRAINNOWREQUEST']._serialized_start=512
-  _globals['_RETRAINNOWREQUEST']._serialized_end=548
-  _globals['_RETRAINNOWRESPONSE']._serialized_start=550
-  _globals['_RETRAINNOWRESPONSE']._serialized_end=610
-  _globals['_GETSTATUSREQUEST']._serialized_start=612
-  _globals['_GETSTATUSREQUEST']._serialized_end=647
-  _globals['_GETSTATUSRESPONSE']._serialized_start=649
-  _globals['_GETSTATUSRESPONSE']._serialized_end=709
-  _globals['_WATCHSTATUSREQUEST']._serialized_start=711
-  _globals['_WATCHSTATUSREQUEST']._serialized_end=748
-  _globals['_WATCHSTATUSRESPONSE']._serialized_start=750
-  _globals['_WATCHSTATUSRESPONSE']._serialized_end=812
-  _globals['_JOBSTATUS']._serialized_start=814
-  _globals['_JOBSTATUS']._serialized_end=936
-  _globals['_TRAINERSERVICE']._serialized_start=939
-  _globals['_TRAINERSERVICE']._serialized_end=1422
+  _globals['_JOBSPEC']._serialized_end=280
+  _globals['_STARTJOBREQUEST']._serialized_start=282
+  _globals['_STARTJOBREQUEST']._serialized_end=336
+  _globals['_STARTJOBRESPONSE']._serialized_start=338
+  _globals['_STARTJOBRESPONSE']._serialized_end=397
+  _globals['_STOPJOBREQUEST']._serialized_start=399
+  _globals['_STOPJOBREQUEST']._serialized_end=432
+  _globals['_STOPJOBRESPONSE']._serialized_start=434
+  _globals['_STOPJOBRESPONSE']._serialized_end=451
+  _globals['_LISTJOBSREQUEST']._serialized_start=453
+  _globals['_LISTJOBSREQUEST']._serialized_end=470
+  _globals['_LISTJOBSRESPONSE']._serialized_start=472
+  _globals['_LISTJOBSRESPONSE']._serialized_end=529
+  _globals['_RETRAINNOWREQUEST']._serialized_start=531
+  _globals['_RETRAINNOWREQUEST']._serialized_end=567
+  _globals['_RETRAINNOWRESPONSE']._serialized_start=569
+  _globals['_RETRAINNOWRESPONSE']._serialized_end=629
+  _globals['_GETSTATUSREQUEST']._serialized_start=631
+  _globals['_GETSTATUSREQUEST']._serialized_end=666
+  _globals['_GETSTATUSRESPONSE']._serialized_start=668
+  _globals['_GETSTATUSRESPONSE']._serialized_end=728
+  _globals['_WATCHSTATUSREQUEST']._serialized_start=730
+  _globals['_WATCHSTATUSREQUEST']._serialized_end=767
+  _globals['_WATCHSTATUSRESPONSE']._serialized_start=769
+  _globals['_WATCHSTATUSRESPONSE']._serialized_end=831
+  _globals['_JOBSTATUS']._serialized_start=833
+  _globals['_JOBSTATUS']._serialized_end=955
+  _globals['_TRAINERSERVICE']._serialized_start=958
+  _globals['_TRAINERSERVICE']._serialized_end=1441
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class JobSpec(_message.Message):
-    __slots__ = ("project", "model", "model_params_json", "acquisition", "shuffle_prop", "interval_seconds", "interval_n_labels", "model_preprocess")
+    __slots__ = ("project", "model", "model_params_json", "acquisition", "shuffle_prop", "interval_seconds", "interval_n_labels", "model_preprocess", "consensus")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class JobSpec(_message.Message):
     INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_N_LABELS_FIELD_NUMBER: _ClassVar[int]
     MODEL_PREPROCESS_FIELD_NUMBER: _ClassVar[int]
+    CONSENSUS_FIELD_NUMBER: _ClassVar[int]
     project: str
     model: str
     model_params_json: str
@@ -25,7 +26,8 @@ class JobSpec(_message.Message):
     interval_seconds: float
     interval_n_labels: int
     model_preprocess: str
-    def __init__(self, project: _Optional[str] = ..., model: _Optional[str] = ..., model_params_json: _Optional[str] = ..., acquisition: _Optional[str] = ..., shuffle_prop: _Optional[float] = ..., interval_seconds: _Optional[float] = ..., interval_n_labels: _Optional[int] = ..., model_preprocess: _Optional[str] = ...) -> None: ...
+    consensus: str
+    def __init__(self, project: _Optional[str] = ..., model: _Optional[str] = ..., model_params_json: _Optional[str] = ..., acquisition: _Optional[str] = ..., shuffle_prop: _Optional[float] = ..., interval_seconds: _Optional[float] = ..., interval_n_labels: _Optional[int] = ..., model_preprocess: _Optional[str] = ..., consensus: _Optional[str] = ...) -> None: ...
 
 class StartJobRequest(_message.Message):
     __slots__ = ("spec",)
