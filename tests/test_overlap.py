@@ -286,3 +286,48 @@ def test_the_trainer_learns_from_consensus_labels(client: QueueClient, project_n
     raw = ActiveLearner(client, project_name, LogisticRegression(), consensus=None, record=False)
     raw.fetch_labels()  # every annotation, the newest (the liar's) winning
     assert all(raw.labelled[i][1] != [want[i]] for i in ids)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_pops_skips_undos_and_submits_keep_the_invariants(
+    client: QueueClient, project_name: str, database_url: str, seed: int
+) -> None:
+    """A random mix of Pop (1-3 items), Submit, Release and Undo by five workers, k = 2.
+    After every step: nobody was served an item twice, no item has more than k labels or
+    two from one worker, and an item is done exactly when it has k labels."""
+    rng = np.random.default_rng(seed)
+    k, workers = 2, [f"w{i}" for i in range(5)]
+    client.create_project(project_name, ["a", "b"], overlap=k)
+    ids = client.add_features(project_name, [f"x{i}" for i in range(12)])
+    held: dict[str, list] = {w: [] for w in workers}
+    served: set[tuple[str, int]] = set()
+    for _ in range(150):
+        worker = workers[rng.integers(len(workers))]
+        action = rng.choice(["pop", "submit", "release", "undo"], p=[0.4, 0.35, 0.1, 0.15])
+        if action == "pop":
+            for it in client.pop(project_name, worker, n=int(rng.integers(1, 4))):
+                assert (worker, it.id) not in served, (worker, it.id)
+                served.add((worker, it.id))
+                held[worker].append(it)
+        elif action in ("submit", "release") and held[worker]:
+            it = held[worker].pop(int(rng.integers(len(held[worker]))))
+            if action == "submit":
+                client.submit(project_name, it, "ab"[rng.integers(2)], worker)
+            else:
+                client.release(project_name, it, worker)
+        elif action == "undo":
+            try:
+                it, _ = client.undo(project_name, worker)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+            else:
+                held[worker].append(it)  # leased back to the same worker: not a new serve
+        labels = Counter(i for (i,) in query(database_url, "SELECT item_id FROM annotations"))
+        pairs = query(database_url, "SELECT item_id, worker_id FROM annotations")
+        assert len(pairs) == len(set(pairs))
+        assert all(n <= k for n in labels.values())
+        done = {i for (i,) in query(database_url, "SELECT id FROM items WHERE status = 2")}
+        assert done == {i for i, n in labels.items() if n == k}
+    progress = client.progress(project_name)
+    assert progress.total == len(ids) and progress.annotations == sum(labels.values())
+    assert len(done) >= 2 and len(served) > 20  # the mix did reach completed items
