@@ -597,11 +597,10 @@ class Store:
         """Blocks of array rows by binary COPY (one numpy record array per block); single
         items as records."""
         at = 0
-        singles: list[tuple] = []
+        singles: list[tuple[int, InputRow]] = []
         for seg in inputs:
             if not isinstance(seg, RowBlock):
-                x = seg
-                singles.append((ids[at], x.kind, x.dtype, x.shape, x.data, x.text, x.metadata))
+                singles.append((ids[at], seg))
                 at += 1
                 continue
             dtype, shape = seg.dtype.encode(), seg.shape.encode()
@@ -622,7 +621,8 @@ class Store:
             await self._copy(conn, "item_inputs", [f for f, _ in fields], table)
             at += seg.n
         if singles:
-            await self._bulk_insert(conn, "item_inputs", INPUT_COLUMNS, singles)
+            records = list(_input_records([i for i, _ in singles], [x for _, x in singles]))
+            await self._bulk_insert(conn, "item_inputs", INPUT_COLUMNS, records)
 
     async def _copy(
         self, conn: AsyncConnection, table: str, columns: list[str], records: np.ndarray
@@ -995,7 +995,7 @@ class Store:
             )
             await self._settle(conn, project, item_id)
 
-    async def _settle(self, conn: AsyncConnection, project: ProjectRow, item_id: int) -> int:
+    async def _settle(self, conn: AsyncConnection, project: ProjectRow, item_id: int) -> None:
         """Derive the item's status from its assignments (the caller holds the item's lock).
 
         When its labels are all in and agree less than the project's review threshold, the
@@ -1056,7 +1056,29 @@ class Store:
                 "i": item_id,
             },
         )
-        return status
+
+    async def _lease_expiry(self, conn: AsyncConnection, project: ProjectRow) -> float:
+        """When a lease taken now ends, by the database clock."""
+        return (
+            await conn.execute(sa.text(f"SELECT {self._now} + :l"), {"l": project.lease_seconds})
+        ).scalar_one()
+
+    async def _shared_items(
+        self,
+        conn: AsyncConnection,
+        rows: Sequence[tuple[int, float, int]],
+        token: str,
+        expires: float,
+    ) -> list[ItemRow]:
+        """Leased shared items from (id, priority, stage): with their inputs, and with the
+        other annotators' labels for those in review."""
+        ids = [i for i, _, _ in rows]
+        inputs = await self._inputs(conn, ids)
+        others = await self._others(conn, [i for i, _, stage in rows if stage == IN_REVIEW])
+        return [
+            ItemRow(i, inputs[i], priority, token, expires, others.get(i, ()))
+            for i, priority, _ in rows
+        ]
 
     async def _pop_shared(
         self,
@@ -1121,9 +1143,7 @@ class Store:
                 ).bindparams(sa.bindparam("ids", expanding=True)),
                 {"ids": retaken, "w": worker},
             )
-        expires = (
-            await conn.execute(sa.text(f"SELECT {self._now} + :l"), {"l": project.lease_seconds})
-        ).scalar_one()
+        expires = await self._lease_expiry(conn, project)
         await conn.execute(
             sa.text(
                 "INSERT INTO assignments (project_id, item_id, worker_id, token, state, "
@@ -1142,12 +1162,9 @@ class Store:
             ).bindparams(sa.bindparam("ids", expanding=True)),
             {"k": project.overlap, "ids": [r.id for r in picked]},
         )
-        inputs = await self._inputs(conn, [r.id for r in picked])
-        others = await self._others(conn, [r.id for r in picked if r.stage == IN_REVIEW])
-        return [
-            ItemRow(r.id, inputs[r.id], r.priority, token, expires, others.get(r.id, ()))
-            for r in picked
-        ]
+        return await self._shared_items(
+            conn, [(r.id, r.priority, r.stage) for r in picked], token, expires
+        )
 
     async def _others(
         self, conn: AsyncConnection, ids: Sequence[int]
@@ -1173,7 +1190,7 @@ class Store:
         item = (
             await conn.execute(
                 sa.text(
-                    f"SELECT status, stage FROM items WHERE id = :i AND project_id = :p "
+                    f"SELECT status, stage, priority FROM items WHERE id = :i AND project_id = :p "
                     f"{self._lock}"
                 ),
                 {"i": item_id, "p": project.id},
@@ -1280,16 +1297,10 @@ class Store:
         ).first()
         if row is None:
             return None
-        inputs = await self._inputs(conn, [row.item_id])
-        others = await self._others(conn, [row.item_id] if row.stage == IN_REVIEW else [])
-        return ItemRow(
-            row.item_id,
-            inputs[row.item_id],
-            row.priority,
-            token,
-            row.expires_at,
-            others.get(row.item_id, ()),
+        [item] = await self._shared_items(
+            conn, [(row.item_id, row.priority, row.stage)], token, row.expires_at
         )
+        return item
 
     async def _release_shared(
         self, conn: AsyncConnection, project: ProjectRow, item_id: int, token: str, worker: str
@@ -1327,9 +1338,7 @@ class Store:
             raise FailedPrecondition(f"item {ann.item_id} has no assignment for {worker!r}")
         await conn.execute(sa.text("DELETE FROM annotations WHERE id = :a"), {"a": ann.id})
         token = secrets.token_hex(16)
-        expires = (
-            await conn.execute(sa.text(f"SELECT {self._now} + :l"), {"l": project.lease_seconds})
-        ).scalar_one()
+        expires = await self._lease_expiry(conn, project)
         await conn.execute(
             sa.text(
                 f"UPDATE assignments SET state = {LIVE}, token = :t, expires_at = :e WHERE id = :a"
@@ -1337,15 +1346,8 @@ class Store:
             {"t": token, "e": expires, "a": held.id},
         )
         await self._settle(conn, project, ann.item_id)
-        priority = (
-            await conn.execute(
-                sa.text("SELECT priority FROM items WHERE id = :i"), {"i": ann.item_id}
-            )
-        ).scalar_one()
-        inputs = await self._inputs(conn, [ann.item_id])
-        others = await self._others(conn, [ann.item_id] if item.stage == IN_REVIEW else [])
-        row = ItemRow(
-            ann.item_id, inputs[ann.item_id], priority, token, expires, others.get(ann.item_id, ())
+        [row] = await self._shared_items(
+            conn, [(ann.item_id, item.priority, item.stage)], token, expires
         )
         return row, json.loads(ann.labels)
 
