@@ -34,11 +34,10 @@ def votes_of(project: ProjectRow, rows: Sequence[VoteRow], done_only: bool = Fal
     )
 
 
-def consensus_rows(
-    project: ProjectRow, rows: Sequence[VoteRow], method: str = MAJORITY
-) -> list[AnnotationRow]:
-    """One row per completed item, ordered by the id of the item's newest annotation (the
-    cursor a follower resumes from)."""
+def _decided(
+    project: ProjectRow, rows: Sequence[VoteRow], method: str
+) -> tuple[dict[int, tuple[list[str], float]], dict[int, VoteRow]]:
+    """Each completed item's (labels, confidence), and its newest annotation."""
     done = [r for r in rows if r.item_done]
     result = aggregate(votes_of(project, done, done_only=True), method)
     decided = {
@@ -51,6 +50,15 @@ def consensus_rows(
             decided[r.item_id] = (list(r.labels), 1.0)
         if r.item_id not in newest or r.id > newest[r.item_id].id:
             newest[r.item_id] = r
+    return decided, newest
+
+
+def consensus_rows(
+    project: ProjectRow, rows: Sequence[VoteRow], method: str = MAJORITY
+) -> list[AnnotationRow]:
+    """One row per completed item, ordered by the id of the item's newest annotation (the
+    cursor a follower resumes from)."""
+    decided, newest = _decided(project, rows, method)
     out = [
         AnnotationRow(
             last.id,
@@ -68,21 +76,30 @@ def consensus_rows(
     return out
 
 
-def report(
-    project: ProjectRow, rows: Sequence[VoteRow], method: str = MAJORITY
-) -> tuple[agreement.Agreement, list[agreement.WorkerStats]]:
-    """Agreement over every item with several labels, and each worker's statistics
-    (agreement with the consensus of the completed items, pace)."""
-    votes = votes_of(project, rows)
-    measured = agreement.measure(votes)
-    consensus = consensus_rows(project, rows, method)
-    decided = Consensus(
-        item_ids=np.asarray([r.item_id for r in consensus], dtype="int64"),
-        labels=[r.labels for r in consensus],
-        confidence=np.asarray([r.confidence for r in consensus]),
+def worker_report(
+    project: ProjectRow,
+    rows: Sequence[VoteRow],
+    method: str = MAJORITY,
+    votes: Votes | None = None,
+) -> list[agreement.WorkerStats]:
+    """Each worker's labels, agreement with the consensus of the completed items, pace."""
+    votes = votes if votes is not None else votes_of(project, rows)
+    decided, _ = _decided(project, rows, method)
+    consensus = Consensus(
+        item_ids=np.fromiter(decided, dtype=np.int64, count=len(decided)),
+        labels=[labels for labels, _ in decided.values()],
+        confidence=np.fromiter((c for _, c in decided.values()), float, count=len(decided)),
     )
     times: dict[str, list[float]] = {}
     for r in rows:
         if r.worker_id != IMPORT_WORKER:
             times.setdefault(r.worker_id, []).append(r.created_at)
-    return measured, agreement.worker_stats(votes, decided, times)
+    return agreement.worker_stats(votes, consensus, times)
+
+
+def report(
+    project: ProjectRow, rows: Sequence[VoteRow], method: str = MAJORITY
+) -> tuple[agreement.Agreement, list[agreement.WorkerStats]]:
+    """Agreement over every item with several labels, and each worker's statistics."""
+    votes = votes_of(project, rows)
+    return agreement.measure(votes), worker_report(project, rows, method, votes)

@@ -267,25 +267,11 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 if chunk.HasField("rows")
                 else None
             )
-            limit = self.settings.max_array_bytes
-            if block is not None and block.stride > limit:
-                raise ResourceExhausted(
-                    f"item {index + len(new)} is {block.stride} bytes of array data; the limit "
-                    f"is {limit} (LABELGRID_MAX_ARRAY_BYTES)"
-                )
-            if block is not None and not chunk.labels and not chunk.priorities:
-                # the bulk case stays one block: no per-row objects, checks or hashing
-                for i, row in enumerate(new):
-                    self._check_size(row, index + i)
-                    convert.digest_update(digest, row, None, UNRANKED)
-                convert.digest_block(digest, block)
-                count = len(new) + block.n
-                labels += [None] * count
-                priorities += [UNRANKED] * count
-                inputs += [*new, block]
-                index += count
-                continue
             if block is not None:
+                self._check_size(block.stride, index + len(new))
+            # without labels or priorities a block stays whole: no per-row objects or hashing
+            whole = block is not None and not chunk.labels and not chunk.priorities
+            if block is not None and not whole:
                 new += block.rows()
             if chunk.labels and len(chunk.labels) != len(new):
                 raise InvalidArgument(
@@ -301,7 +287,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             chunk_prios = list(chunk.priorities)
             any_priority = any_priority or bool(chunk_prios)
             for i, row in enumerate(new):
-                self._check_size(row, index + i)
+                self._check_size(len(row.data) if row.data is not None else 0, index + i)
                 values = chunk_labels[i].values if chunk_labels else None
                 lab = self._labels(project, list(values)) if values else None
                 prio = chunk_prios[i] if chunk_prios else UNRANKED
@@ -312,6 +298,12 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 priorities.append(prio)
             inputs += new
             index += len(new)
+            if whole:
+                convert.digest_block(digest, block)
+                labels += [None] * block.n
+                priorities += [UNRANKED] * block.n
+                inputs.append(block)
+                index += block.n
         if project is None:
             raise InvalidArgument("AddFeatures received no messages; send at least the project")
         ids, existed = await self.store.add_items(
@@ -327,11 +319,11 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             log.info("items added", extra={"project": project.name, "count": len(ids)})
         return queue_pb2.AddFeaturesResponse(ids=ids, already_existed=existed)
 
-    def _check_size(self, row: InputRow, index: int) -> None:
+    def _check_size(self, nbytes: int, index: int) -> None:
         limit = self.settings.max_array_bytes
-        if row.data is not None and len(row.data) > limit:
+        if nbytes > limit:
             raise ResourceExhausted(
-                f"item {index} is {len(row.data)} bytes of array data; the limit "
+                f"item {index} is {nbytes} bytes of array data; the limit "
                 f"is {limit} (LABELGRID_MAX_ARRAY_BYTES)"
             )
 
@@ -455,9 +447,18 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         votes = await self.store.votes(project)
         return await asyncio.to_thread(crowd.consensus_rows, project, votes, method)
 
-    async def _with_inputs(self, rows: list[AnnotationRow]) -> list[AnnotationRow]:
-        inputs = await self.store.item_inputs([r.item_id for r in rows])
-        return [dataclasses.replace(r, input=inputs.get(r.item_id)) for r in rows]
+    async def _labelled_groups(
+        self, rows: list[AnnotationRow], limit: int, with_inputs: bool
+    ) -> AsyncIterator[list[queue_pb2.LabelledItem]]:
+        """Rows as LabelledItem messages, `limit` at a time (reading their inputs then),
+        grouped under the reply budget."""
+        for start in range(0, len(rows), limit):
+            part = rows[start : start + limit]
+            if with_inputs:
+                inputs = await self.store.item_inputs([r.item_id for r in part])
+                part = [dataclasses.replace(r, input=inputs.get(r.item_id)) for r in part]
+            for group in convert.batched([convert.labelled(r) for r in part], self.reply_budget):
+                yield group
 
     async def _stream_consensus(
         self, project: ProjectRow, request: Any, cursor: int, limit: int
@@ -467,14 +468,9 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         method = self._method(request.consensus)
         while True:
             rows = [r for r in await self._consensus_rows(project, method) if r.id > cursor]
-            for start in range(0, len(rows), limit):
-                part = rows[start : start + limit]
-                if not request.labels_only:
-                    part = await self._with_inputs(part)
-                messages = [convert.labelled(r) for r in part]
-                for group in convert.batched(messages, self.reply_budget):
-                    cursor = group[-1].annotation_id
-                    yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)
+            async for group in self._labelled_groups(rows, limit, not request.labels_only):
+                cursor = group[-1].annotation_id
+                yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)
             if not request.follow or self.notifier.closing:
                 return
             await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
@@ -506,7 +502,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         if request.worker_stats:
             auth.check_method("GetAgreement")
             votes = await self.store.votes(project)
-            _, row.worker_stats = await asyncio.to_thread(crowd.report, project, votes)
+            row.worker_stats = await asyncio.to_thread(crowd.worker_report, project, votes)
         return queue_pb2.GetProgressResponse(progress=convert.progress(row))
 
     @streaming
@@ -526,13 +522,8 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         limit = self._chunk(request.chunk_size)
         if request.consensus:
             rows = await self._consensus_rows(project, self._method(request.consensus))
-            for start in range(0, len(rows), limit):
-                part = rows[start : start + limit]
-                if request.include_inputs:
-                    part = await self._with_inputs(part)
-                messages = [convert.labelled(r) for r in part]
-                for group in convert.batched(messages, self.reply_budget):
-                    yield queue_pb2.ExportLabelsResponse(items=group)
+            async for group in self._labelled_groups(rows, limit, request.include_inputs):
+                yield queue_pb2.ExportLabelsResponse(items=group)
             return
         cursor = 0
         while True:
