@@ -145,15 +145,22 @@ class ActiveLearner:
         self.labelled: dict[int, tuple[Any, list[str]]] = {}
         self.history: list[RunResult] = []
         self._fit_lock = threading.Lock()
-        self._multi_label: bool | None = None
+        self._settings: queue_pb2.Project | None = None
 
     # -- data ---------------------------------------------------------------------------
 
     @property
+    def settings(self) -> queue_pb2.Project:
+        """The project's settings, read once (they never change; the model version does,
+        and is read fresh where it is needed)."""
+        if self._settings is None:
+            self._settings = self.client.get_project(self.project)
+        return self._settings
+
+    @property
     def consensus(self) -> str | None:
         if self._consensus == "auto":
-            overlap = self.client.get_project(self.project).overlap
-            self._consensus = "majority" if overlap > 1 else None
+            return "majority" if self.settings.overlap > 1 else None
         return self._consensus
 
     def fetch_labels(self) -> int:
@@ -180,10 +187,8 @@ class ActiveLearner:
         return new
 
     def _training_set(self) -> tuple[Any, Any]:
-        if self._multi_label is None:
-            self._multi_label = self.client.get_project(self.project).multi_label
         xs = [x for x, _ in self.labelled.values()]
-        if self._multi_label:
+        if self.settings.multi_label:
             self._binarizer = MultiLabelBinarizer()
             y = self._binarizer.fit_transform([labels for _, labels in self.labelled.values()])
         else:
@@ -296,7 +301,7 @@ class ActiveLearner:
             if isinstance(probs, list):  # multi-output estimators: one array per label
                 probs = np.stack([p[:, -1] for p in probs], axis=1)
             probs = np.asarray(probs, dtype=float)
-            if self._multi_label:
+            if self.settings.multi_label:
                 # mean binary uncertainty across labels
                 per_label = np.stack([probs, 1 - probs], axis=2)
                 scores = np.mean(
