@@ -4,7 +4,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/labelgrid/v1/*.proto)
-STUBS_OUT := clients/python
 
 NODE_STAMP := clients/node/node_modules/.installed
 
@@ -20,10 +19,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-## Regenerate the committed Python stubs from protos/ (tests fail if they are stale).
+## Regenerate the contract package protos/python/labelgrid_proto from protos/ (a test fails
+## if the committed stubs are stale).
 protos: $(STAMP)
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(STUBS_OUT) --pyi_out=$(STUBS_OUT) \
-		--grpc_python_out=$(STUBS_OUT) $(PROTOS)
+	$(PY) protos/generate.py
 
 ## The whole stack on ./labelgrid.db (SQLite): queue service on 127.0.0.1:50051, trainer on
 ## 127.0.0.1:50052, and the labelling page for the demo digits on http://127.0.0.1:8866/

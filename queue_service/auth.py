@@ -15,11 +15,11 @@ import contextvars
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
 
 import grpc
 
 from queue_service.errors import PermissionDenied, Unauthenticated
+from queue_service.principal import Principal
 
 ADMIN, TRAINER, LABELLER = "admin", "trainer", "labeller"
 ROLES = (ADMIN, TRAINER, LABELLER)
@@ -40,17 +40,6 @@ ALLOWED = {
 current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "labelgrid_principal", default=None
 )
-
-
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    role: str
-    projects: frozenset[str] | None
-    any_worker: bool = False
-
-    def may_see(self, project: str) -> bool:
-        return self.projects is None or project in self.projects
 
 
 def new_token() -> str:

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from labelgrid import arrays
-from labelgrid.v1 import arrays_pb2, queue_pb2
+from labelgrid_proto import ndarray
+from labelgrid_proto.v1 import arrays_pb2, queue_pb2
 from queue_service import agreement
 from queue_service.errors import InvalidArgument
 from queue_service.schema import KIND_ARRAY, KIND_JSON, KIND_TEXT, KIND_URI, UNRANKED
@@ -33,8 +33,8 @@ def _shape_text(shape: Iterable[int]) -> str:
 
 def _check_array(message: arrays_pb2.NDArray, where: str) -> tuple[str, tuple[int, ...]]:
     try:
-        dtype, shape = arrays.check(message)
-    except arrays.ArrayCodecError as exc:
+        dtype, shape = ndarray.check(message)
+    except ndarray.ArrayCodecError as exc:
         raise InvalidArgument(f"{where}: {exc}") from None
     return dtype.str, shape
 

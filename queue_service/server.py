@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from labelgrid.v1 import queue_pb2, queue_pb2_grpc
+from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
 from queue_service.auth import Authenticator
 from queue_service.config import Settings, is_loopback
 from queue_service.service import QueueService

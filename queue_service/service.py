@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 import sqlalchemy.exc
 
-from labelgrid.v1 import queue_pb2, queue_pb2_grpc
+from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
 from queue_service import auth, consensus, convert, crowd
 from queue_service.auth import Authenticator
 from queue_service.config import Settings

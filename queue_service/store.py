@@ -25,7 +25,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from queue_service import db
-from queue_service.auth import Principal
 from queue_service.consensus import modal_fraction
 from queue_service.errors import (
     AlreadyExists,
@@ -35,6 +34,7 @@ from queue_service.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from queue_service.principal import Principal
 from queue_service.schema import (
     ADJUDICATION,
     AVAILABLE,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from labelgrid import QueueClient, arrays
-from labelgrid.v1 import arrays_pb2, queue_pb2
+from labelgrid_proto.v1 import arrays_pb2, queue_pb2
 from tests.support.servers import ServiceProcess
 from tests.support.snapshot import snapshot
 

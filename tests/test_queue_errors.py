@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from labelgrid import QueueClient
-from labelgrid.v1 import arrays_pb2, queue_pb2, queue_pb2_grpc
+from labelgrid_proto.v1 import arrays_pb2, queue_pb2, queue_pb2_grpc
 from tests.support.servers import ServiceProcess
 from tests.support.snapshot import snapshot
 

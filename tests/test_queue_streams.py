@@ -6,7 +6,7 @@ import queue
 import threading
 
 from labelgrid import QueueClient
-from labelgrid.v1 import queue_pb2
+from labelgrid_proto.v1 import queue_pb2
 
 
 def _drain_into(stream, out: queue.Queue) -> threading.Thread:

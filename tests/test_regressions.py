@@ -20,7 +20,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from labelgrid import QueueClient, payloads
 from labelgrid.demo import seed_demo
 from labelgrid.distributed import ClassLabeller, SemiSupervisor
-from labelgrid.v1 import queue_pb2
+from labelgrid_proto.v1 import queue_pb2
 from tests.support.dtypes import DTYPES
 from tests.support.servers import ServiceProcess
 from tests.support.snapshot import query, snapshot

@@ -23,7 +23,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from labelgrid import payloads
 from labelgrid.client import QueueClient
-from labelgrid.v1 import queue_pb2
+from labelgrid_proto.v1 import queue_pb2
 from trainer_service import acquisition, models
 
 log = logging.getLogger("labelgrid.trainer")

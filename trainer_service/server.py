@@ -10,7 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from labelgrid.v1 import trainer_pb2, trainer_pb2_grpc
+from labelgrid_proto.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service.service import TrainerService
 
 log = logging.getLogger("labelgrid.trainer")

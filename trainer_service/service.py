@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from labelgrid.client import QueueClient
-from labelgrid.v1 import trainer_pb2, trainer_pb2_grpc
+from labelgrid_proto.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service import acquisition, models
 from trainer_service.loop import ActiveLearner, RunResult
 

@@ -24,7 +24,7 @@ from labelgrid.client import (
     _priority_requests,
     project_request,
 )
-from labelgrid.v1 import queue_pb2, queue_pb2_grpc
+from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
 
 T = TypeVar("T")
 

@@ -108,7 +108,7 @@ def _trainer_serve(args: argparse.Namespace) -> int:
 
 def _job_spec(text: str):
     """`PROJECT=MODEL`, with settings from LABELGRID_TRAINER_* environment variables."""
-    from labelgrid.v1 import trainer_pb2
+    from labelgrid_proto.v1 import trainer_pb2
 
     project, sep, model = text.partition("=")
     if not sep or not project or not model:

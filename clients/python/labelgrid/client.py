@@ -17,7 +17,7 @@ import numpy as np
 
 from labelgrid import arrays, channels, payloads
 from labelgrid import features as features_mod
-from labelgrid.v1 import queue_pb2, queue_pb2_grpc
+from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ import grpc
 from sqlalchemy.orm import Session
 
 from labelgrid.client import QueueClient
-from labelgrid.v1 import queue_pb2
+from labelgrid_proto.v1 import queue_pb2
 
 
 class ProjectQueue:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from labelgrid import arrays
-from labelgrid.v1 import arrays_pb2
+from labelgrid_proto.v1 import arrays_pb2
 
 
 class PayloadError(ValueError):

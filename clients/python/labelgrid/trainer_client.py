@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from labelgrid.v1 import trainer_pb2, trainer_pb2_grpc
+from labelgrid_proto.v1 import trainer_pb2, trainer_pb2_grpc
 
 
 class TrainerClient:

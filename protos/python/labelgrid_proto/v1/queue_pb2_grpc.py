@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from labelgrid.v1 import queue_pb2 as labelgrid_dot_v1_dot_queue__pb2
+from labelgrid_proto.v1 import queue_pb2 as labelgrid_dot_v1_dot_queue__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
