@@ -25,11 +25,12 @@ def run_file(path: Path, cwd: Path, timeout: int = 600) -> nbformat.NotebookNode
     return nb
 
 
-def text(cell: nbformat.NotebookNode) -> str:
-    """Everything a cell printed or returned, as text."""
+def text(cell: nbformat.NotebookNode, stderr: bool = False) -> str:
+    """What a cell printed to stdout or returned, as text (stderr too if asked: library
+    warnings land there, and whether a kernel shows one is not ours to assert)."""
     parts = []
     for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
+        if out.get("output_type") == "stream" and (stderr or out.get("name") == "stdout"):
             parts.append(out["text"])
         elif "data" in out and "text/plain" in out["data"]:
             parts.append(out["data"]["text/plain"])

@@ -7,8 +7,26 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
+
+from labelgrid.extras import MissingExtra, require
 
 
+def needs(*extras: str) -> Callable:
+    """Check the extras a command needs before it imports them (one-line error otherwise)."""
+
+    def wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        def run(args: argparse.Namespace) -> int:
+            for extra in extras:
+                require(extra, f"`labelgrid {args.command_name}`")
+            return fn(args)
+
+        return run
+
+    return wrap
+
+
+@needs("queue")
 def _queue_serve(args: argparse.Namespace) -> int:
     from queue_service import logs
     from queue_service.config import Settings
@@ -35,6 +53,7 @@ def _queue_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@needs("queue")
 def _token(args: argparse.Namespace) -> int:
     """Manage API tokens directly in the database (this is how the first admin token is made)."""
     import json
@@ -96,6 +115,7 @@ def _token(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+@needs("trainer")
 def _trainer_serve(args: argparse.Namespace) -> int:
     from queue_service import logs
     from trainer_service.server import serve
@@ -144,6 +164,7 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if serving else 1
 
 
+@needs("trainer")
 def _demo_seed(args: argparse.Namespace) -> int:
     from labelgrid.client import QueueClient
     from labelgrid.demo import seed_demo
@@ -192,6 +213,7 @@ def _agreement(args: argparse.Namespace) -> int:
     return 0
 
 
+@needs("widgets", "page")
 def _page(args: argparse.Namespace) -> int:
     from labelgrid.stack import page_command
 
@@ -199,6 +221,7 @@ def _page(args: argparse.Namespace) -> int:
     return 0
 
 
+@needs("trainer")
 def _trainer_run_once(args: argparse.Namespace) -> int:
     """One training run, then exit: for cron. Exit 0 when it ran (or all is labelled),
     2 when there were not enough labels, 1 when the model failed."""
@@ -234,6 +257,7 @@ def _trainer_run_once(args: argparse.Namespace) -> int:
     return 0 if result.ok else (2 if result.status == "not_enough_labels" else 1)
 
 
+@needs("queue", "trainer")
 def _stack(args: argparse.Namespace) -> int:
     from labelgrid.stack import run_stack
 
@@ -382,8 +406,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.command_name = " ".join(
+        str(getattr(args, key)) for key in ("command", "action") if getattr(args, key, None)
+    )
+    try:
+        return args.func(args)
+    except MissingExtra as exc:
+        print(f"labelgrid: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import numpy as np
 
 from labelgrid import arrays, channels, payloads
 from labelgrid import features as features_mod
+from labelgrid.extras import MissingExtra, install_command
 from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
 
 T = TypeVar("T")
@@ -26,6 +27,12 @@ CHUNK_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
 PROGRESS_ITEMS = 20_000
+
+
+def _has_tqdm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tqdm") is not None
 
 
 @dataclass(frozen=True)
@@ -193,11 +200,11 @@ class QueueClient:
 
         With `key`, repeating the call is a no-op returning the same ids, and the call is
         retried on UNAVAILABLE; without one it is sent once. Values the contract cannot carry
-        exactly raise ValueError before anything is sent. A progress bar (tqdm) shows for
-        more than PROGRESS_ITEMS items unless `progress=False`.
+        exactly raise ValueError before anything is sent. A progress bar (tqdm, installed with
+        labelgrid[widgets]) shows for more than PROGRESS_ITEMS items unless `progress=False`.
         """
         total = len(features)
-        show = progress if progress is not None else total >= PROGRESS_ITEMS
+        show = progress if progress is not None else total >= PROGRESS_ITEMS and _has_tqdm()
         messages = _add_plan(project, features, labels, priorities, key, chunk_bytes)
 
         def requests() -> Iterator[queue_pb2.AddFeaturesRequest]:
@@ -205,7 +212,12 @@ class QueueClient:
             if not show:
                 yield from chunks
                 return
-            from tqdm.auto import tqdm
+            try:
+                from tqdm.auto import tqdm
+            except ImportError as exc:
+                raise MissingExtra(
+                    f"progress=True needs tqdm: {install_command('widgets')}"
+                ) from exc
 
             with tqdm(total=total, desc=f"adding to {project}", unit="item") as bar:
                 for msg in chunks:

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import grpc
-from sqlalchemy.orm import Session
 
 from labelgrid.client import QueueClient
+from labelgrid.extras import require
 from labelgrid_proto.v1 import queue_pb2
 
 
@@ -33,6 +33,7 @@ class ProjectQueue:
         self.connection_string = connection_string
         self._sqlview = None
         if connection_string is not None:
+            require("queue", "connection_string= (the queue service in this process)")
             from labelgrid.embedded import embedded_service
 
             self.service = embedded_service(connection_string)
@@ -67,7 +68,8 @@ class ProjectQueue:
         return self._sqlview
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self) -> Iterator[Any]:
+        """A SQLAlchemy `Session` on the project's database (embedded mode only)."""
         with self._view().session() as session:
             yield session
 

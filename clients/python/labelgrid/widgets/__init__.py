@@ -1,5 +1,13 @@
-"""Notebook widgets; importing this needs ipywidgets (the services never do)."""
+"""Notebook widgets (labelgrid[widgets]); the services and plain clients never import this."""
 
-from labelgrid.widgets.labeller import ClassLabeller, MultiClassLabeller, SemiSupervisor
+from labelgrid.extras import require
+
+require("widgets", "the labelling widgets")
+
+from labelgrid.widgets.labeller import (  # noqa: E402  (after the one-line extra check)
+    ClassLabeller,
+    MultiClassLabeller,
+    SemiSupervisor,
+)
 
 __all__ = ["ClassLabeller", "MultiClassLabeller", "SemiSupervisor"]

@@ -23,6 +23,7 @@ from IPython.display import display
 
 from labelgrid import features as features_mod
 from labelgrid.connection import ProjectQueue
+from labelgrid.extras import require
 from labelgrid.widgets import display as show
 from labelgrid.widgets.session import LabellingSession
 
@@ -366,6 +367,7 @@ class ClassLabeller(widgets.VBox):
         if self.classifier is None:
             raise ValueError("no classifier: build the widget with classifier=... to retrain")
         if self._learner is None:
+            require("trainer", "retrain() and orchestrate()")
             from trainer_service.loop import ActiveLearner
 
             self._learner = ActiveLearner(
