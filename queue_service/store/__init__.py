@@ -1,24 +1,19 @@
-"""All of the queue's SQL, for SQLite and PostgreSQL, in one place.
+"""The queue's state in one SQL database (SQLite or PostgreSQL), as a package by concern.
 
-Every method is one short transaction. Lease times come from the database clock only
-(`_NOW`), so a client's clock never decides who holds an item. On PostgreSQL pops use
-`FOR UPDATE SKIP LOCKED`; on SQLite every write transaction is `BEGIN IMMEDIATE` and
-writes from this process are also serialised by an asyncio lock, so threads do not spin
-on the database lock.
+Leasing (k = 1 and k > 1) is still in this module; projects, ingest, priorities, streams,
+progress, tokens and runs have their own, sharing a `Database` (database.py) whose dialect
+(store/sql/) holds all SQL that differs between the databases. Lease times come from the
+database clock only, so a client's clock never decides who holds an item.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import io
 import json
-import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
-import asyncpg
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -27,12 +22,9 @@ from queue_service import db
 from queue_service.auth import Principal
 from queue_service.consensus import modal_fraction
 from queue_service.errors import (
-    AlreadyExists,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     ResourceExhausted,
-    Unavailable,
 )
 from queue_service.schema import (
     ADJUDICATION,
@@ -40,15 +32,19 @@ from queue_service.schema import (
     DONE,
     EXPIRED,
     IN_REVIEW,
-    KIND_ARRAY,
     LABEL,
     LEASED,
     LIVE,
     RELEASED,
     REVIEW,
     SUBMITTED,
-    UNRANKED,
 )
+from queue_service.store.database import Database
+from queue_service.store.ingest import ANALYZE_AFTER_ROWS, IMPORT_WORKER, Ingest
+from queue_service.store.priorities import Priorities
+from queue_service.store.progress import Progress
+from queue_service.store.projects import Projects
+from queue_service.store.records import INPUT_COLUMNS, ITEM_COLUMNS
 from queue_service.store.rows import (
     AnnotationRow,
     InputRow,
@@ -59,84 +55,33 @@ from queue_service.store.rows import (
     SubmitResult,
     TrainingRunRow,
     VoteRow,
-    input_records,
     input_row,
 )
+from queue_service.store.runs import Runs
+from queue_service.store.sql.postgres import POP, SUBMIT, copy_records, copy_stream
+from queue_service.store.streams import Streams
+from queue_service.store.tokens import Tokens
 
-_NOW = {
-    "postgresql": "extract(epoch from clock_timestamp())::float8",
-    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
-}
-
-log = logging.getLogger("labelgrid.queue")
-
-IMPORT_WORKER = "(import)"
-# after a bulk insert this large, PostgreSQL's statistics are refreshed at once: until
-# autovacuum gets to it the planner thinks the table is empty, and a Pop sorts every item
-# (31 ms instead of 0.2 ms for 100,000 items)
-ANALYZE_AFTER_ROWS = 5000
-
-
-ITEM_COLUMNS = (
-    "id",
-    "project_id",
-    "batch_id",
-    "status",
-    "priority",
-    "inserted_at",
-    "completed_at",
-)
-INPUT_COLUMNS = ("item_id", "kind", "dtype", "shape", "data", "text", "metadata")
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-
-
-def copy_records(n: int, fields: list[tuple[str, str]]) -> np.ndarray:
-    """A record array laid out as PostgreSQL's binary COPY tuples of fixed-size fields:
-    a field count, then each field's length and big-endian value. Fill the named fields."""
-    layout: list[tuple[str, str]] = [("_count", ">i2")]
-    for name, kind in fields:
-        layout += [(f"_{name}_len", ">i4"), (name, kind)]
-    records = np.zeros(n, dtype=np.dtype(layout))
-    records["_count"] = len(fields)
-    for name, _ in fields:
-        records[f"_{name}_len"] = records.dtype.fields[name][0].itemsize
-    return records
-
-
-def copy_stream(records: np.ndarray) -> bytes:
-    return _COPY_HEADER + records.tobytes() + b"\xff\xff"
-
-
-_PG_NOW = _NOW["postgresql"]
-# $1 project, $2 worker, $3 n, $4 most leases, $5 token, $6 lease seconds
-_POP_POSTGRES = (
-    f"WITH held AS (SELECT COUNT(*) AS c FROM items WHERE project_id = $1 "
-    f"AND status = {LEASED} AND leased_by = $2 AND lease_expires_at > {_PG_NOW}), "
-    "avail AS (SELECT id, priority FROM items WHERE project_id = $1 AND "
-    f"status = {AVAILABLE} ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED), "
-    "expired AS (SELECT id, priority FROM items WHERE project_id = $1 AND "
-    f"status = {LEASED} AND lease_expires_at <= {_PG_NOW} "
-    "ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED), "
-    "picked AS (SELECT id FROM (SELECT * FROM avail UNION ALL "
-    "SELECT * FROM expired) c WHERE (SELECT c FROM held) + $3 <= $4 "
-    "ORDER BY priority DESC, id LIMIT $3), "
-    f"leased AS (UPDATE items SET status = {LEASED}, lease_token = $5, "
-    f"leased_by = $2, lease_expires_at = {_PG_NOW} + $6 FROM picked "
-    "WHERE items.id = picked.id "
-    "RETURNING items.id, items.priority, items.lease_expires_at) "
-    "SELECT h.c AS held, l.id, l.priority, l.lease_expires_at, i.kind, "
-    "i.dtype, i.shape, i.data, i.text, i.metadata FROM held h LEFT JOIN "
-    "(leased l JOIN item_inputs i ON i.item_id = l.id) ON true"
-)
-# $1 item, $2 project, $3 token, $4 worker, $5 labels (JSON)
-_SUBMIT_POSTGRES = (
-    f"WITH upd AS (UPDATE items SET status = {DONE}, completed_at = {_PG_NOW}, "
-    "lease_token = NULL, lease_expires_at = NULL WHERE id = $1 AND "
-    f"project_id = $2 AND status <> {DONE} AND lease_token = $3 AND "
-    "leased_by = $4 RETURNING id) INSERT INTO annotations (project_id, "
-    "item_id, worker_id, labels, lease_token, created_at) "
-    f"SELECT $2, id, $4, $5, $3, {_PG_NOW} FROM upd RETURNING id"
-)
+# re-exported: what callers imported from store.py
+__all__ = [
+    "ANALYZE_AFTER_ROWS",
+    "IMPORT_WORKER",
+    "INPUT_COLUMNS",
+    "ITEM_COLUMNS",
+    "AnnotationRow",
+    "InputRow",
+    "ItemRow",
+    "ProgressRow",
+    "ProjectRow",
+    "RowBlock",
+    "Store",
+    "SubmitResult",
+    "TrainingRunRow",
+    "VoteRow",
+    "copy_records",
+    "copy_stream",
+    "next_token",
+]
 
 
 def _same_resubmit(item_id: int, stored: str, labels: list[str]) -> None:
@@ -154,21 +99,23 @@ def next_token(token: str, item_id: int) -> str:
 
 
 class Store:
-    """The queue's state in one SQL database; stateless apart from a cache of projects."""
+    """The queue's state in one SQL database; stateless apart from a cache of projects.
+    Leasing is still here; every other concern has its module, and all SQL that differs
+    between the databases is in the dialect (store/sql/)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.dialect = engine.dialect.name
+        self.db = Database(engine)
         self.postgres = db.is_postgres(engine)
-        self._now = _NOW[self.dialect]
-        self._lock = "FOR UPDATE" if self.postgres else ""
-        self._key_lock = "FOR NO KEY UPDATE" if self.postgres else ""
-        self._skip = "FOR UPDATE SKIP LOCKED" if self.postgres else ""
-        self._write_lock = asyncio.Lock()
-        # single statements that need no explicit transaction (one round trip)
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._projects: dict[str, ProjectRow] = {}
-        self._tasks: set[asyncio.Task] = set()
+        dialect = self.db.dialect
+        self._now, self._lock, self._skip = dialect.now, dialect.lock, dialect.skip
+        self._projects = Projects(self.db)
+        self._ingest = Ingest(self.db)
+        self._priorities = Priorities(self.db)
+        self._streams = Streams(self.db)
+        self._tokens = Tokens(self.db)
+        self._runs = Runs(self.db)
+        self._progress = Progress(self.db)
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10, sqlite_synchronous: str = "FULL") -> Store:
@@ -177,140 +124,24 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.engine.dispose()
+        await self.db.close()
 
-    def _refresh_statistics(self) -> None:
-        """ANALYZE the item tables in the background (PostgreSQL), once per burst."""
-        if not self.postgres or self._tasks:
-            return
-
-        async def analyze() -> None:
-            try:
-                async with self._autocommit.connect() as conn:
-                    await conn.execute(sa.text("ANALYZE items, item_inputs, assignments"))
-            except Exception as exc:  # autovacuum will get there; serving goes on
-                log.warning("ANALYZE after a bulk insert failed", extra={"error": str(exc)})
-
-        task = asyncio.get_running_loop().create_task(analyze())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # -- transactions -------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        lock = contextlib.nullcontext() if self.postgres else self._write_lock
-        async with lock, self.engine.begin() as conn:
-            yield conn
-
-    @contextlib.asynccontextmanager
-    async def _read(self, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            options: dict[str, str] = {"sqlite_begin": "DEFERRED"}
-            if snapshot and self.postgres:
-                options["isolation_level"] = "REPEATABLE READ"
-            await conn.execution_options(**options)
-            async with conn.begin():
-                yield conn
+    def _write(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return self.db.write()
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        await self.db.ping()
 
     # -- projects -----------------------------------------------------------------------
 
-    _PROJECT_COLS = (
-        "id, name, options, multi_label, allow_other, lease_seconds, model_version, created_at, "
-        "overlap, max_overlap, review_threshold, reviewers"
-    )
-
-    @staticmethod
-    def _project(row: sa.Row) -> ProjectRow:
-        return ProjectRow(
-            id=row.id,
-            name=row.name,
-            options=tuple(json.loads(row.options)),
-            multi_label=bool(row.multi_label),
-            allow_other=bool(row.allow_other),
-            lease_seconds=row.lease_seconds,
-            model_version=row.model_version,
-            created_at=row.created_at,
-            overlap=row.overlap,
-            max_overlap=row.max_overlap,
-            review_threshold=row.review_threshold,
-            reviewers=tuple(json.loads(row.reviewers)),
-        )
-
     async def create_project(self, spec: ProjectRow, exist_ok: bool) -> tuple[ProjectRow, bool]:
-        """Create a project with the settings of `spec` (its id, version and time are
-        ignored); settings never change afterwards."""
-        name = spec.name
-        async with self._write() as conn:
-            row = (
-                await conn.execute(
-                    sa.text(f"SELECT {self._PROJECT_COLS} FROM projects WHERE name = :n"),
-                    {"n": name},
-                )
-            ).first()
-            if row is not None:
-                existing = self._project(row)
-                same = existing.settings() == spec.settings()
-                if exist_ok and same:
-                    return existing, False
-                why = "" if same else " with different settings"
-                raise AlreadyExists(f"project {name!r} already exists{why}")
-            row = (
-                await conn.execute(
-                    sa.text(
-                        "INSERT INTO projects (name, options, multi_label, allow_other, "
-                        "lease_seconds, model_version, created_at, overlap, max_overlap, "
-                        "review_threshold, reviewers) VALUES (:n, :o, :m, :a, :l, 0, "
-                        f"{self._now}, :k, :kmax, :rt, :rv) RETURNING {self._PROJECT_COLS}"
-                    ),
-                    {
-                        "n": name,
-                        "o": json.dumps(list(spec.options)),
-                        "m": spec.multi_label,
-                        "a": spec.allow_other,
-                        "l": spec.lease_seconds,
-                        "k": spec.overlap,
-                        "kmax": spec.max_overlap,
-                        "rt": spec.review_threshold,
-                        "rv": json.dumps(list(spec.reviewers)),
-                    },
-                )
-            ).one()
-            return self._project(row), True
+        return await self._projects.create(spec, exist_ok)
 
     async def get_project(self, name: str, fresh: bool = False) -> ProjectRow:
-        """A project by name; settings are immutable, so a cached copy serves all but
-        `model_version` (pass fresh=True to read that)."""
-        if not fresh and name in self._projects:
-            return self._projects[name]
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    sa.text(f"SELECT {self._PROJECT_COLS} FROM projects WHERE name = :n"),
-                    {"n": name},
-                )
-            ).first()
-        if row is None:
-            raise NotFound(f"project {name!r} does not exist; create it with CreateProject")
-        project = self._project(row)
-        self._projects[name] = project
-        return project
+        return await self._projects.get(name, fresh)
 
     async def list_projects(self) -> list[ProjectRow]:
-        async with self._read() as conn:
-            rows = await conn.execute(
-                sa.text(f"SELECT {self._PROJECT_COLS} FROM projects ORDER BY id")
-            )
-            return [self._project(r) for r in rows]
-
-    # -- adding items -------------------------------------------------------------------
+        return await self._projects.all()
 
     async def add_items(
         self,
@@ -321,188 +152,55 @@ class Store:
         key: str | None,
         digest: str,
     ) -> tuple[list[int], bool]:
-        """Insert items all-or-nothing; a known idempotency key returns the first call's ids.
-        `inputs` are single items and blocks of array rows, in order; `labels` and
-        `priorities` have one entry per item."""
-        count = sum(seg.n if isinstance(seg, RowBlock) else 1 for seg in inputs)
-        async with self._write() as conn:
-            batch_id = None
-            if key:
-                known = (
-                    await conn.execute(
-                        sa.text(
-                            f"SELECT id, digest FROM batches WHERE project_id = :p AND key = :k "
-                            f"{self._lock}"
-                        ),
-                        {"p": project.id, "k": key},
-                    )
-                ).first()
-                if known is not None:
-                    if known.digest != digest:
-                        raise AlreadyExists(
-                            f"idempotency key {key!r} was used before for different data in "
-                            f"project {project.name!r}; use a new key for new data"
-                        )
-                    ids = await conn.execute(
-                        sa.text("SELECT id FROM items WHERE batch_id = :b ORDER BY id"),
-                        {"b": known.id},
-                    )
-                    return [r.id for r in ids], True
-                batch_id = (
-                    await conn.execute(
-                        sa.text(
-                            "INSERT INTO batches (project_id, key, digest, count, created_at) "
-                            f"VALUES (:p, :k, :d, :c, {self._now}) RETURNING id"
-                        ),
-                        {"p": project.id, "k": key, "d": digest, "c": count},
-                    )
-                ).scalar_one()
-            if not count:
-                return [], False
-            now = (await conn.execute(sa.text(f"SELECT {self._now}"))).scalar_one()
-            ids = await self._reserve_ids(conn, count)
-            if self.postgres and not any(labels):
-                await self._copy_items(conn, project, batch_id, ids, priorities, now)
-                await self._copy_inputs(conn, ids, inputs)
-            else:
-                await self._insert_rows(
-                    conn, project, batch_id, ids, inputs, labels, priorities, now
-                )
-        if len(ids) >= ANALYZE_AFTER_ROWS:
-            self._refresh_statistics()
-        return ids, False
+        return await self._ingest.add_items(project, inputs, labels, priorities, key, digest)
 
-    async def _insert_rows(
-        self,
-        conn: AsyncConnection,
-        project: ProjectRow,
-        batch_id: int | None,
-        ids: list[int],
-        inputs: Sequence[InputRow | RowBlock],
-        labels: list[list[str] | None],
-        priorities: list[float] | None,
-        now: float,
-    ) -> None:
-        """The general insert: labelled items (with their imported annotations), SQLite."""
-        count = len(ids)
-        status = [DONE if lab else AVAILABLE for lab in labels]
-        prio = priorities if priorities is not None else [UNRANKED] * count
-        item_rows = [
-            (i, project.id, batch_id, s, p, now, now if s == DONE else None)
-            for i, s, p in zip(ids, status, prio, strict=True)
-        ]
-        input_rows = list(input_records(ids, inputs))
-        await self._bulk_insert(conn, "items", ITEM_COLUMNS, item_rows)
-        await self._bulk_insert(conn, "item_inputs", INPUT_COLUMNS, input_rows)
-        done = [
-            {
-                "p": project.id,
-                "i": i,
-                "w": IMPORT_WORKER,
-                "l": json.dumps(lab),
-                "t": now,
-            }
-            for i, lab in zip(ids, labels, strict=True)
-            if lab
-        ]
-        if done:
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO annotations (project_id, item_id, worker_id, labels, "
-                    "created_at) VALUES (:p, :i, :w, :l, :t)"
-                ),
-                done,
-            )
+    async def update_priorities(
+        self, project: ProjectRow, version: int, ids: np.ndarray, priorities: np.ndarray
+    ) -> tuple[int, int]:
+        return await self._priorities.update(project, version, ids, priorities)
 
-    async def _reserve_ids(self, conn: AsyncConnection, n: int) -> list[int]:
-        if self.postgres:
-            raw = await conn.get_raw_connection()
-            return await raw.driver_connection.fetchval(  # type: ignore[union-attr]
-                "SELECT array_agg(nextval('items_id_seq')) FROM generate_series(1, $1)", n
-            )
-        # SQLite: this transaction holds the write lock, so max(id) cannot move under us.
-        top = (await conn.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM items"))).scalar_one()
-        return list(range(top + 1, top + 1 + n))
+    # -- reading ------------------------------------------------------------------------
 
-    async def _copy_items(
-        self,
-        conn: AsyncConnection,
-        project: ProjectRow,
-        batch_id: int | None,
-        ids: list[int],
-        priorities: list[float] | None,
-        now: float,
-    ) -> None:
-        """Unlabelled items by binary COPY, built as one numpy record array (PostgreSQL)."""
-        n = len(ids)
-        fields = [("id", ">i8"), ("project_id", ">i4")]
-        if batch_id is not None:
-            fields.append(("batch_id", ">i4"))
-        fields += [("status", ">i2"), ("priority", ">f8"), ("inserted_at", ">f8")]
-        columns = [name for name, _ in fields]
-        table = copy_records(n, fields)
-        table["id"] = ids
-        table["project_id"] = project.id
-        if batch_id is not None:
-            table["batch_id"] = batch_id
-        table["status"] = AVAILABLE
-        table["priority"] = UNRANKED if priorities is None else priorities
-        table["inserted_at"] = now
-        await self._copy(conn, "items", columns, table)
+    async def labelled_chunk(
+        self, project: ProjectRow, after: int, limit: int, with_inputs: bool
+    ) -> list[AnnotationRow]:
+        return await self._streams.labelled_chunk(project, after, limit, with_inputs)
 
-    async def _copy_inputs(
-        self, conn: AsyncConnection, ids: list[int], inputs: Sequence[InputRow | RowBlock]
-    ) -> None:
-        """Blocks of array rows by binary COPY (one numpy record array per block); single
-        items as records."""
-        at = 0
-        singles: list[tuple[int, InputRow]] = []
-        for seg in inputs:
-            if not isinstance(seg, RowBlock):
-                singles.append((ids[at], seg))
-                at += 1
-                continue
-            dtype, shape = seg.dtype.encode(), seg.shape.encode()
-            fields = [
-                ("item_id", ">i8"),
-                ("kind", ">i2"),
-                ("dtype", f"S{len(dtype)}"),
-                ("shape", f"S{len(shape)}"),
-                ("data", f"V{seg.stride}"),
-            ]
-            table = copy_records(seg.n, fields)
-            table["item_id"] = ids[at : at + seg.n]
-            table["kind"] = KIND_ARRAY
-            table["dtype"] = dtype
-            table["shape"] = shape
-            if seg.stride:
-                table["data"] = np.frombuffer(seg.data, dtype=f"V{seg.stride}", count=seg.n)
-            await self._copy(conn, "item_inputs", [f for f, _ in fields], table)
-            at += seg.n
-        if singles:
-            records = list(input_records([i for i, _ in singles], [x for _, x in singles]))
-            await self._bulk_insert(conn, "item_inputs", INPUT_COLUMNS, records)
+    async def votes(self, project: ProjectRow) -> list[VoteRow]:
+        return await self._streams.votes(project)
 
-    async def _copy(
-        self, conn: AsyncConnection, table: str, columns: list[str], records: np.ndarray
-    ) -> None:
-        raw = await conn.get_raw_connection()
-        await raw.driver_connection.copy_to_table(  # type: ignore[union-attr]
-            table, source=io.BytesIO(copy_stream(records)), columns=columns, format="binary"
-        )
+    async def item_inputs(self, ids: Sequence[int]) -> dict[int, InputRow]:
+        return await self._streams.item_inputs(ids)
 
-    async def _bulk_insert(
-        self, conn: AsyncConnection, table: str, columns: Sequence[str], rows: list[tuple]
-    ) -> None:
-        if self.postgres:
-            raw = await conn.get_raw_connection()
-            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                table, records=rows, columns=list(columns)
-            )
-            return
-        names = ", ".join(columns)
-        marks = ", ".join("?" * len(columns))
-        await conn.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+    async def unlabelled_chunk(
+        self, project: ProjectRow, after: int, limit: int, ids_only: bool = False
+    ) -> list[ItemRow]:
+        return await self._streams.unlabelled_chunk(project, after, limit, ids_only)
+
+    async def progress(self, project: ProjectRow) -> ProgressRow:
+        return await self._progress.read(project)
+
+    # -- API tokens and training history -------------------------------------------------
+
+    async def create_token(
+        self, name: str, role: str, projects: list[str] | None, any_worker: bool, digest: str
+    ) -> int:
+        return await self._tokens.create(name, role, projects, any_worker, digest)
+
+    async def list_tokens(self) -> list[dict]:
+        return await self._tokens.all()
+
+    async def revoke_token(self, name: str) -> bool:
+        return await self._tokens.revoke(name)
+
+    async def find_token(self, digest: str) -> Principal | None:
+        return await self._tokens.find(digest)
+
+    async def record_run(self, project: ProjectRow, run: TrainingRunRow) -> int:
+        return await self._runs.record(project, run)
+
+    async def list_runs(self, project: ProjectRow) -> list[TrainingRunRow]:
+        return await self._runs.all(project)
 
     # -- leasing ------------------------------------------------------------------------
 
@@ -579,22 +277,7 @@ class Store:
         )
 
     async def _fetch(self, sql: str, *args: object) -> list:
-        """One statement straight on asyncpg (prepared once per connection, autocommitted):
-        the two hot paths skip SQLAlchemy's execution layer, about a third of their CPU.
-        A connection that failed is dropped from the pool, and the caller gets UNAVAILABLE."""
-        async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            for attempt in range(3):
-                try:
-                    return await raw.driver_connection.fetch(sql, *args)  # type: ignore[union-attr]
-                except asyncpg.DeadlockDetectedError:
-                    # the statement was rolled back whole, so running it again is safe
-                    if attempt == 2:
-                        raise
-                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
-                    await conn.invalidate()
-                    raise Unavailable(f"database unavailable: {type(exc).__name__}; retry") from exc
-            raise AssertionError("unreachable")
+        return await self.db.dialect.fetch(sql, *args)  # type: ignore[union-attr]
 
     async def _pop_postgres(
         self,
@@ -609,7 +292,7 @@ class Store:
         token = token or secrets.token_hex(16)
         limit = max_leases if max_leases is not None else 2**62
         rows = await self._fetch(
-            _POP_POSTGRES, project.id, worker, n, limit, token, float(project.lease_seconds)
+            POP, project.id, worker, n, limit, token, float(project.lease_seconds)
         )
         items = [
             ItemRow(
@@ -633,9 +316,7 @@ class Store:
     ) -> int | None:
         """The common case in one statement: the lease is live and ours, so close the item
         and record the annotation. None means: take the careful path."""
-        rows = await self._fetch(
-            _SUBMIT_POSTGRES, item_id, project.id, token, worker, json.dumps(labels)
-        )
+        rows = await self._fetch(SUBMIT, item_id, project.id, token, worker, json.dumps(labels))
         return rows[0]["id"] if rows else None
 
     async def submit(
@@ -1209,293 +890,3 @@ class Store:
             conn, [(ann.item_id, item.priority, item.stage)], token, expires
         )
         return row, json.loads(ann.labels)
-
-    # -- priorities ---------------------------------------------------------------------
-
-    async def update_priorities(
-        self, project: ProjectRow, version: int, ids: np.ndarray, priorities: np.ndarray
-    ) -> tuple[int, int]:
-        """Apply priorities from one model version; an older version than the newest applied
-        is refused, so priorities never go back to a staler model."""
-        async with self._write() as conn:
-            current = (
-                await conn.execute(
-                    # NO KEY UPDATE serialises priority updates without blocking the
-                    # foreign-key check (KEY SHARE) of a Submit that holds an item row this
-                    # update waits for: FOR UPDATE here deadlocked the two
-                    sa.text(f"SELECT model_version FROM projects WHERE id = :p {self._key_lock}"),
-                    {"p": project.id},
-                )
-            ).scalar_one()
-            if version < current:
-                raise FailedPrecondition(
-                    f"model version {version} is older than the applied version {current}; "
-                    "priorities from a stale model are not applied"
-                )
-            if len(ids):
-                updated = await self._set_priorities(conn, project.id, ids, priorities)
-                if updated != len(ids):
-                    raise InvalidArgument(
-                        f"{len(ids) - updated} of {len(ids)} ids are not items of project "
-                        f"{project.name!r}; nothing was updated"
-                    )
-            await conn.execute(
-                sa.text("UPDATE projects SET model_version = :v WHERE id = :p"),
-                {"v": version, "p": project.id},
-            )
-            return len(ids), version
-
-    async def _set_priorities(
-        self, conn: AsyncConnection, project_id: int, ids: np.ndarray, priorities: np.ndarray
-    ) -> int:
-        if self.postgres:
-            result = await conn.execute(
-                sa.text(
-                    "UPDATE items SET priority = u.p FROM unnest(CAST(:ids AS bigint[]), "
-                    "CAST(:ps AS float8[])) AS u(id, p) WHERE items.id = u.id AND "
-                    "items.project_id = :proj"
-                ),
-                {"ids": ids.tolist(), "ps": priorities.tolist(), "proj": project_id},
-            )
-            return result.rowcount
-        await conn.exec_driver_sql(
-            "CREATE TEMP TABLE IF NOT EXISTS new_priority (id INTEGER PRIMARY KEY, p REAL)"
-        )
-        await conn.exec_driver_sql("DELETE FROM new_priority")
-        await conn.exec_driver_sql(
-            "INSERT INTO new_priority (id, p) VALUES (?, ?)",
-            list(zip(ids.tolist(), priorities.tolist(), strict=True)),
-        )
-        result = await conn.exec_driver_sql(
-            "UPDATE items SET priority = new_priority.p FROM new_priority "
-            "WHERE items.id = new_priority.id AND items.project_id = ?",
-            (project_id,),
-        )
-        await conn.exec_driver_sql("DELETE FROM new_priority")
-        return result.rowcount
-
-    # -- reading ------------------------------------------------------------------------
-
-    async def labelled_chunk(
-        self, project: ProjectRow, after: int, limit: int, with_inputs: bool
-    ) -> list[AnnotationRow]:
-        cols = ", i.kind, i.dtype, i.shape, i.data, i.text, i.metadata" if with_inputs else ""
-        join = " JOIN item_inputs i ON i.item_id = a.item_id" if with_inputs else ""
-        async with self._read() as conn:
-            rows = await conn.execute(
-                sa.text(
-                    f"SELECT a.id, a.item_id, a.labels, a.worker_id, a.created_at{cols} "
-                    f"FROM annotations a{join} WHERE a.project_id = :p AND a.id > :c "
-                    "ORDER BY a.id LIMIT :n"
-                ),
-                {"p": project.id, "c": after, "n": limit},
-            )
-            return [
-                AnnotationRow(
-                    r.id,
-                    r.item_id,
-                    json.loads(r.labels),
-                    r.worker_id,
-                    r.created_at,
-                    input_row(r) if with_inputs else None,
-                )
-                for r in rows
-            ]
-
-    async def votes(self, project: ProjectRow) -> list[VoteRow]:
-        """Every annotation of the project, labels only, with whether its item is done:
-        what agreement and consensus are computed from (in one snapshot)."""
-        async with self._read(snapshot=True) as conn:
-            rows = await conn.execute(
-                sa.text(
-                    "SELECT a.id, a.item_id, a.worker_id, a.labels, a.kind, a.created_at, "
-                    f"CASE WHEN it.status = {DONE} THEN 1 ELSE 0 END AS done FROM annotations a "
-                    "JOIN items it ON it.id = a.item_id WHERE a.project_id = :p ORDER BY a.id"
-                ),
-                {"p": project.id},
-            )
-            return [
-                VoteRow(
-                    r.id,
-                    r.item_id,
-                    r.worker_id,
-                    tuple(json.loads(r.labels)),
-                    r.kind,
-                    r.created_at,
-                    bool(r.done),
-                )
-                for r in rows
-            ]
-
-    async def item_inputs(self, ids: Sequence[int]) -> dict[int, InputRow]:
-        async with self._read() as conn:
-            return await self._inputs(conn, ids)
-
-    async def unlabelled_chunk(
-        self, project: ProjectRow, after: int, limit: int, ids_only: bool = False
-    ) -> list[ItemRow]:
-        if ids_only:
-            async with self._read() as conn:
-                rows = await conn.execute(
-                    sa.text(
-                        "SELECT id, priority FROM items WHERE project_id = :p AND "
-                        f"status <> {DONE} AND id > :c ORDER BY id LIMIT :n"
-                    ),
-                    {"p": project.id, "c": after, "n": limit},
-                )
-                return [ItemRow(r.id, None, r.priority) for r in rows]
-        async with self._read() as conn:
-            rows = await conn.execute(
-                sa.text(
-                    "SELECT it.id, it.priority, i.kind, i.dtype, i.shape, i.data, i.text, "
-                    "i.metadata FROM items it JOIN item_inputs i ON i.item_id = it.id "
-                    f"WHERE it.project_id = :p AND it.status <> {DONE} AND it.id > :c "
-                    "ORDER BY it.id LIMIT :n"
-                ),
-                {"p": project.id, "c": after, "n": limit},
-            )
-            return [ItemRow(r.id, input_row(r), r.priority) for r in rows]
-
-    # -- API tokens -----------------------------------------------------------------------
-
-    async def create_token(
-        self, name: str, role: str, projects: list[str] | None, any_worker: bool, digest: str
-    ) -> int:
-        async with self._write() as conn:
-            taken = (
-                await conn.execute(sa.text("SELECT id FROM tokens WHERE name = :n"), {"n": name})
-            ).first()
-            if taken is not None:
-                raise AlreadyExists(f"a token named {name!r} exists; revoke it or pick a new name")
-            return (
-                await conn.execute(
-                    sa.text(
-                        "INSERT INTO tokens (name, token_hash, role, projects, any_worker, "
-                        f"created_at) VALUES (:n, :h, :r, :p, :a, {self._now}) RETURNING id"
-                    ),
-                    {
-                        "n": name,
-                        "h": digest,
-                        "r": role,
-                        "a": any_worker,
-                        "p": None if projects is None else json.dumps(sorted(projects)),
-                    },
-                )
-            ).scalar_one()
-
-    async def list_tokens(self) -> list[dict]:
-        async with self._read() as conn:
-            rows = await conn.execute(
-                sa.text(
-                    "SELECT id, name, role, projects, any_worker, created_at, revoked_at "
-                    "FROM tokens ORDER BY id"
-                )
-            )
-            return [dict(r._mapping) for r in rows]
-
-    async def revoke_token(self, name: str) -> bool:
-        async with self._write() as conn:
-            result = await conn.execute(
-                sa.text(
-                    f"UPDATE tokens SET revoked_at = {self._now} WHERE name = :n "
-                    "AND revoked_at IS NULL"
-                ),
-                {"n": name},
-            )
-            return result.rowcount == 1
-
-    async def find_token(self, digest: str) -> Principal | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    sa.text(
-                        "SELECT name, role, projects, any_worker FROM tokens "
-                        "WHERE token_hash = :h AND revoked_at IS NULL"
-                    ),
-                    {"h": digest},
-                )
-            ).first()
-        if row is None:
-            return None
-        projects = None if row.projects is None else frozenset(json.loads(row.projects))
-        return Principal(row.name, row.role, projects, bool(row.any_worker))
-
-    # -- training history ---------------------------------------------------------------
-
-    _RUN_COLS = (
-        "status, message, score, score_std, n_labels, n_scored, model_version, seconds, "
-        "started_at, trainer"
-    )
-
-    async def record_run(self, project: ProjectRow, run: TrainingRunRow) -> int:
-        async with self._write() as conn:
-            return (
-                await conn.execute(
-                    sa.text(
-                        f"INSERT INTO training_runs (project_id, {self._RUN_COLS}, recorded_at) "
-                        "VALUES (:p, :status, :message, :score, :score_std, :n_labels, "
-                        f":n_scored, :model_version, :seconds, :started_at, :trainer, {self._now}) "
-                        "RETURNING id"
-                    ),
-                    {"p": project.id, **vars(run)},
-                )
-            ).scalar_one()
-
-    async def list_runs(self, project: ProjectRow) -> list[TrainingRunRow]:
-        async with self._read() as conn:
-            rows = await conn.execute(
-                sa.text(
-                    f"SELECT {self._RUN_COLS} FROM training_runs WHERE project_id = :p ORDER BY id"
-                ),
-                {"p": project.id},
-            )
-            return [TrainingRunRow(**r._mapping) for r in rows]
-
-    async def progress(self, project: ProjectRow) -> ProgressRow:
-        """Exact counts read in one snapshot; nothing is cached."""
-        out = ProgressRow()
-        async with self._read(snapshot=True) as conn:
-            params = {"p": project.id}
-            counts = await conn.execute(
-                sa.text(
-                    "SELECT status, CASE WHEN status = 1 AND lease_expires_at <= "
-                    f"{self._now} THEN 1 ELSE 0 END AS expired, COUNT(*) AS n FROM items "
-                    "WHERE project_id = :p GROUP BY 1, 2"
-                ),
-                params,
-            )
-            for status, expired, n in counts:
-                out.total += n
-                if status == DONE:
-                    out.labelled += n
-                elif status == LEASED and not expired:
-                    out.leased += n
-                else:
-                    out.available += n
-                    if status == REVIEW:
-                        out.in_review += n
-            workers = await conn.execute(
-                sa.text(
-                    "SELECT worker_id, COUNT(*) FROM annotations WHERE project_id = :p "
-                    "GROUP BY worker_id"
-                ),
-                params,
-            )
-            out.workers = {w: n for w, n in workers}
-            out.annotations = sum(out.workers.values())
-            labels = await conn.execute(
-                sa.text(
-                    "SELECT labels, COUNT(*) FROM annotations WHERE project_id = :p GROUP BY labels"
-                ),
-                params,
-            )
-            for text, n in labels:
-                for label in json.loads(text):
-                    out.labels[label] = out.labels.get(label, 0) + n
-            out.last_annotation_id = (
-                await conn.execute(
-                    sa.text("SELECT COALESCE(MAX(id), 0) FROM annotations WHERE project_id = :p"),
-                    params,
-                )
-            ).scalar_one()
-        return out
