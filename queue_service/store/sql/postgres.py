@@ -81,6 +81,8 @@ def copy_stream(records: np.ndarray) -> bytes:
 
 
 class PostgresDialect:
+    """The `Dialect` of PostgreSQL (asyncpg); also runs the k = 1 hot path statements."""
+
     now = NOW
     lock = "FOR UPDATE"
     key_lock = "FOR NO KEY UPDATE"

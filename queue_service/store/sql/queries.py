@@ -39,6 +39,8 @@ def expanding(sql: str, name: str = "ids") -> TextClause:
 
 
 class Queries:
+    """All shared statements of one store, one attribute group per concern."""
+
     def __init__(self, d: Dialect) -> None:
         self.projects = ProjectQueries(d)
         self.ingest = IngestQueries(d)

@@ -28,6 +28,8 @@ APPLY_NEW_PRIORITY = (
 
 
 class SqliteDialect:
+    """The `Dialect` of SQLite (aiosqlite)."""
+
     now = NOW
     lock = ""
     key_lock = ""
