@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from queue_service import db as migrations
 from queue_service.auth import Principal
+from queue_service.db import create_engine, migrate
 from queue_service.store.database import Database
 from queue_service.store.ingest import Ingest
 from queue_service.store.leases import DirectLeases, Leases, SingleLeases
@@ -65,10 +65,8 @@ class Store:
 
     @classmethod
     async def open(cls, url: str, pool_size: int = 10, sqlite_synchronous: str = "FULL") -> Store:
-        engine = migrations.create_engine(
-            url, pool_size=pool_size, sqlite_synchronous=sqlite_synchronous
-        )
-        await migrations.migrate(engine)
+        engine = create_engine(url, pool_size=pool_size, sqlite_synchronous=sqlite_synchronous)
+        await migrate(engine)
         return cls(engine)
 
     async def close(self) -> None:
