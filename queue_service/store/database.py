@@ -1,0 +1,55 @@
+"""The engine, its dialect and the statements built for it: what every concern shares."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from queue_service.store.rows import InputRow, input_row
+from queue_service.store.sql import dialect_for
+from queue_service.store.sql.queries import Queries
+
+
+class Database:
+    """Every store method is one short transaction taken here: `write` (BEGIN IMMEDIATE
+    behind an asyncio lock on SQLite) or `read` (deferred; a repeatable-read snapshot on
+    PostgreSQL when asked)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = dialect_for(engine)
+        self.q = Queries(self.dialect)
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.dialect.write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def read(self, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**self.dialect.read_options(snapshot))
+            async with conn.begin():
+                yield conn
+
+    async def inputs(self, conn: AsyncConnection, ids: Sequence[int]) -> dict[int, InputRow]:
+        """The inputs of these items, by id (one query)."""
+        if not ids:
+            return {}
+        rows = await conn.execute(self.q.inputs, {"ids": list(ids)})
+        return {r.item_id: input_row(r) for r in rows}
+
+    async def lease_expiry(self, conn: AsyncConnection, seconds: float) -> float:
+        """When a lease taken now ends, by the database clock."""
+        return (await conn.execute(self.q.lease_expiry, {"l": seconds})).scalar_one()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.dialect.close()
+        await self.engine.dispose()

@@ -1,0 +1,40 @@
+"""GetProgress: exact counts read in one snapshot; nothing is cached."""
+
+from __future__ import annotations
+
+import json
+
+from queue_service.schema import DONE, LEASED, REVIEW
+from queue_service.store.database import Database
+from queue_service.store.rows import ProgressRow, ProjectRow
+
+
+class Progress:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.q = db.q.reads
+
+    async def read(self, project: ProjectRow) -> ProgressRow:
+        out = ProgressRow()
+        async with self.db.read(snapshot=True) as conn:
+            params = {"p": project.id}
+            for status, expired, n in await conn.execute(self.q.status_counts, params):
+                out.total += n
+                if status == DONE:
+                    out.labelled += n
+                elif status == LEASED and not expired:
+                    out.leased += n
+                else:
+                    out.available += n
+                    if status == REVIEW:
+                        out.in_review += n
+            workers = await conn.execute(self.q.worker_counts, params)
+            out.workers = {w: n for w, n in workers}
+            out.annotations = sum(out.workers.values())
+            for text, n in await conn.execute(self.q.label_counts, params):
+                for label in json.loads(text):
+                    out.labels[label] = out.labels.get(label, 0) + n
+            out.last_annotation_id = (
+                await conn.execute(self.q.last_annotation, params)
+            ).scalar_one()
+        return out

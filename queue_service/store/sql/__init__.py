@@ -1,0 +1,61 @@
+"""What differs between SQLite and PostgreSQL, behind one interface chosen when the store
+opens: each dialect's SQL lives in its own module, the shared statements in `queries`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from queue_service import db
+from queue_service.store.rows import InputRow, RowBlock
+from queue_service.store.sql.postgres import PostgresDialect
+from queue_service.store.sql.sqlite import SqliteDialect
+
+
+class Dialect(Protocol):
+    """The per-database half of the store. The clauses are spliced into the shared
+    statements once; the methods are the operations whose SQL differs outright."""
+
+    # seconds since the epoch by the database clock: leases never trust a client's clock
+    now: str
+    # row lock of a read-modify-write, and of a pick that skips rows others hold
+    lock: str
+    key_lock: str
+    skip: str
+    # held around every write transaction (SQLite serialises this process's writers)
+    write_lock: AbstractAsyncContextManager[Any]
+
+    def read_options(self, snapshot: bool) -> dict[str, str]: ...
+
+    async def reserve_ids(self, conn: AsyncConnection, n: int) -> list[int]: ...
+
+    async def bulk_insert(
+        self, conn: AsyncConnection, table: str, columns: tuple[str, ...], rows: list[tuple]
+    ) -> None: ...
+
+    async def insert_unlabelled(
+        self,
+        conn: AsyncConnection,
+        project_id: int,
+        batch_id: int | None,
+        ids: list[int],
+        inputs: Sequence[InputRow | RowBlock],
+        priorities: list[float] | None,
+        now: float,
+    ) -> None: ...
+
+    async def set_priorities(
+        self, conn: AsyncConnection, project_id: int, ids: np.ndarray, priorities: np.ndarray
+    ) -> int: ...
+
+    def refresh_statistics(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def dialect_for(engine: AsyncEngine) -> PostgresDialect | SqliteDialect:
+    return PostgresDialect(engine) if db.is_postgres(engine) else SqliteDialect(engine)

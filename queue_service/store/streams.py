@@ -1,0 +1,76 @@
+"""The read side: labelled and unlabelled items in id-ordered chunks (for streaming and
+export), every vote of a project (for agreement and consensus), and item inputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from queue_service.store.database import Database
+from queue_service.store.rows import (
+    AnnotationRow,
+    InputRow,
+    ItemRow,
+    ProjectRow,
+    VoteRow,
+    input_row,
+)
+
+
+class Streams:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.q = db.q.reads
+
+    async def labelled_chunk(
+        self, project: ProjectRow, after: int, limit: int, with_inputs: bool
+    ) -> list[AnnotationRow]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                self.q.labelled[with_inputs], {"p": project.id, "c": after, "n": limit}
+            )
+            return [
+                AnnotationRow(
+                    r.id,
+                    r.item_id,
+                    json.loads(r.labels),
+                    r.worker_id,
+                    r.created_at,
+                    input_row(r) if with_inputs else None,
+                )
+                for r in rows
+            ]
+
+    async def votes(self, project: ProjectRow) -> list[VoteRow]:
+        """Every annotation of the project, labels only, with whether its item is done:
+        what agreement and consensus are computed from (in one snapshot)."""
+        async with self.db.read(snapshot=True) as conn:
+            rows = await conn.execute(self.q.votes, {"p": project.id})
+            return [
+                VoteRow(
+                    r.id,
+                    r.item_id,
+                    r.worker_id,
+                    tuple(json.loads(r.labels)),
+                    r.kind,
+                    r.created_at,
+                    bool(r.done),
+                )
+                for r in rows
+            ]
+
+    async def item_inputs(self, ids: Sequence[int]) -> dict[int, InputRow]:
+        async with self.db.read() as conn:
+            return await self.db.inputs(conn, ids)
+
+    async def unlabelled_chunk(
+        self, project: ProjectRow, after: int, limit: int, ids_only: bool = False
+    ) -> list[ItemRow]:
+        params = {"p": project.id, "c": after, "n": limit}
+        if ids_only:
+            async with self.db.read() as conn:
+                rows = await conn.execute(self.q.unlabelled_ids, params)
+                return [ItemRow(r.id, None, r.priority) for r in rows]
+        async with self.db.read() as conn:
+            rows = await conn.execute(self.q.unlabelled, params)
+            return [ItemRow(r.id, input_row(r), r.priority) for r in rows]
