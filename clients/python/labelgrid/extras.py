@@ -23,7 +23,7 @@ class MissingExtra(ImportError):
 
 
 def install_command(extra: str) -> str:
-    return f"pip install 'labelgrid[{extra}]'"
+    return f"pip install 'labelgrid[{extra}]' (from a checkout: pip install '.[{extra}]')"
 
 
 def require(extra: str, what: str) -> None:
