@@ -27,6 +27,12 @@ from labelgrid.widgets import display as show
 from labelgrid.widgets.session import LabellingSession
 
 DEFAULT_PROJECT = "superintendent"
+#: shortcuts act on key release: ipyevents cancels every key event it watches (it calls
+#: preventDefault on them, whatever prevent_default_action says), and a cancelled keydown types
+#: nothing into the widget's text boxes; cancelling a keyup costs them nothing
+SHORTCUT_EVENT = "keyup"
+#: a key event on one of these is typing, never a shortcut
+TEXT_FIELDS = frozenset({"INPUT", "TEXTAREA", "SELECT"})
 
 
 def _default_worker() -> str:
@@ -49,6 +55,14 @@ def content_key(features: Any, labels: Any = None) -> str:
         digest.update(repr(features_mod.as_values(features)).encode())
     digest.update(repr(None if labels is None else list(labels)).encode())
     return "content-" + digest.hexdigest()[:40]
+
+
+def _is_shortcut(event: dict[str, Any]) -> bool:
+    """A key meant for the labeller: not typed into a text field, not a browser chord."""
+    target = event.get("target") or {}
+    if str(target.get("tagName", "")).upper() in TEXT_FIELDS:
+        return False
+    return not any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey"))
 
 
 class ClassLabeller(widgets.VBox):
@@ -173,6 +187,7 @@ class ClassLabeller(widgets.VBox):
         self.worker_box = widgets.Text(
             placeholder="your name or id", description="Worker id:", continuous_update=False
         )
+        self.worker_box.observe(self._on_worker_typed, "value")
         self.worker_button = self._button("Start labelling", lambda _b: self._on_worker_id())
         self.prompt = widgets.HBox([self.worker_box, self.worker_button])
         self.children = [
@@ -180,12 +195,13 @@ class ClassLabeller(widgets.VBox):
             self.output,
             self.message,
         ]
+        self.add_class("labelgrid-labeller")
         self._keyboard = None
         if keyboard_shortcuts:
             from ipyevents import Event
 
             self._keyboard = Event(
-                source=self, watched_events=["keydown"], prevent_default_action=False
+                source=self, watched_events=[SHORTCUT_EVENT], ignore_modifier_key_events=True
             )
             self._keyboard.on_dom_event(self.on_key)
 
@@ -255,7 +271,14 @@ class ClassLabeller(widgets.VBox):
             self.session.start()
         self._render()
 
+    def _on_worker_typed(self, change: dict[str, Any]) -> None:
+        """Enter in the name box starts, as the button does (an emptied box says nothing)."""
+        if change["new"].strip():
+            self._on_worker_id()
+
     def _on_worker_id(self) -> None:
+        if self.session is not None:
+            return  # already started (Enter, then the button)
         value = self.worker_box.value.strip()
         if not value:
             self._error("enter a worker id to start labelling")
@@ -290,7 +313,10 @@ class ClassLabeller(widgets.VBox):
             self._render(previous=labels)
 
     def on_key(self, event: dict[str, Any]) -> None:
-        """Number keys pick an option (1 = first, 0 = tenth), space skips, backspace undoes."""
+        """Number keys pick an option (1 = first, 0 = tenth), space skips, backspace undoes;
+        keys typed into a text box are left to it."""
+        if not _is_shortcut(event):
+            return
         key = event.get("key", "")
         if key == " ":
             self.skip()
