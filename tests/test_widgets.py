@@ -142,6 +142,17 @@ def test_keyboard_shortcuts(service: ServiceProcess, project_name: str) -> None:
     assert labels[0] == "b" and labels[1] is None and labels[2] == "a"
 
 
+def test_a_key_event_sent_twice_counts_once(service: ServiceProcess, project_name: str) -> None:
+    widget = _labeller(service, project_name, n=3, keyboard_shortcuts=True)
+    widget.start()
+    press = {"type": "keyup", "key": "1", "timeStamp": 4004.4, "target": {"tagName": "BUTTON"}}
+    widget._on_dom_key(press)
+    widget._on_dom_key(dict(press))  # ipyevents' second copy of the same press
+    widget._on_dom_key({**press, "timeStamp": 4100.0})  # the next press
+    widget.session.flush()
+    assert widget.new_labels == ["a", "a", None]
+
+
 def test_keys_typed_into_a_text_box_are_not_shortcuts(
     service: ServiceProcess, project_name: str
 ) -> None:

@@ -210,13 +210,14 @@ class ClassLabeller(widgets.VBox):
         self.children = [self.header, self.output, self.message]
         self.add_class("labelgrid-labeller")
         self._keyboard = None
+        self._last_key_event: tuple[Any, ...] | None = None
         if keyboard_shortcuts:
             from ipyevents import Event
 
             self._keyboard = Event(
                 source=self, watched_events=[SHORTCUT_EVENT], ignore_modifier_key_events=True
             )
-            self._keyboard.on_dom_event(self.on_key)
+            self._keyboard.on_dom_event(self._on_dom_key)
 
     @staticmethod
     def _button(text: str, handler: Callable, style: str = "info") -> widgets.Button:
@@ -349,6 +350,16 @@ class ClassLabeller(widgets.VBox):
             self._clear_error()
             _, labels = self.session.undo()
             self._render(previous=labels)
+
+    def _on_dom_key(self, event: dict[str, Any]) -> None:
+        """Each browser key event once: under load ipyevents sometimes sends every key twice
+        (its listeners attached twice as the view appears), and one press would label two
+        items. The copies carry the same browser timeStamp."""
+        stamp = (event.get("type"), event.get("timeStamp"), event.get("key"))
+        if stamp == self._last_key_event:
+            return
+        self._last_key_event = stamp
+        self.on_key(event)
 
     def on_key(self, event: dict[str, Any]) -> None:
         """A hotkey picks its option (see `hotkeys`), space skips, backspace undoes; keys
