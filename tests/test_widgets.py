@@ -7,6 +7,7 @@ import pytest
 
 from labelgrid import QueueClient
 from labelgrid.distributed import ClassLabeller, MultiClassLabeller, SemiSupervisor
+from labelgrid.widgets.labeller import button_text, hotkeys
 from tests.support.servers import ServiceProcess
 from tests.support.snapshot import query
 
@@ -128,8 +129,9 @@ def test_worker_id_prompt_required_before_first_item(
 
 def test_keyboard_shortcuts(service: ServiceProcess, project_name: str) -> None:
     widget = _labeller(service, project_name, n=4, keyboard_shortcuts=True)
-    assert widget._keyboard is not None
+    assert widget._keyboard is not None and widget._keyboard.watched_events == ["keyup"]
     widget.start()
+    assert widget.keys_legend in widget.children
     widget.on_key({"key": "2"})  # second option
     widget.on_key({"key": " "})  # skip
     widget.on_key({"key": "3"})
@@ -138,6 +140,112 @@ def test_keyboard_shortcuts(service: ServiceProcess, project_name: str) -> None:
     widget.session.flush()
     labels = widget.new_labels
     assert labels[0] == "b" and labels[1] is None and labels[2] == "a"
+
+
+def test_a_key_event_sent_twice_counts_once(service: ServiceProcess, project_name: str) -> None:
+    widget = _labeller(service, project_name, n=3, keyboard_shortcuts=True)
+    widget.start()
+    press = {"type": "keyup", "key": "1", "timeStamp": 4004.4, "target": {"tagName": "BUTTON"}}
+    widget._on_dom_key(press)
+    widget._on_dom_key(dict(press))  # ipyevents' second copy of the same press
+    widget._on_dom_key({**press, "timeStamp": 4100.0})  # the next press
+    widget.session.flush()
+    assert widget.new_labels == ["a", "a", None]
+
+
+def test_keys_typed_into_a_text_box_are_not_shortcuts(
+    service: ServiceProcess, project_name: str
+) -> None:
+    widget = _labeller(service, project_name, n=3, keyboard_shortcuts=True)
+    widget.start()
+    widget.on_key({"key": "1"})
+    shown = widget.session.current
+    for key in ("1", "x", " ", "Backspace"):
+        widget.on_key({"key": key, "target": {"tagName": "INPUT", "className": "widget-input"}})
+    widget.on_key({"key": "2", "ctrlKey": True})  # a browser chord
+    assert widget.session.current is shown
+    widget.session.flush()
+    assert widget.new_labels == ["a", None, None]
+
+
+def test_hotkeys_digits_are_themselves_else_one_to_nine_then_zero() -> None:
+    digits = [str(d) for d in range(10)]
+    assert hotkeys(digits) == {d: d for d in digits}
+    assert hotkeys(["3", "1", "2"]) == {"3": "3", "1": "1", "2": "2"}
+    assert hotkeys(["cat", "dog"]) == {"1": "cat", "2": "dog"}
+    assert hotkeys(["1", "2", "10"]) == {"1": "1", "2": "2", "3": "10"}  # not all one digit
+    eleven = [f"o{i}" for i in range(11)]
+    assert hotkeys(eleven) == {**{str(i + 1): f"o{i}" for i in range(9)}, "0": "o9"}
+    assert button_text("7", "7") == "7" and button_text("cat", "1") == "[1] cat"
+    assert button_text("o10", None) == "o10"
+
+
+def test_digit_keys_label_their_own_digit(service: ServiceProcess, project_name: str) -> None:
+    widget = _labeller(service, project_name, n=3, options=range(10), keyboard_shortcuts=True)
+    assert [b.description for b in widget.option_buttons] == [str(d) for d in range(10)]
+    widget.start()
+    for key in "820":
+        widget.on_key({"key": key, "target": {"tagName": "BUTTON"}})
+    widget.session.flush()
+    assert widget.new_labels == ["8", "2", "0"]
+
+
+def test_buttons_show_their_keys(service: ServiceProcess, project_name: str) -> None:
+    options = [f"o{i}" for i in range(11)]
+    widget = _labeller(service, project_name, options=options, keyboard_shortcuts=True)
+    texts = [b.description for b in widget.option_buttons]
+    assert texts[0] == "[1] o0" and texts[9] == "[0] o9" and texts[10] == "o10"
+    assert "Space" in widget.keys_legend.value and "Backspace" in widget.keys_legend.value
+    plain = ClassLabeller(server=service.address, table_name=project_name, worker_id="w")
+    assert [b.description for b in plain.option_buttons] == options  # no keys, no numbers
+
+
+def test_an_error_is_cleared_by_the_next_label(service: ServiceProcess, project_name: str) -> None:
+    widget = _labeller(service, project_name, n=3)
+    widget.start()
+    widget.undo_button.click()  # nothing to undo yet
+    assert "nothing to undo" in widget.message.value
+    widget.option_buttons[0].click()
+    assert widget.message.value == ""
+    widget.undo_button.click()  # reopens the "a": no error
+    assert widget.message.value == ""
+
+
+def test_enter_in_the_name_box_starts(service: ServiceProcess, project_name: str) -> None:
+    widget = ClassLabeller(
+        server=service.address, table_name=project_name, options=["a"], worker_id=True
+    )
+    widget.add_features(["x"])
+    widget.start()
+    widget.worker_box.value = "dana"  # what Enter (or leaving the box) sends
+    assert widget.worker_id == "dana" and widget.session.current is not None
+    session = widget.session
+    widget.worker_button.click()  # the button after Enter changes nothing
+    assert widget.session is session
+
+
+def test_multi_label_keys_toggle_and_enter_applies(
+    service: ServiceProcess, project_name: str
+) -> None:
+    widget = MultiClassLabeller(
+        server=service.address,
+        table_name=project_name,
+        options=["red", "green", "blue"],
+        worker_id="w",
+        keyboard_shortcuts=True,
+    )
+    assert [t.description for t in widget.toggles] == ["[1] red", "[2] green", "[3] blue"]
+    widget.add_features(["one", "two"])
+    widget.start()
+    widget.on_key({"key": "Enter"})  # nothing selected: nothing happens, no error
+    assert not widget.messages and widget.session.current.input == "one"
+    widget.on_key({"key": "1"})
+    widget.on_key({"key": "3"})
+    widget.on_key({"key": "Enter", "target": {"tagName": "INPUT"}})  # the Other box's own
+    assert widget.session.current.input == "one"
+    widget.on_key({"key": "Enter"})
+    widget.session.flush()
+    assert widget.new_labels == [["blue", "red"], None]
 
 
 def test_retrain_statuses_and_orchestrate_never_leases(

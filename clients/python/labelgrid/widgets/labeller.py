@@ -28,6 +28,14 @@ from labelgrid.widgets import display as show
 from labelgrid.widgets.session import LabellingSession
 
 DEFAULT_PROJECT = "superintendent"
+#: shortcuts act on key release: ipyevents cancels every key event it watches (it calls
+#: preventDefault on them, whatever prevent_default_action says), and a cancelled keydown types
+#: nothing into the widget's text boxes; cancelling a keyup costs them nothing
+SHORTCUT_EVENT = "keyup"
+#: a key event on one of these is typing, never a shortcut
+TEXT_FIELDS = frozenset({"INPUT", "TEXTAREA", "SELECT"})
+#: rows that wrap on a narrow screen (a phone) instead of squeezing their buttons
+WRAP = {"flex_flow": "row wrap", "align_items": "center"}
 
 
 def _default_worker() -> str:
@@ -50,6 +58,27 @@ def content_key(features: Any, labels: Any = None) -> str:
         digest.update(repr(features_mod.as_values(features)).encode())
     digest.update(repr(None if labels is None else list(labels)).encode())
     return "content-" + digest.hexdigest()[:40]
+
+
+def hotkeys(options: list[str]) -> dict[str, str]:
+    """Key -> option. When every option is one digit the key is that digit (8 is "8" on a
+    0-9 page, whatever the order); otherwise 1-9 then 0 in option order, first ten only."""
+    if options and all(len(o) == 1 and o in "0123456789" for o in options):
+        return {o: o for o in options}
+    return {str((i + 1) % 10): o for i, o in enumerate(options[:10])}
+
+
+def button_text(option: str, key: str | None) -> str:
+    """An option's button text: its key in front ("[1] cat"), unless the key is the text."""
+    return option if key is None or key == option else f"[{key}] {option}"
+
+
+def _is_shortcut(event: dict[str, Any]) -> bool:
+    """A key meant for the labeller: not typed into a text field, not a browser chord."""
+    target = event.get("target") or {}
+    if str(target.get("tagName", "")).upper() in TEXT_FIELDS:
+        return False
+    return not any(event.get(m) for m in ("ctrlKey", "altKey", "metaKey"))
 
 
 class ClassLabeller(widgets.VBox):
@@ -109,6 +138,7 @@ class ClassLabeller(widgets.VBox):
             reviewers=reviewers,
         )
         self.options = list(self.project.options) or [str(o) for o in options]
+        self.hotkeys = hotkeys(self.options)
         self.classifier = classifier
         #: how new_labels aggregates several labels per item: "majority", "dawid_skene", None
         self.consensus: str | None = "majority"
@@ -143,16 +173,23 @@ class ClassLabeller(widgets.VBox):
         return cls(**kwargs)
 
     def _build_ui(self, keyboard_shortcuts: bool) -> None:
-        layout = widgets.Layout(width="auto")
         self.progress_bar = widgets.FloatProgress(
             value=0.0, min=0.0, max=1.0, description="Progress:"
         )
         self.progress_text = widgets.Label("")
         self.score_label = widgets.Label("")
+        # built once: replacing a child re-creates the views after it, and with them the
+        # focus of the Other box (where a person may type the next free-text label)
+        self.header = widgets.HBox(
+            [self.progress_bar, self.progress_text, self.score_label],
+            layout=widgets.Layout(**WRAP),
+        )
         self.message = widgets.HTML("")
         self.output = widgets.Output(layout=widgets.Layout(min_height="120px"))
+        self._keys_shown = {o: k for k, o in self.hotkeys.items()} if keyboard_shortcuts else {}
         self.option_buttons = [
-            self._button(option, lambda _b, o=option: self._on_option(o)) for option in self.options
+            self._button(self._option_text(option), lambda _b, o=option: self._on_option(o))
+            for option in self.options
         ]
         self.other_box = widgets.Text(
             placeholder="Other:", continuous_update=False, layout=widgets.Layout(width="160px")
@@ -160,43 +197,58 @@ class ClassLabeller(widgets.VBox):
         self.other_box.observe(lambda change: self._on_other(change["new"]), "value")
         self.skip_button = self._button("Skip", lambda _b: self.skip(), style="warning")
         self.undo_button = self._button("Undo", lambda _b: self.undo(), style="")
-        controls = [*self.option_buttons]
-        if self.project.allow_other or not self.project.options:
-            controls.append(self.other_box)
-        self.controls = widgets.HBox(
-            [
-                widgets.HBox(controls, layout=widgets.Layout(flex_flow="row wrap")),
-                self.skip_button,
-                self.undo_button,
-            ],
-            layout=layout,
-        )
+        self.controls = self._controls(self.option_buttons, [self.skip_button, self.undo_button])
+        self.keys_legend = widgets.HTML(self._legend())
+        self.keys_legend.add_class("labelgrid-keys")
         self.worker_box = widgets.Text(
             placeholder="your name or id", description="Worker id:", continuous_update=False
         )
+        self.worker_box.observe(self._on_worker_typed, "value")
         self.worker_button = self._button("Start labelling", lambda _b: self._on_worker_id())
-        self.prompt = widgets.HBox([self.worker_box, self.worker_button])
-        self.children = [
-            widgets.HBox([self.progress_bar, self.progress_text, self.score_label]),
-            self.output,
-            self.message,
-        ]
+        self.prompt = widgets.HBox(
+            [self.worker_box, self.worker_button], layout=widgets.Layout(**WRAP)
+        )
+        self.children = [self.header, self.output, self.message]
+        self.add_class("labelgrid-labeller")
         self._keyboard = None
+        self._last_key_event: tuple[Any, ...] | None = None
         if keyboard_shortcuts:
             from ipyevents import Event
 
             self._keyboard = Event(
-                source=self, watched_events=["keydown"], prevent_default_action=False
+                source=self, watched_events=[SHORTCUT_EVENT], ignore_modifier_key_events=True
             )
-            self._keyboard.on_dom_event(self.on_key)
+            self._keyboard.on_dom_event(self._on_dom_key)
 
     @staticmethod
     def _button(text: str, handler: Callable, style: str = "info") -> widgets.Button:
+        # never shrunk below its text: a squeezed button shows "S..." instead of "Skip"
         button = widgets.Button(
-            description=text, button_style=style, layout=widgets.Layout(width="auto")
+            description=text, button_style=style, layout=widgets.Layout(width="auto", flex="none")
         )
         button.on_click(handler)
         return button
+
+    def _option_text(self, option: str) -> str:
+        return button_text(option, self._keys_shown.get(option))
+
+    def _controls(
+        self, options: list[widgets.Widget], actions: list[widgets.Widget]
+    ) -> widgets.Box:
+        """Option buttons (and the Other box), then the actions; rows wrap on narrow screens."""
+        if self.project.allow_other or not self.project.options:
+            options = [*options, self.other_box]
+        return widgets.HBox(
+            [widgets.HBox(options, layout=widgets.Layout(**WRAP)), *actions],
+            layout=widgets.Layout(width="auto", **WRAP),
+        )
+
+    def _legend(self) -> str:
+        return (
+            "<div style='line-height: 1.4'><small>Keys, with the pointer over the labeller:"
+            " a button's number picks it · <kbd>Space</kbd> skips · <kbd>Backspace</kbd>"
+            " undoes</small></div>"
+        )
 
     # -- data ---------------------------------------------------------------------------
 
@@ -256,13 +308,20 @@ class ClassLabeller(widgets.VBox):
             self.session.start()
         self._render()
 
+    def _on_worker_typed(self, change: dict[str, Any]) -> None:
+        """Enter in the name box starts, as the button does (an emptied box says nothing)."""
+        if change["new"].strip():
+            self._on_worker_id()
+
     def _on_worker_id(self) -> None:
+        if self.session is not None:
+            return  # already started (Enter, then the button)
         value = self.worker_box.value.strip()
         if not value:
             self._error("enter a worker id to start labelling")
             return
         self.worker_id = value
-        self.message.value = ""
+        self._clear_error()
         self.start()
 
     def _on_option(self, option: str) -> None:
@@ -277,30 +336,44 @@ class ClassLabeller(widgets.VBox):
     def submit(self, labels: str | list[str]) -> None:
         if self.session is None or self.session.current is None:
             return
+        self._clear_error()
         self.session.label(labels)
         self._render()
 
     def skip(self) -> None:
         if self.session is not None and self.session.current is not None:
+            self._clear_error()
             self.session.skip()
             self._render()
 
     def undo(self) -> None:
         if self.session is not None:
+            self._clear_error()
             _, labels = self.session.undo()
             self._render(previous=labels)
 
+    def _on_dom_key(self, event: dict[str, Any]) -> None:
+        """Each browser key event once: under load ipyevents sometimes sends every key twice
+        (its listeners attached twice as the view appears), and one press would label two
+        items. The copies carry the same browser timeStamp."""
+        stamp = (event.get("type"), event.get("timeStamp"), event.get("key"))
+        if stamp == self._last_key_event:
+            return
+        self._last_key_event = stamp
+        self.on_key(event)
+
     def on_key(self, event: dict[str, Any]) -> None:
-        """Number keys pick an option (1 = first, 0 = tenth), space skips, backspace undoes."""
+        """A hotkey picks its option (see `hotkeys`), space skips, backspace undoes; keys
+        typed into a text box are left to it."""
+        if not _is_shortcut(event):
+            return
         key = event.get("key", "")
         if key == " ":
             self.skip()
         elif key == "Backspace":
             self.undo()
-        elif key.isdigit():
-            index = (int(key) - 1) % 10
-            if index < len(self.options):
-                self._on_option(self.options[index])
+        elif key in self.hotkeys:
+            self._on_option(self.hotkeys[key])
 
     def flush(self) -> None:
         """Wait until every label sent so far is acknowledged, then refresh the progress."""
@@ -320,16 +393,17 @@ class ClassLabeller(widgets.VBox):
         self.messages.append(text)
         self.message.value = f"<span style='color:#b00'>{show._escape(text)}</span>"
 
+    def _clear_error(self) -> None:
+        """Each action starts with a clean slate: an old error would read as this one's
+        (a failure of this action shows its own)."""
+        self.message.value = ""
+
     def _render_idle(self) -> None:
         self._refresh_progress()
 
     def _render(self, previous: list[str] | None = None) -> None:
-        self.children = [
-            widgets.HBox([self.progress_bar, self.progress_text, self.score_label]),
-            self.output,
-            self.controls,
-            self.message,
-        ]
+        legend = [self.keys_legend] if self._keyboard is not None else []
+        self.children = [self.header, self.output, self.controls, *legend, self.message]
         self.output.clear_output(wait=True)
         current = self.session.current if self.session else None
         with self.output:
@@ -452,26 +526,26 @@ class MultiClassLabeller(ClassLabeller):
     def _build_ui(self, keyboard_shortcuts: bool) -> None:
         super()._build_ui(keyboard_shortcuts)
         self.toggles = [
-            widgets.ToggleButton(description=o, layout=widgets.Layout(width="auto"))
+            widgets.ToggleButton(
+                description=self._option_text(o), layout=widgets.Layout(width="auto", flex="none")
+            )
             for o in self.options
         ]
         self.apply_button = self._button("Apply", lambda _b: self._apply(), style="success")
-        controls = [*self.toggles]
-        if self.project.allow_other or not self.project.options:
-            controls.append(self.other_box)
-        self.controls = widgets.HBox(
-            [
-                widgets.HBox(controls, layout=widgets.Layout(flex_flow="row wrap")),
-                self.apply_button,
-                self.skip_button,
-                self.undo_button,
-            ]
+        self.controls = self._controls(
+            self.toggles, [self.apply_button, self.skip_button, self.undo_button]
+        )
+
+    def _legend(self) -> str:
+        return (
+            "<div style='line-height: 1.4'><small>Keys, with the pointer over the labeller:"
+            " a button's number toggles it · <kbd>Enter</kbd> applies · <kbd>Space</kbd> skips"
+            " · <kbd>Backspace</kbd> undoes</small></div>"
         )
 
     def _on_option(self, option: str) -> None:
-        for toggle in self.toggles:
-            if toggle.description == option:
-                toggle.value = not toggle.value
+        toggle = self.toggles[self.options.index(option)]
+        toggle.value = not toggle.value
 
     def _on_other(self, value: str) -> None:
         value = value.strip()
@@ -480,7 +554,7 @@ class MultiClassLabeller(ClassLabeller):
             self.submit([*self._selected(), value])
 
     def _selected(self) -> list[str]:
-        return [t.description for t in self.toggles if t.value]
+        return [o for o, t in zip(self.options, self.toggles, strict=True) if t.value]
 
     def _apply(self) -> None:
         chosen = self._selected()
@@ -492,10 +566,12 @@ class MultiClassLabeller(ClassLabeller):
         self.submit(chosen)
 
     def on_key(self, event: dict[str, Any]) -> None:
-        if event.get("key") == "Enter":
-            self._apply()
-        else:
+        """Enter applies the selection; with none it does nothing (it may be the release of
+        the Enter that answered the name prompt)."""
+        if event.get("key") != "Enter":
             super().on_key(event)
+        elif _is_shortcut(event) and self._selected():
+            self._apply()
 
 
 SemiSupervisor = ClassLabeller
