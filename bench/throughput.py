@@ -57,7 +57,9 @@ FULL = {
 # -- processes -------------------------------------------------------------------------------
 
 
-def start_queue(url: str, tmp: Path) -> tuple[subprocess.Popen, str]:
+def start_queue(url: str, tmp: Path, python: str = sys.executable) -> tuple[subprocess.Popen, str]:
+    """A `labelgrid queue serve` process; `python` may be another checkout's interpreter
+    (bench/server_ab.py runs two versions of the server under the same clients)."""
     from labelgrid.stack import wait_serving
 
     port = free_port()
@@ -71,7 +73,7 @@ def start_queue(url: str, tmp: Path) -> tuple[subprocess.Popen, str]:
     log = open(tmp / f"queue-{port}.log", "wb")
     proc = subprocess.Popen(
         [
-            sys.executable,
+            python,
             "-m",
             "labelgrid.cli",
             "queue",
@@ -84,6 +86,8 @@ def start_queue(url: str, tmp: Path) -> tuple[subprocess.Popen, str]:
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        # another checkout's server runs from its own tree (its packages, not this one's)
+        cwd=None if python == sys.executable else Path(python).absolute().parents[2],
     )
     wait_serving(f"127.0.0.1:{port}")
     return proc, f"127.0.0.1:{port}"
