@@ -31,6 +31,7 @@ DEFAULT_LEASE_SECONDS = 600
 MAX_LEASE_SECONDS = 7 * 24 * 3600
 MAX_NAME_CHARS = 200
 MAX_OVERLAP = 100
+MAX_INSTRUCTIONS_CHARS = 100_000
 CONSENSUS_METHODS = {
     queue_pb2.CONSENSUS_MAJORITY: consensus.MAJORITY,
     queue_pb2.CONSENSUS_DAWID_SKENE: consensus.DAWID_SKENE,
@@ -149,6 +150,14 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 )
         return sorted(labels) if project.multi_label else labels
 
+    @staticmethod
+    def _instructions(text: str) -> str:
+        if len(text) > MAX_INSTRUCTIONS_CHARS:
+            raise InvalidArgument(
+                f"instructions are {len(text)} characters; at most {MAX_INSTRUCTIONS_CHARS}"
+            )
+        return convert.no_nul(text, "instructions")
+
     def _n(self, n: int) -> int:
         if n == 0:
             return 1
@@ -219,6 +228,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 max_overlap=most,
                 review_threshold=threshold,
                 reviewers=tuple(reviewers),
+                instructions=self._instructions(spec.instructions),
             ),
             request.exist_ok,
         )
@@ -235,6 +245,12 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     async def ListProjects(self, request, context):
         rows = auth.visible(await self.store.list_projects())
         return queue_pb2.ListProjectsResponse(projects=[convert.project(r) for r in rows])
+
+    @unary
+    async def SetProjectInstructions(self, request, context):
+        project = await self._project(request.project)
+        row = await self.store.set_instructions(project, self._instructions(request.instructions))
+        return queue_pb2.SetProjectInstructionsResponse(project=convert.project(row))
 
     # -- adding items -------------------------------------------------------------------
 
@@ -375,6 +391,13 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         row, labels = await self.store.undo(project, worker)
         self.notifier.notify(project.id)
         return queue_pb2.UndoResponse(item=convert.item(row), labels=labels)
+
+    @unary
+    async def ListLeases(self, request, context):
+        project = await self._project(request.project)
+        worker = self._worker(request.worker_id)
+        rows = await self.store.list_leases(project, worker)
+        return queue_pb2.ListLeasesResponse(items=[convert.item(r) for r in rows], worker_id=worker)
 
     # -- priorities ---------------------------------------------------------------------
 

@@ -79,6 +79,8 @@ class ProjectRow:
     max_overlap: int = 1
     review_threshold: float = 0.0
     reviewers: tuple[str, ...] = ()
+    # markdown for labellers; editable, so not one of the settings compared by exist_ok
+    instructions: str = ""
 
     @property
     def shared(self) -> bool:
@@ -365,7 +367,7 @@ class Store:
 
     _PROJECT_COLS = (
         "id, name, options, multi_label, allow_other, lease_seconds, model_version, created_at, "
-        "overlap, max_overlap, review_threshold, reviewers"
+        "overlap, max_overlap, review_threshold, reviewers, instructions"
     )
 
     @staticmethod
@@ -383,6 +385,7 @@ class Store:
             max_overlap=row.max_overlap,
             review_threshold=row.review_threshold,
             reviewers=tuple(json.loads(row.reviewers)),
+            instructions=row.instructions or "",
         )
 
     async def create_project(self, spec: ProjectRow, exist_ok: bool) -> tuple[ProjectRow, bool]:
@@ -408,8 +411,9 @@ class Store:
                     sa.text(
                         "INSERT INTO projects (name, options, multi_label, allow_other, "
                         "lease_seconds, model_version, created_at, overlap, max_overlap, "
-                        "review_threshold, reviewers) VALUES (:n, :o, :m, :a, :l, 0, "
-                        f"{self._now}, :k, :kmax, :rt, :rv) RETURNING {self._PROJECT_COLS}"
+                        "review_threshold, reviewers, instructions) VALUES (:n, :o, :m, :a, :l, "
+                        f"0, {self._now}, :k, :kmax, :rt, :rv, :ins) "
+                        f"RETURNING {self._PROJECT_COLS}"
                     ),
                     {
                         "n": name,
@@ -421,6 +425,7 @@ class Store:
                         "kmax": spec.max_overlap,
                         "rt": spec.review_threshold,
                         "rv": json.dumps(list(spec.reviewers)),
+                        "ins": spec.instructions or None,
                     },
                 )
             ).one()
@@ -1640,3 +1645,49 @@ class Store:
                 )
             ).scalar_one()
         return out
+
+    # -- the web app: instructions, and a returning labeller's own leases -------------------
+
+    async def set_instructions(self, project: ProjectRow, instructions: str) -> ProjectRow:
+        """Replace a project's instructions (markdown; empty removes them)."""
+        async with self._write() as conn:
+            row = (
+                await conn.execute(
+                    sa.text(
+                        "UPDATE projects SET instructions = :ins WHERE id = :p "
+                        f"RETURNING {self._PROJECT_COLS}"
+                    ),
+                    {"ins": instructions or None, "p": project.id},
+                )
+            ).one()
+        updated = self._project(row)
+        self._projects[updated.name] = updated
+        return updated
+
+    async def list_leases(self, project: ProjectRow, worker: str) -> list[ItemRow]:
+        """The worker's live leases in the project, oldest lease first, with their tokens and
+        inputs (and, for shared items in review, the other annotators' labels). Read-only:
+        overlap 1 leases live on the `items` row, overlap > 1 leases in `assignments`."""
+        if project.shared:
+            sql = (
+                "SELECT a.item_id AS id, a.token, a.expires_at, it.priority, it.stage "
+                "FROM assignments a JOIN items it ON it.id = a.item_id "
+                f"WHERE a.project_id = :p AND a.worker_id = :w AND a.state = {LIVE} "
+                f"AND a.expires_at > {self._now} "
+                "ORDER BY a.expires_at, it.priority DESC, a.item_id"
+            )
+        else:
+            sql = (
+                "SELECT id, lease_token AS token, lease_expires_at AS expires_at, priority, "
+                f"stage FROM items WHERE project_id = :p AND status = {LEASED} AND "
+                f"leased_by = :w AND lease_expires_at > {self._now} "
+                "ORDER BY lease_expires_at, priority DESC, id"
+            )
+        async with self._read() as conn:
+            rows = (await conn.execute(sa.text(sql), {"p": project.id, "w": worker})).all()
+            inputs = await self._inputs(conn, [r.id for r in rows])
+            others = await self._others(conn, [r.id for r in rows if r.stage == IN_REVIEW])
+        return [
+            ItemRow(r.id, inputs[r.id], r.priority, r.token, r.expires_at, others.get(r.id, ()))
+            for r in rows
+        ]

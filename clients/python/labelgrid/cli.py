@@ -19,6 +19,7 @@ def _queue_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(
         address=args.address,
+        web_address=args.web_address,
         database_url=args.database_url,
         max_message_bytes=args.max_message_bytes,
         auth=True if args.auth else None,
@@ -256,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = queue_sub.add_parser("serve", help="serve QueueService over gRPC")
     serve.add_argument(
         "--address", help="HOST:PORT to listen on (env LABELGRID_ADDRESS; default 127.0.0.1:50051)"
+    )
+    serve.add_argument(
+        "--web-address",
+        help="also serve the labelling web app and Connect (HTTP) on HOST:PORT "
+        "(env LABELGRID_WEB_ADDRESS; default off)",
     )
     serve.add_argument(
         "--database-url",
