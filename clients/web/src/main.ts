@@ -45,6 +45,8 @@ let refilling: Promise<void> | null = null;
 let watchAbort: AbortController | null = null;
 let lastProgress: Progress | null = null;
 let runsFetchedAt = 0;
+let runsTimer: number | undefined;
+const RUNS_EVERY_MS = 3000;
 let latestRun: TrainingRun | null = null;
 
 // what the tests read
@@ -480,6 +482,17 @@ function showModel(): void {
   el.model.dataset.score = run.score !== undefined ? String(run.score) : "";
 }
 
+/** Look for a new training run soon: at once, or when RUNS_EVERY_MS have passed since the
+ * last look (progress changes with every label; the trainer records a run after some). */
+function lookForRuns(): void {
+  if (runsTimer !== undefined) return;
+  const wait = Math.max(0, runsFetchedAt + RUNS_EVERY_MS - Date.now());
+  runsTimer = window.setTimeout(() => {
+    runsTimer = undefined;
+    void fetchRuns().catch(() => undefined);
+  }, wait);
+}
+
 async function fetchRuns(): Promise<void> {
   runsFetchedAt = Date.now();
   const reply = await client.listTrainingRuns({ project: projectName });
@@ -502,10 +515,8 @@ function showProgress(p: Progress): void {
   el.mine.textContent = `You: ${mine} label${mine === 1n ? "" : "s"}`;
   el.mine.dataset.count = String(mine);
   if (!shown && !held.length && p.available > 0n) void refill().catch(showError);
-  // a label changes what the trainer does: look for a new run now and then
-  if (before && before.lastAnnotationId !== p.lastAnnotationId && Date.now() - runsFetchedAt > 5000) {
-    void fetchRuns().catch(() => undefined);
-  }
+  // new labels make the trainer run: look for a new run
+  if (before && before.lastAnnotationId !== p.lastAnnotationId) lookForRuns();
 }
 
 async function watchProgress(): Promise<void> {
@@ -641,9 +652,9 @@ async function start(): Promise<void> {
   void watchProgress();
   void fetchRuns().catch(() => undefined);
   setInterval(() => {
-    showModel();
-    if (Date.now() - runsFetchedAt > 30000) void fetchRuns().catch(() => undefined);
-  }, 15000);
+    showModel(); // "trained … ago" moves on
+    if (Date.now() - runsFetchedAt > 10000) lookForRuns();
+  }, 10000);
 }
 
 async function listProjects(): Promise<void> {
