@@ -130,7 +130,8 @@ def test_label_by_key_click_and_text_then_undo_and_reload(
     ann.type_name("ann")
     first = ann.shown()
     assert page.evaluate("localStorage.getItem('labelgrid.worker')") == "ann"
-    page.wait_for_function("() => window.labelgrid.held().length === 2")  # one shown, one prefetched
+    # one shown, one prefetched
+    page.wait_for_function("() => window.labelgrid.held().length === 2")
     assert live_leases(database_url, "ann") == sorted(ann.held())
 
     page.keyboard.press("8")
@@ -426,7 +427,7 @@ def test_every_kind_of_item_is_shown(browser, web: ServiceProcess, queue: QueueC
     def rgba(arr: np.ndarray) -> list[int]:
         if arr.ndim == 2:
             arr = np.stack([arr] * 3, axis=-1)
-        return np.concatenate([arr, np.full(arr.shape[:2] + (1,), 255)], axis=-1).ravel().tolist()
+        return np.concatenate([arr, np.full((*arr.shape[:2], 1), 255)], axis=-1).ravel().tolist()
 
     item = mo.shown()
     w, h, data = page.evaluate(pixels)

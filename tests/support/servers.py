@@ -19,9 +19,7 @@ class ServiceProcess:
 
     started = '"queue service started"'
 
-    def __init__(
-        self, database_url: str, env: dict[str, str] | None = None, *extra: str
-    ) -> None:
+    def __init__(self, database_url: str, env: dict[str, str] | None = None, *extra: str) -> None:
         self.database_url = database_url
         self.extra = list(extra)  # more `queue serve` flags, e.g. "--web-address", "127.0.0.1:0"
         self.web_port = 0
