@@ -343,3 +343,43 @@ def test_built_page_is_fresh(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     stale = _same_tree(tmp_path / "static", STATIC)
     assert stale == [], f"stale built page {stale}: run `make web`"
+
+
+def test_only_connect_content_types_are_accepted(web: ServiceProcess) -> None:
+    """A cross-site form or text/plain post (no CORS preflight) is refused before any handler
+    runs: only Connect's JSON and protobuf types are served."""
+    with QueueClient(web.address) as client:
+        client.create_project("x", ["a"])
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        request = urllib.request.Request(
+            web.web_url + SERVICE + "CreateProject",
+            data=json.dumps({"project": {"name": "y"}}).encode(),
+            headers={"content-type": kind},
+        )
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request, timeout=10)
+        assert err.value.code == 415, kind
+    with QueueClient(web.address) as client:
+        assert [p.name for p in client.list_projects()] == ["x"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_web_address_serves_https_with_the_service_certificate(
+    database_url: str, tmp_path: Path
+) -> None:
+    import ssl
+
+    from tests.support import certs
+
+    paths = certs.make(tmp_path)
+    tls = {"LABELGRID_TLS_CERT": paths["server.crt"], "LABELGRID_TLS_KEY": paths["server.key"]}
+    proc = ServiceProcess(database_url, tls, "--web-address", "127.0.0.1:0").start()
+    try:
+        context = ssl.create_default_context(cafile=paths["ca.crt"])
+        url = f"https://127.0.0.1:{proc.web_port}/"
+        with urllib.request.urlopen(url, context=context, timeout=10) as page:
+            assert b"labelgrid" in page.read()
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP: no
+            urllib.request.urlopen(f"http://127.0.0.1:{proc.web_port}/", timeout=5)
+    finally:
+        proc.kill()
