@@ -226,6 +226,18 @@ def test_closing_a_tab_gives_its_leases_back(
     carol.shown()
     carol.page.wait_for_function("() => window.labelgrid.held().length === 2")
     assert len(live_leases(database_url, "carol")) == 2
+    # skip: the item goes back to the pool at once, the next is shown, another is prefetched
+    skipped = carol.shown()
+    carol.page.keyboard.press(" ")
+    after_skip = carol.next_after(skipped)
+    carol.page.wait_for_function("() => window.labelgrid.held().length === 2")
+    assert skipped not in carol.held()
+    wait_for(lambda: skipped not in live_leases(database_url, "carol"), 5, "the skip")
+    assert query(database_url, f"SELECT status, leased_by FROM items WHERE id = {skipped}") == [
+        (0, None)
+    ]
+    assert live_leases(database_url, "carol") == sorted(carol.held())
+    assert after_skip in carol.held() and annotations(database_url) == []
     carol.page.close(run_before_unload=True)
     wait_for(lambda: live_leases(database_url, "carol") == [], 5, "the leases to be released")
 
@@ -415,6 +427,10 @@ def test_every_kind_of_item_is_shown(browser, web: ServiceProcess, queue: QueueC
             "plain text\non two lines",
             {"name": "Ada", "age": 36},
             small,
+            np.array([-(2**40), 7], dtype="<i8"),
+            np.array([0.5, -1.25], dtype="<f2"),
+            np.array([True, False]),
+            np.array([250, 3], dtype="<u2"),
         ],
     )
     mo = Labeller(browser, f"{web.web_url}/?project=kinds")
@@ -459,6 +475,17 @@ def test_every_kind_of_item_is_shown(browser, web: ServiceProcess, queue: QueueC
     item = mo.next_after(item)
     rows = page.locator("#item table tbody tr").all_inner_texts()
     assert [r.split("\t") for r in rows] == [["0", "1.5"], ["1", "-2.0"], ["2", "3.25"]]
+    for dtype, values in (
+        ("<i8", [str(-(2**40)), "7"]),
+        ("<f2", ["0.5", "-1.25"]),
+        ("|b1", ["true", "false"]),
+        ("<u2", ["250", "3"]),
+    ):
+        page.keyboard.press("1")
+        item = mo.next_after(item)
+        assert page.locator("#item table thead th").all_inner_texts() == ["index", dtype]
+        cells = page.locator("#item table tbody td").all_inner_texts()
+        assert cells == values, dtype
     assert mo.errors == []
     images.shutdown()
     mo.close()
@@ -559,6 +586,25 @@ def test_errors_are_shown_in_words_and_cleared(
     ola.page.keyboard.press("1")
     error.wait_for(state="hidden")
     ola.close()
+
+
+def test_projects_are_listed_without_a_project_in_the_link(
+    browser, web: ServiceProcess, queue: QueueClient
+) -> None:
+    queue.create_project("first one", ["a"])
+    queue.create_project("second", ["b"])
+    queue.add_features("second", ["only item"])
+    visitor = Labeller(browser, web.web_url + "/")
+    links = visitor.page.locator("#project-list a")
+    links.first.wait_for()
+    assert links.all_inner_texts() == ["first one", "second"]
+    assert links.first.get_attribute("href") == "?project=first%20one"
+    visitor.page.get_by_role("link", name="second").click()
+    visitor.type_name("quinn")
+    visitor.shown()
+    assert visitor.page.url.endswith("/?project=second")
+    assert visitor.page.locator("#item .text").inner_text() == "only item"
+    visitor.close()
 
 
 def test_a_labeller_link_with_a_token(browser, database_url: str) -> None:
