@@ -24,6 +24,7 @@ from queue_service.errors import InvalidArgument, QueueError, ResourceExhausted
 from queue_service.notify import ChangeNotifier
 from queue_service.schema import UNRANKED
 from queue_service.store import AnnotationRow, InputRow, ProjectRow, RowBlock, Store
+from queue_service.watch import SharedReads
 
 log = logging.getLogger("labelgrid.queue")
 
@@ -121,6 +122,8 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         self.store = store
         self.settings = settings
         self.notifier = ChangeNotifier()
+        # one progress read serves every WatchProgress stream of a project (watch.py)
+        self.progress_reads = SharedReads(self.notifier, self._read_progress)
         self.auth = authenticator
         # Streamed replies stay well under the receive limit a default client has (4 MiB).
         self.reply_budget = min(settings.max_message_bytes, 4 * 1024 * 1024) * 3 // 4
@@ -528,16 +531,21 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             row.worker_stats = await asyncio.to_thread(crowd.worker_report, project, votes)
         return queue_pb2.GetProgressResponse(progress=convert.progress(row))
 
+    async def _read_progress(self, project: ProjectRow) -> queue_pb2.Progress:
+        return convert.progress(await self.store.progress(project))
+
     @streaming
     async def WatchProgress(self, request, context):
         project = await self._project(request.project)
         last = None
         while not self.notifier.closing:
-            current = convert.progress(await self.store.progress(project))
+            seen = self.notifier.generation(project.id)
+            current = await self.progress_reads.get(project.id, project)  # as of `seen` or later
             if current != last:
                 yield queue_pb2.WatchProgressResponse(progress=current)
                 last = current
-            await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
+            if self.notifier.generation(project.id) == seen:  # else: changed meanwhile
+                await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
 
     @streaming
     async def ExportLabels(self, request, context):
