@@ -335,6 +335,7 @@ def test_progress_of_others_model_score_and_instructions(
     assert box.locator("script, img").count() == 0
     assert page.evaluate("window.pwned") is None
     page.get_by_text("Model: not trained yet").wait_for()
+    assert page.locator("#instructions").get_attribute("open") is not None  # not read yet
 
     # somebody else labels through gRPC: the page follows (WatchProgress)
     with QueueClient(web.address) as other:
@@ -346,6 +347,13 @@ def test_progress_of_others_model_score_and_instructions(
     page.get_by_text("4 / 12 labelled").wait_for(timeout=10_000)
     page.get_by_text("You: 1 label").wait_for()
     wait_for(lambda: annotations(database_url)[-1][1:] == ("gus", ["yes"]), what="gus's label")
+    page.reload()  # having labelled under them, the instructions start folded
+    page.locator("#instructions-body h4").wait_for(state="attached")
+    assert page.locator("#instructions").get_attribute("open") is None
+    queue.set_instructions("q", "## Is it a cat or a kitten?")
+    page.reload()  # changed instructions open again
+    page.get_by_role("heading", name="Is it a cat or a kitten?").wait_for()
+    assert page.locator("#instructions").get_attribute("open") is not None
 
     queue.record_training_run(
         "q",

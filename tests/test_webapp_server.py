@@ -5,6 +5,7 @@ server streaming fed by gRPC changes), the static page, refusal rules, graceful 
 from __future__ import annotations
 
 import filecmp
+import gzip
 import http.client
 import json
 import os
@@ -139,6 +140,15 @@ def test_the_page_and_its_headers(web: ServiceProcess) -> None:
         with urllib.request.urlopen(f"{web.web_url}/{asset}", timeout=10) as r:
             assert r.read() == (STATIC / asset).read_bytes()
             assert "immutable" in r.headers["cache-control"]
+            assert r.headers["content-encoding"] is None
+        packed = urllib.request.Request(
+            f"{web.web_url}/{asset}", headers={"accept-encoding": "gzip, deflate"}
+        )
+        with urllib.request.urlopen(packed, timeout=10) as r:
+            assert r.headers["content-encoding"] == "gzip"
+            body = r.read()
+            assert gzip.decompress(body) == (STATIC / asset).read_bytes()
+            assert len(body) < len((STATIC / asset).read_bytes()) / 2
     for path, code in (("/nothing-here", 404), ("/../pyproject.toml", 404)):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(web.web_url + path, timeout=10)

@@ -3,6 +3,7 @@ labelling page (`static/`, from clients/web) at `/`."""
 
 from __future__ import annotations
 
+import gzip
 import mimetypes
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -40,11 +41,13 @@ HEADERS = [
 
 
 class StaticFiles:
-    """The files under `root`, read once at start (the built page is a few small files);
-    `/` is index.html. Hashed assets are cached for good, the page itself revalidated."""
+    """The files under `root`, read once at start (the built page is a few small files) and
+    gzipped once for clients that accept it; `/` is index.html. Hashed assets are cached for
+    good, the page itself revalidated."""
 
     def __init__(self, root: Path) -> None:
         self.files: dict[str, tuple[bytes, bytes, bytes]] = {}
+        self.gzipped: dict[str, bytes] = {}
         for path in sorted(root.rglob("*")) if root.is_dir() else ():
             if path.is_file():
                 rel = "/" + path.relative_to(root).as_posix()
@@ -55,8 +58,13 @@ class StaticFiles:
                     (kind or "application/octet-stream").encode(),
                     cache,
                 )
+        for rel, (body, kind, _) in self.files.items():
+            if len(body) > 1024 and not kind.startswith((b"image/png", b"image/jpeg")):
+                self.gzipped[rel] = gzip.compress(body, 9, mtime=0)
         if "/index.html" in self.files:
             self.files["/"] = self.files["/index.html"]
+            if "/index.html" in self.gzipped:
+                self.gzipped["/"] = self.gzipped["/index.html"]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self.files.get(scope["path"])
@@ -68,7 +76,16 @@ class StaticFiles:
             await _plain(send, 404, why)
             return
         body, kind, cache = found
+        encoding: list[tuple[bytes, bytes]] = []
+        packed = self.gzipped.get(scope["path"])
+        if packed is not None:
+            encoding.append((b"vary", b"accept-encoding"))
+            accepts = b"".join(v for k, v in scope["headers"] if k == b"accept-encoding")
+            if b"gzip" in accepts:
+                body = packed
+                encoding.append((b"content-encoding", b"gzip"))
         headers = [
+            *encoding,
             (b"content-type", kind),
             (b"content-length", str(len(body)).encode()),
             (b"cache-control", cache),

@@ -95,7 +95,7 @@ const el = {
   nameForm: $<HTMLFormElement>("name-form"),
   nameInput: $<HTMLInputElement>("name-input"),
   labeller: $("labeller"),
-  instructions: $("instructions"),
+  instructions: $<HTMLDetailsElement>("instructions"),
   instructionsBody: $("instructions-body"),
   bar: $<HTMLProgressElement>("progress-bar"),
   progressText: $("progress-text"),
@@ -367,12 +367,23 @@ function advance(t0: number): Item | null {
 
 // -- labelling ----------------------------------------------------------------------------
 
+function readKey(): string {
+  return `labelgrid.read.${projectName}`;
+}
+
+function instructionsDigest(): string {
+  let h = 5381;
+  for (const c of project?.instructions ?? "") h = ((h * 33) ^ c.charCodeAt(0)) >>> 0;
+  return h.toString(36);
+}
+
 function submit(labels: string[], t0: number): void {
   const item = shown;
   if (!item || !labels.length) return;
   const key = `${item.id}:${item.leaseToken}`;
   if (sent.has(key)) return; // a second click on the same item does nothing
   sent.add(key);
+  if (project?.instructions) localStorage.setItem(readKey(), instructionsDigest());
   advance(t0);
   setStatus(`Labelled ${labels.join(", ")}`);
   serial(async () => {
@@ -692,6 +703,9 @@ async function main(): Promise<void> {
   if (project.instructions.trim()) {
     el.instructionsBody.replaceChildren(renderMarkdown(project.instructions));
     el.instructions.hidden = false;
+    // open until this browser has labelled under these instructions (they open again when
+    // they change), so on a phone the item is not pushed below the fold for good
+    el.instructions.open = localStorage.getItem(readKey()) !== instructionsDigest();
   }
   if (token) {
     // a labeller token names its worker: ask the server who that is
