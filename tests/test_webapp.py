@@ -107,6 +107,17 @@ def live_leases(database_url: str, worker: str) -> list[int]:
     return sorted(i for i, _ in rows if _ > time.time())
 
 
+def live_leases_any(database_url: str, worker: str, overlap: int) -> list[int]:
+    """Live leases on the items row (overlap 1) or in assignments (overlap > 1)."""
+    if overlap == 1:
+        return live_leases(database_url, worker)
+    rows = query(
+        database_url,
+        f"SELECT item_id, expires_at FROM assignments WHERE state = 0 AND worker_id = '{worker}'",
+    )
+    return sorted(i for i, e in rows if e > time.time())
+
+
 def wait_for(check, timeout: float = 10.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:
@@ -256,8 +267,8 @@ def test_closing_a_tab_gives_its_leases_back(
 def test_a_returning_labeller_gets_their_own_leases_first(
     browser, web: ServiceProcess, queue: QueueClient, database_url: str, overlap: int
 ) -> None:
-    """A tab that could not give its leases back (the network went away, the browser
-    crashed): the same person coming back sees their own items again, not new ones."""
+    """A tab that could not give its leases back (here its renderer crashes, so no pagehide
+    runs): the same person coming back sees their own items again, not new ones."""
     queue.create_project("p", ["a", "b"], overlap=overlap)
     queue.add_features("p", [f"text {i}" for i in range(10)])
     first = Labeller(browser, f"{web.web_url}/?project=p")
@@ -265,8 +276,14 @@ def test_a_returning_labeller_gets_their_own_leases_first(
     shown = first.shown()
     first.page.wait_for_function("() => window.labelgrid.held().length === 2")
     held = first.held()
-    first.context.set_offline(True)  # its pagehide Release cannot reach the server
+    with (
+        first.page.expect_event("crash", timeout=10_000),
+        pytest.raises(Exception, match="ERR_ABORTED"),
+    ):
+        first.page.goto("chrome://crash", timeout=10_000)  # the renderer dies: no pagehide
+    assert sorted(held) == live_leases_any(database_url, "dora", overlap)
     first.close()
+    assert sorted(held) == live_leases_any(database_url, "dora", overlap)  # still held
     again = Labeller(browser, f"{web.web_url}/?project=p")  # a fresh browser profile
     again.type_name("dora")
     assert again.shown() == shown
@@ -369,6 +386,38 @@ def test_progress_of_others_model_score_and_instructions(
     gus.close()
 
 
+def test_multi_label_keys_toggle_and_enter_submits(
+    browser, web: ServiceProcess, queue: QueueClient, database_url: str
+) -> None:
+    queue.create_project("m", ["red", "green", "blue"], multi_label=True)
+    queue.add_features("m", ["a flag", "a leaf"])
+    lu = Labeller(browser, f"{web.web_url}/?project=m")
+    lu.type_name("lu")
+    first = lu.shown()
+    page = lu.page
+
+    def pressed() -> list[str]:
+        return page.locator("#options button[aria-pressed='true'] span").all_inner_texts()
+
+    page.keyboard.press("1")
+    page.keyboard.press("3")
+    assert pressed() == ["red", "blue"]
+    page.keyboard.press("3")  # toggles off
+    page.get_by_role("button", name="green").click()
+    assert pressed() == ["red", "green"]
+    assert annotations(database_url) == []  # nothing sent before Enter
+    page.keyboard.press("Enter")
+    second = lu.next_after(first)
+    assert pressed() == []
+    wait_for(lambda: annotations(database_url), what="the multi-label")
+    assert annotations(database_url) == [(first, "lu", ["green", "red"])]
+    page.get_by_role("button", name="blue").click()
+    page.get_by_role("button", name="Submit", exact=True).first.click()
+    wait_for(lambda: len(annotations(database_url)) == 2, what="the second multi-label")
+    assert annotations(database_url)[-1] == (second, "lu", ["blue"])
+    lu.close()
+
+
 def test_review_items_show_what_the_others_said(
     browser, web: ServiceProcess, queue: QueueClient
 ) -> None:
@@ -384,11 +433,12 @@ def test_review_items_show_what_the_others_said(
     others.wait_for()
     assert others.inner_text() == "In review: the others said jo: cat · kim: dog"
     ida.page.keyboard.press("2")  # options are not digits: keys 1, 2 in order
-    ida.page.get_by_text("Nothing to label right now").wait_for()
-    assert [(r.worker_id, list(r.labels)) for r in queue.export_labels("r")][-1] == (
-        "ida",
-        ["dog"],
-    )
+    ida.page.get_by_text("Nothing to label right now").wait_for()  # after the label landed
+    assert [(r.worker_id, list(r.labels)) for r in queue.export_labels("r")] == [
+        ("jo", ["cat"]),
+        ("kim", ["dog"]),
+        ("ida", ["dog"]),
+    ]
     ida.close()
 
 
@@ -641,7 +691,7 @@ def test_a_labeller_link_with_a_token(browser, database_url: str) -> None:
         wait_for(lambda: annotations(database_url), what="tina's label")
         assert annotations(database_url) == [(item, "tina", ["4"])]
         page.reload()  # remembered
-        assert page.locator("#who-name").inner_text() == "tina"
+        page.wait_for_function("() => document.querySelector('#who-name').textContent === 'tina'")
         link.close()
     finally:
         service.kill()

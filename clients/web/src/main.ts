@@ -17,7 +17,7 @@ import "./style.css";
 
 // -- state -------------------------------------------------------------------------------
 
-const KEYS = { name: "labelgrid.worker", token: "labelgrid.token" };
+const KEYS = { name: "labelgrid.worker", token: "labelgrid.token", left: "labelgrid.left" };
 const DEPTH = 2; // leases held: the item shown and one prefetched
 const MAX_TABLE = 500;
 
@@ -41,6 +41,8 @@ let keymap = new Map<string, string>(); // key -> option
 let selected = new Set<string>(); // multi-label selection
 let pendingClick: number | null = null; // when the click/key that moved on happened
 let chain: Promise<unknown> = Promise.resolve();
+let steps = 0; // RPC steps queued or running (a label on its way may bring the next item)
+let started = false;
 let refilling: Promise<void> | null = null;
 let watchAbort: AbortController | null = null;
 let lastProgress: Progress | null = null;
@@ -134,7 +136,14 @@ function clearError(): void {
 /** Run one RPC-using step after the previous ones (labels, skips and undos keep their
  * order); a success clears the error shown, a failure shows it. */
 function serial(step: () => Promise<void>): Promise<unknown> {
-  chain = chain.then(step).then(clearError, showError);
+  steps++;
+  chain = chain
+    .then(step)
+    .then(clearError, showError)
+    .finally(() => {
+      steps--;
+      if (!shown) display(null); // "loading" becomes "nothing to label" if nothing came
+    });
   return chain;
 }
 
@@ -304,11 +313,12 @@ function display(item: Item | null, previous: string[] = []): void {
   el.otherInput.disabled = !enabled;
   if (!item) {
     delete el.item.dataset.itemId;
-    document.body.dataset.state = refilling ? "loading" : "empty";
+    const busy = !!refilling || steps > 0;
+    document.body.dataset.state = busy ? "loading" : "empty";
     el.item.append(
       Object.assign(document.createElement("p"), {
         className: "empty",
-        textContent: refilling ? "Loading the next item…" : "Nothing to label right now. New items will show up here.",
+        textContent: busy ? "Loading the next item…" : "Nothing to label right now. New items will show up here.",
       }),
     );
     return;
@@ -384,8 +394,8 @@ function submit(labels: string[], t0: number): void {
   if (sent.has(key)) return; // a second click on the same item does nothing
   sent.add(key);
   if (project?.instructions) localStorage.setItem(readKey(), instructionsDigest());
-  advance(t0);
   setStatus(`Labelled ${labels.join(", ")}`);
+  // queued before the next item is drawn, so an empty screen says "loading" meanwhile
   serial(async () => {
     const reply = await durable.submit({
       project: projectName,
@@ -398,6 +408,7 @@ function submit(labels: string[], t0: number): void {
     if (reply.next) addHeld([reply.next]);
     await refill();
   });
+  advance(t0);
 }
 
 function choose(option: string, t0: number): void {
@@ -424,13 +435,14 @@ function submitSelection(t0: number): void {
 }
 
 function skip(t0: number): void {
-  const item = advance(t0);
+  const item = shown;
   if (!item) return;
   setStatus("Skipped");
   serial(async () => {
     await refill(); // first, so the skipped item is not handed straight back
     await durable.release({ project: projectName, itemId: item.id, leaseToken: item.leaseToken, workerId: worker });
   });
+  advance(t0);
 }
 
 function undo(): void {
@@ -445,6 +457,8 @@ function undo(): void {
 /** Give back every lease this page holds (shown and prefetched) when it goes away; keepalive
  * requests are sent even though the page is being unloaded. */
 function releaseAll(): void {
+  // a reload of this tab finds what it showed (sessionStorage outlives a reload, not a tab)
+  sessionStorage.setItem(KEYS.left, JSON.stringify({ at: Date.now(), ids: held.map((i) => String(i.id)) }));
   for (const item of held) {
     fetch("/labelgrid.v1.QueueService/Release", {
       method: "POST",
@@ -466,6 +480,10 @@ function releaseAll(): void {
 }
 
 addEventListener("pagehide", releaseAll);
+// back from the back/forward cache: the leases were given back, start afresh
+addEventListener("pageshow", (e) => {
+  if (e.persisted) location.reload();
+});
 
 // -- progress, model, instructions --------------------------------------------------------
 
@@ -650,11 +668,23 @@ async function start(): Promise<void> {
   el.labeller.hidden = false;
   display(null);
   try {
+    // reloaded: the page before gave its leases back a moment ago; let those calls land,
+    // then take the same items again, in the same order
+    const left = JSON.parse(sessionStorage.getItem(KEYS.left) ?? "null") as { at: number; ids: string[] } | null;
+    sessionStorage.removeItem(KEYS.left);
+    const before = left && Date.now() - left.at < 3000 ? left.ids : [];
+    if (before.length) await new Promise((r) => setTimeout(r, 300));
     // a returning labeller gets their own live leases back first, then new items
     const mine = await client.listLeases({ project: projectName, workerId: worker });
+    const popped = DEPTH > mine.items.length
+      ? (await client.pop({ project: projectName, workerId: worker, n: DEPTH - mine.items.length })).items
+      : [];
+    const rank = (i: Item) => {
+      const k = before.indexOf(String(i.id));
+      return k < 0 ? before.length : k;
+    };
     held = [];
-    addHeld(mine.items);
-    await refill();
+    addHeld([...mine.items, ...popped].sort((a, b) => rank(a) - rank(b)));
     clearError();
   } catch (err) {
     showError(err);
@@ -662,6 +692,8 @@ async function start(): Promise<void> {
   if (!shown) display(null);
   void watchProgress();
   void fetchRuns().catch(() => undefined);
+  if (started) return; // a change of name starts again: one timer is enough
+  started = true;
   setInterval(() => {
     showModel(); // "trained … ago" moves on
     if (Date.now() - runsFetchedAt > 10000) lookForRuns();
