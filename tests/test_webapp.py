@@ -697,7 +697,7 @@ def test_a_labeller_link_with_a_token(browser, database_url: str) -> None:
         service.kill()
 
 
-def test_memory_per_visitor(browser, web: ServiceProcess, queue: QueueClient) -> None:
+def test_memory_per_visitor(browser, web: ServiceProcess, queue: QueueClient, backend: str) -> None:
     """Ten visitors load the page and label: the serving process grows by far less than one
     Voila kernel (about 97 MB each, measured earlier)."""
     import psutil
@@ -734,7 +734,10 @@ def test_memory_per_visitor(browser, web: ServiceProcess, queue: QueueClient) ->
     }
     print(f"\nweb app memory: {record}")
     if os.environ.get("LABELGRID_RECORD_BENCH"):
-        (RESULTS / "webapp_memory.json").write_text(json.dumps(record, indent=2))
+        path = RESULTS / "webapp_memory.json"
+        recorded = json.loads(path.read_text()) if path.exists() else {}
+        recorded[backend] = record
+        path.write_text(json.dumps(recorded, indent=2) + "\n")
     for v in visitors:
         v.close()
     assert grown_mb < 100, record
