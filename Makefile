@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/labelgrid/v1/*.proto)
 
 NODE_STAMP := clients/node/node_modules/.installed
+WEB_STAMP := clients/web/node_modules/.installed
 
 PEER := bench/.venv-superintendent
 
-.PHONY: venv protos run test lint clean node-deps compose-up compose-down bench
+.PHONY: venv protos run test lint clean node-deps web-deps web compose-up compose-down bench
 
 venv: $(STAMP)
 
@@ -24,8 +25,8 @@ $(STAMP): pyproject.toml
 protos: $(STAMP)
 	$(PY) protos/generate.py
 
-## The whole stack on ./labelgrid.db (SQLite): queue service on 127.0.0.1:50051, trainer on
-## 127.0.0.1:50052, and the labelling page for the demo digits on http://127.0.0.1:8866/
+## The whole stack on ./labelgrid.db (SQLite): queue service on 127.0.0.1:50051 (gRPC) and
+## http://127.0.0.1:8866/ (the labelling web app), trainer on 127.0.0.1:50052, demo digits
 run: $(STAMP)
 	$(VENV)/bin/labelgrid stack
 
@@ -38,6 +39,21 @@ $(NODE_STAMP): clients/node/package.json clients/node/package-lock.json
 	cd clients/node && npm install --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
+## The web app's npm packages (protoc-gen-es, buf, connect-web, vite), when npm is here: the
+## tests check that clients/web/src/gen is what the protos generate today.
+web-deps:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) $(WEB_STAMP); \
+	else echo "npm not found: the web app's generated-code test will be skipped"; fi
+
+$(WEB_STAMP): clients/web/package.json clients/web/package-lock.json
+	cd clients/web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
+## Rebuild the labelling web app: TypeScript from protos/ (buf + protoc-gen-es) into
+## clients/web/src/gen, then vite bundles it into queue_service/web/static/ (both committed).
+web: $(WEB_STAMP)
+	cd clients/web && npm run gen && npm run check && npm run build
+
 ## docker compose deployment (PostgreSQL, queue, trainer, labelling page); needs a Docker engine.
 compose-up:
 	test -f .env || cp .env.example .env
@@ -46,7 +62,7 @@ compose-up:
 compose-down:
 	docker compose --env-file .env -f docker/docker-compose.yml down
 
-test: $(STAMP) node-deps
+test: $(STAMP) node-deps web-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -3,7 +3,7 @@
 Tokens are random (`lg_` + 256 bits) and stored only as SHA-256 hashes. Roles:
 - admin: everything (create projects, add features, export, …);
 - trainer: read projects and labels, stream data, update priorities, record training runs;
-- labeller: pop, submit, release, undo, and progress of its projects.
+- labeller: pop, submit, release, undo, its own leases, and progress of its projects.
 A token may be bound to projects; a labeller's worker id is its token's name, so nobody can
 label as somebody else (a token made with `any_worker` may name workers itself: for trusted
 front ends such as the shared labelling page).
@@ -34,7 +34,7 @@ ALLOWED = {
         "ListTrainingRuns",
         "GetAgreement",
     },
-    LABELLER: READ | {"Pop", "Submit", "Release", "Undo"},
+    LABELLER: READ | {"Pop", "Submit", "Release", "Undo", "ListLeases"},
 }
 
 current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(

@@ -11,6 +11,8 @@ from queue_service.db import DEFAULT_DATABASE_URL
 @dataclass(frozen=True)
 class Settings:
     address: str = "127.0.0.1:50051"
+    #: Also serve HTTP here (the labelling web app and Connect for browsers); "" = off.
+    web_address: str = ""
     database_url: str = DEFAULT_DATABASE_URL
     #: Largest message the server accepts or sends (RESOURCE_EXHAUSTED beyond it).
     max_message_bytes: int = 8 * 1024 * 1024
@@ -73,3 +75,11 @@ def is_loopback(address: str) -> bool:
         return True
     host = address.rsplit(":", 1)[0].strip("[]")
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port"."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"address {address!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)

@@ -200,6 +200,7 @@ def project(row: ProjectRow) -> queue_pb2.Project:
         max_overlap=row.max_overlap,
         review_threshold=row.review_threshold,
         reviewers=row.reviewers,
+        instructions=row.instructions,
     )
 
 

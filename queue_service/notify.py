@@ -13,7 +13,12 @@ import contextlib
 class ChangeNotifier:
     def __init__(self) -> None:
         self._events: dict[int, asyncio.Event] = {}
+        self._generations: dict[int, int] = {}
         self.closing = False
+
+    def generation(self, project_id: int) -> int:
+        """How many changes of the project were notified so far (in this process)."""
+        return self._generations.get(project_id, 0)
 
     def close(self) -> None:
         """Wake every waiter for good: follow streams end when the server shuts down."""
@@ -22,6 +27,7 @@ class ChangeNotifier:
             self.notify(project_id)
 
     def notify(self, project_id: int) -> None:
+        self._generations[project_id] = self._generations.get(project_id, 0) + 1
         event = self._events.pop(project_id, None)
         if event is not None:
             event.set()

@@ -43,6 +43,8 @@ projects = sa.Table(
     sa.Column("max_overlap", sa.Integer, nullable=False, server_default="1"),
     sa.Column("review_threshold", sa.Double, nullable=False, server_default="0"),
     sa.Column("reviewers", sa.Text, nullable=False, server_default="[]"),
+    # markdown shown to labellers (migration 0006); NULL means none
+    sa.Column("instructions", sa.Text, nullable=True),
 )
 
 batches = sa.Table(

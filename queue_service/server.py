@@ -1,4 +1,5 @@
-"""Run the queue service: gRPC server, health checking, reflection, graceful shutdown."""
+"""Run the queue service: gRPC server, health checking, reflection, graceful shutdown; with a
+web address also HTTP (the labelling web app and Connect), on the same loop and handlers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -13,7 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
 from queue_service.auth import Authenticator
-from queue_service.config import Settings, is_loopback
+from queue_service.config import Settings, is_loopback, split_address
 from queue_service.service import QueueService
 from queue_service.store import Store
 
@@ -31,7 +33,10 @@ class QueueServer:
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.port = 0
+        self.web_port = 0
         self._probe: asyncio.Task | None = None
+        self._web: Any = None  # uvicorn.Server
+        self._web_loop: asyncio.Task | None = None
 
     async def start(self) -> int:
         s = self.settings
@@ -59,21 +64,74 @@ class QueueServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {s.address}")
         await self.server.start()
+        if s.web_address:
+            await self._start_web()
         await self._set_health(True)
         self._probe = asyncio.create_task(self._probe_database())
-        if not s.auth and not is_loopback(s.address):
-            log.warning("serving without authentication", extra={"address": s.address})
+        for address in (s.address, s.web_address):
+            if address and not s.auth and not is_loopback(address):
+                log.warning("serving without authentication", extra={"address": address})
         log.info(
             "queue service started",
             extra={
                 "address": s.address,
                 "port": self.port,
+                "web_address": s.web_address,
+                "web_port": self.web_port,
                 "auth": s.auth,
                 "tls": credentials is not None,
                 "database": _safe_url(s.database_url),
             },
         )
         return self.port
+
+    async def _start_web(self) -> None:
+        """uvicorn on this loop, serving the web app over the same QueueService instance
+        (same store, auth and change notifier as gRPC)."""
+        import uvicorn
+
+        from queue_service.web.app import web_app
+
+        s = self.settings
+        host, port = split_address(s.web_address)
+        tls: dict[str, Any] = {}
+        if s.tls_cert:
+            tls = {"ssl_certfile": s.tls_cert, "ssl_keyfile": s.tls_key}
+            if s.tls_client_ca:
+                import ssl
+
+                tls.update(ssl_ca_certs=s.tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
+        config = uvicorn.Config(
+            web_app(self.service, s.max_message_bytes),
+            host=host,
+            port=port,
+            lifespan="off",
+            ws="none",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=int(s.shutdown_grace),
+            **tls,
+        )
+        web = uvicorn.Server(config)
+        config.load()
+        web.lifespan = config.lifespan_class(config)
+        try:
+            await web.startup()  # binds now, so a taken port fails the start
+        except SystemExit:
+            raise OSError(f"cannot listen on {s.web_address} (web)") from None
+        self._web = web
+        self.web_port = web.servers[0].sockets[0].getsockname()[1]
+        self._web_loop = asyncio.create_task(web.main_loop())
+
+    async def _stop_web(self) -> None:
+        if self._web is None:
+            return
+        self._web.should_exit = True
+        if self._web_loop is not None:
+            await self._web_loop
+        await self._web.shutdown()
 
     async def _set_health(self, ok: bool) -> None:
         status = (
@@ -108,7 +166,7 @@ class QueueServer:
         if self.server is not None:
             await self.health.enter_graceful_shutdown()
             self.service.notifier.close()
-            await self.server.stop(self.settings.shutdown_grace)
+            await asyncio.gather(self.server.stop(self.settings.shutdown_grace), self._stop_web())
         if self.store is not None:
             await self.store.close()
         log.info("queue service stopped")
@@ -119,12 +177,13 @@ class ConfigError(ValueError):
 
 
 def check_security(s: Settings) -> None:
-    if not s.auth and not s.insecure_no_auth and not is_loopback(s.address):
-        raise ConfigError(
-            f"refusing to serve on {s.address} without authentication: enable it with --auth "
-            "(LABELGRID_AUTH=true) and create tokens with `labelgrid token create`, or pass "
-            "--insecure-no-auth if a network boundary protects this port"
-        )
+    for address in (s.address, s.web_address):
+        if address and not s.auth and not s.insecure_no_auth and not is_loopback(address):
+            raise ConfigError(
+                f"refusing to serve on {address} without authentication: enable it with --auth "
+                "(LABELGRID_AUTH=true) and create tokens with `labelgrid token create`, or pass "
+                "--insecure-no-auth if a network boundary protects this port"
+            )
     if bool(s.tls_cert) != bool(s.tls_key):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
     if s.tls_client_ca and not s.tls_cert:

@@ -24,6 +24,7 @@ from queue_service.errors import InvalidArgument, QueueError, ResourceExhausted
 from queue_service.notify import ChangeNotifier
 from queue_service.schema import UNRANKED
 from queue_service.store import AnnotationRow, InputRow, ProjectRow, RowBlock, Store
+from queue_service.watch import SharedReads
 
 log = logging.getLogger("labelgrid.queue")
 
@@ -31,6 +32,7 @@ DEFAULT_LEASE_SECONDS = 600
 MAX_LEASE_SECONDS = 7 * 24 * 3600
 MAX_NAME_CHARS = 200
 MAX_OVERLAP = 100
+MAX_INSTRUCTIONS_CHARS = 100_000
 CONSENSUS_METHODS = {
     queue_pb2.CONSENSUS_MAJORITY: consensus.MAJORITY,
     queue_pb2.CONSENSUS_DAWID_SKENE: consensus.DAWID_SKENE,
@@ -120,6 +122,8 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         self.store = store
         self.settings = settings
         self.notifier = ChangeNotifier()
+        # one progress read serves every WatchProgress stream of a project (watch.py)
+        self.progress_reads = SharedReads(self.notifier, self._read_progress)
         self.auth = authenticator
         # Streamed replies stay well under the receive limit a default client has (4 MiB).
         self.reply_budget = min(settings.max_message_bytes, 4 * 1024 * 1024) * 3 // 4
@@ -148,6 +152,14 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                     f"options are {list(project.options)}"
                 )
         return sorted(labels) if project.multi_label else labels
+
+    @staticmethod
+    def _instructions(text: str) -> str:
+        if len(text) > MAX_INSTRUCTIONS_CHARS:
+            raise InvalidArgument(
+                f"instructions are {len(text)} characters; at most {MAX_INSTRUCTIONS_CHARS}"
+            )
+        return convert.no_nul(text, "instructions")
 
     def _n(self, n: int) -> int:
         if n == 0:
@@ -219,6 +231,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 max_overlap=most,
                 review_threshold=threshold,
                 reviewers=tuple(reviewers),
+                instructions=self._instructions(spec.instructions),
             ),
             request.exist_ok,
         )
@@ -235,6 +248,12 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     async def ListProjects(self, request, context):
         rows = auth.visible(await self.store.list_projects())
         return queue_pb2.ListProjectsResponse(projects=[convert.project(r) for r in rows])
+
+    @unary
+    async def SetProjectInstructions(self, request, context):
+        project = await self._project(request.project)
+        row = await self.store.set_instructions(project, self._instructions(request.instructions))
+        return queue_pb2.SetProjectInstructionsResponse(project=convert.project(row))
 
     # -- adding items -------------------------------------------------------------------
 
@@ -376,6 +395,13 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         self.notifier.notify(project.id)
         return queue_pb2.UndoResponse(item=convert.item(row), labels=labels)
 
+    @unary
+    async def ListLeases(self, request, context):
+        project = await self._project(request.project)
+        worker = self._worker(request.worker_id)
+        rows = await self.store.list_leases(project, worker)
+        return queue_pb2.ListLeasesResponse(items=[convert.item(r) for r in rows], worker_id=worker)
+
     # -- priorities ---------------------------------------------------------------------
 
     @unary
@@ -505,16 +531,21 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             row.worker_stats = await asyncio.to_thread(crowd.worker_report, project, votes)
         return queue_pb2.GetProgressResponse(progress=convert.progress(row))
 
+    async def _read_progress(self, project: ProjectRow) -> queue_pb2.Progress:
+        return convert.progress(await self.store.progress(project))
+
     @streaming
     async def WatchProgress(self, request, context):
         project = await self._project(request.project)
         last = None
         while not self.notifier.closing:
-            current = convert.progress(await self.store.progress(project))
+            seen = self.notifier.generation(project.id)
+            current = await self.progress_reads.get(project.id, project)  # as of `seen` or later
             if current != last:
                 yield queue_pb2.WatchProgressResponse(progress=current)
                 last = current
-            await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
+            if self.notifier.generation(project.id) == seen:  # else: changed meanwhile
+                await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
 
     @streaming
     async def ExportLabels(self, request, context):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -55,7 +56,9 @@ def test_compose_file_is_consistent() -> None:
 
     queue_port = env["QUEUE_PORT"]
     assert _port(_arg(services["queue"]["command"], "--address")) == queue_port
-    assert services["queue"]["ports"] == [f"{queue_port}:{queue_port}"]
+    web_port = env["WEB_PORT"]
+    assert _port(_arg(services["queue"]["command"], "--web-address")) == web_port
+    assert services["queue"]["ports"] == [f"{queue_port}:{queue_port}", f"{web_port}:{web_port}"]
     assert _arg(services["seed"]["command"], "--server") == f"queue:{queue_port}"
     assert _arg(services["trainer"]["command"], "--queue") == f"queue:{queue_port}"
     assert services["notebook"]["environment"]["LABELGRID_SERVER"] == f"queue:{queue_port}"
@@ -127,6 +130,7 @@ def compose_pg(pg: postgres.Postgres) -> Iterator[tuple[dict[str, str], postgres
         QUEUE_PORT=str(free_port()),
         TRAINER_PORT=str(free_port()),
         PAGE_PORT=str(free_port()),
+        WEB_PORT=str(free_port()),
         POSTGRES_DB="compose_" + os.urandom(4).hex(),
         TRAINER_INTERVAL_SECONDS="0.5",
         TRAINER_INTERVAL_N_LABELS="10",
@@ -222,6 +226,20 @@ def test_compose_equivalent_session(compose_pg, tmp_path: Path) -> None:
             assert client.get_project(env["LABELGRID_PROJECT"]).model_version >= 1 or (
                 status.last_run.status == "not_enough_labels"
             )
+        # the web app, from the queue service: the page is public, every call needs a token
+        web = f"http://127.0.0.1:{env['WEB_PORT']}"
+        with urllib.request.urlopen(web + "/", timeout=30) as reply:
+            assert reply.status == 200 and b"labelgrid" in reply.read()
+        call = urllib.request.Request(
+            web + "/labelgrid.v1.QueueService/ListLeases",
+            data=b'{"project": "digits", "workerId": "web-user"}',
+            headers={
+                "content-type": "application/json",
+                "authorization": f"Bearer {env['LABELGRID_PAGE_TOKEN']}",
+            },
+        )
+        with urllib.request.urlopen(call, timeout=30) as reply:
+            assert json.loads(reply.read())["workerId"] == "web-user"
         page = f"http://127.0.0.1:{env['PAGE_PORT']}/"
         deadline = time.monotonic() + 60
         while True:

@@ -168,6 +168,9 @@ SERVER_PACKAGES = [
     "matplotlib",
     "queue_service",
     "trainer_service",
+    # the web endpoint's runtime (queue_service.web, labelgrid_proto.v1.queue_connect)
+    "connectrpc",
+    "uvicorn",
 ]
 
 

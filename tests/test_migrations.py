@@ -56,6 +56,7 @@ def test_a_release_0003_database_upgrades_and_serves(database_url: str) -> None:
     try:
         with QueueClient(service.address) as client:
             project = client.get_project("old")
+            assert project.instructions == ""  # 0006: a new nullable column
             assert (project.overlap, project.max_overlap, list(project.options)) == (
                 1,
                 1,

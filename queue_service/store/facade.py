@@ -90,6 +90,9 @@ class Store:
     async def list_projects(self) -> list[ProjectRow]:
         return await self._projects.all()
 
+    async def set_instructions(self, project: ProjectRow, instructions: str) -> ProjectRow:
+        return await self._projects.set_instructions(project, instructions)
+
     async def add_items(
         self,
         project: ProjectRow,
@@ -118,6 +121,9 @@ class Store:
         pop_next: bool,
     ) -> SubmitResult:
         return await self.leases(project).submit(project, item_id, token, worker, labels, pop_next)
+
+    async def list_leases(self, project: ProjectRow, worker: str) -> list[ItemRow]:
+        return await self.leases(project).held(project, worker)
 
     async def release(self, project: ProjectRow, item_id: int, token: str, worker: str) -> None:
         await self.leases(project).release(project, item_id, token, worker)

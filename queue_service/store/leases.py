@@ -40,6 +40,11 @@ class Leases(Protocol):
         """Reopen the worker's newest annotation in the project and lease the item back."""
         ...
 
+    async def held(self, project: ProjectRow, worker: str) -> list[ItemRow]:
+        """The worker's live leases, oldest first, with tokens and inputs (read-only): what a
+        returning labeller is given back before anything new."""
+        ...
+
 
 def next_token(token: str, item_id: int) -> str:
     """The lease token a Submit with pop_next uses, derived so a retried submit finds it."""
@@ -96,6 +101,12 @@ class SingleLeases:
         rows.sort(key=lambda r: (-r.priority, r.id))
         inputs = await self.db.inputs(conn, [r.id for r in rows])
         return [ItemRow(r.id, inputs[r.id], r.priority, token, r.lease_expires_at) for r in rows]
+
+    async def held(self, project: ProjectRow, worker: str) -> list[ItemRow]:
+        async with self.db.read() as conn:
+            rows = (await conn.execute(self.q.live, {"p": project.id, "w": worker})).all()
+            inputs = await self.db.inputs(conn, [r.id for r in rows])
+        return [ItemRow(r.id, inputs[r.id], r.priority, r.token, r.expires_at) for r in rows]
 
     async def _lease_next(
         self, conn: AsyncConnection, project: ProjectRow, worker: str, token: str, item_id: int

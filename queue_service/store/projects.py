@@ -1,4 +1,5 @@
-"""Projects: created once, settings immutable afterwards, so they are cached by name."""
+"""Projects: created once, settings immutable afterwards (only the instructions change,
+through this module, which keeps the cache current), so they are cached by name."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def project_row(row: sa.Row) -> ProjectRow:
         max_overlap=row.max_overlap,
         review_threshold=row.review_threshold,
         reviewers=tuple(json.loads(row.reviewers)),
+        instructions=row.instructions or "",
     )
 
 
@@ -60,6 +62,7 @@ class Projects:
                         "kmax": spec.max_overlap,
                         "rt": spec.review_threshold,
                         "rv": json.dumps(list(spec.reviewers)),
+                        "ins": spec.instructions or None,
                     },
                 )
             ).one()
@@ -82,3 +85,15 @@ class Projects:
         async with self.db.read() as conn:
             rows = await conn.execute(self.q.all)
             return [project_row(r) for r in rows]
+
+    async def set_instructions(self, project: ProjectRow, instructions: str) -> ProjectRow:
+        """Replace a project's instructions (markdown; empty removes them)."""
+        async with self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    self.q.set_instructions, {"ins": instructions or None, "p": project.id}
+                )
+            ).one()
+        updated = project_row(row)
+        self._cache[updated.name] = updated
+        return updated

@@ -24,6 +24,8 @@ class ProjectRow:
     max_overlap: int = 1
     review_threshold: float = 0.0
     reviewers: tuple[str, ...] = ()
+    # markdown for labellers; editable, so not one of the settings compared by exist_ok
+    instructions: str = ""
 
     @property
     def shared(self) -> bool:

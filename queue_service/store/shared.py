@@ -177,6 +177,16 @@ class SharedLeases:
         )
         return item
 
+    async def held(self, project: ProjectRow, worker: str) -> list[ItemRow]:
+        async with self.db.read() as conn:
+            rows = (await conn.execute(self.q.live, {"p": project.id, "w": worker})).all()
+            inputs = await self.db.inputs(conn, [r.id for r in rows])
+            others = await self.slots.others(conn, [r.id for r in rows if r.stage == IN_REVIEW])
+        return [
+            ItemRow(r.id, inputs[r.id], r.priority, r.token, r.expires_at, others.get(r.id, ()))
+            for r in rows
+        ]
+
     async def release(self, project: ProjectRow, item_id: int, token: str, worker: str) -> None:
         """A skip: the slot goes to somebody else, and this worker is not asked again."""
         async with self.db.write() as conn:

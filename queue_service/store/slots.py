@@ -80,13 +80,13 @@ class Slots:
         other annotators' labels for those in review."""
         ids = [i for i, _, _ in rows]
         inputs = await self.db.inputs(conn, ids)
-        others = await self._others(conn, [i for i, _, stage in rows if stage == IN_REVIEW])
+        others = await self.others(conn, [i for i, _, stage in rows if stage == IN_REVIEW])
         return [
             ItemRow(i, inputs[i], priority, token, expires, others.get(i, ()))
             for i, priority, _ in rows
         ]
 
-    async def _others(
+    async def others(
         self, conn: AsyncConnection, ids: Sequence[int]
     ) -> dict[int, tuple[tuple[str, list[str]], ...]]:
         """The labels other workers gave, shown to an adjudicator."""

@@ -19,8 +19,10 @@ class ServiceProcess:
 
     started = '"queue service started"'
 
-    def __init__(self, database_url: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, database_url: str, env: dict[str, str] | None = None, *extra: str) -> None:
         self.database_url = database_url
+        self.extra = list(extra)  # more `queue serve` flags, e.g. "--web-address", "127.0.0.1:0"
+        self.web_port = 0
         self.env = {**os.environ, **(env or {})}
         self.log = Path(tempfile.mkstemp(prefix="labelgrid-queue-", suffix=".log")[1])
         self.proc: subprocess.Popen | None = None
@@ -41,7 +43,13 @@ class ServiceProcess:
             "127.0.0.1:0",
             "--database-url",
             self.database_url,
+            *self.extra,
         ]
+
+    @property
+    def web_url(self) -> str:
+        """The web app's base URL (started with --web-address)."""
+        return f"http://127.0.0.1:{self.web_port}"
 
     def start(self, timeout: float = 60) -> ServiceProcess:
         with open(self.log, "ab") as out:
@@ -55,6 +63,7 @@ class ServiceProcess:
                     entry = json.loads(line)
                     if entry.get("pid", self.proc.pid) == self.proc.pid:
                         self.port = entry["port"]
+                        self.web_port = entry.get("web_port", 0)
             if self.port and self.proc.poll() is None:
                 return self
             if self.proc.poll() is not None:
@@ -86,6 +95,7 @@ class TrainerProcess(ServiceProcess):
 
     def __init__(self, queue_address: str, env: dict[str, str] | None = None) -> None:
         super().__init__("", env)
+        self.extra = []
         self.queue_address = queue_address
 
     def command(self) -> list[str]:

@@ -37,6 +37,7 @@ def _queue_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(
         address=args.address,
+        web_address=args.web_address,
         database_url=args.database_url,
         max_message_bytes=args.max_message_bytes,
         auth=True if args.auth else None,
@@ -282,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", help="HOST:PORT to listen on (env LABELGRID_ADDRESS; default 127.0.0.1:50051)"
     )
     serve.add_argument(
+        "--web-address",
+        help="also serve the labelling web app and Connect (HTTP) on HOST:PORT "
+        "(env LABELGRID_WEB_ADDRESS; default off)",
+    )
+    serve.add_argument(
         "--database-url",
         help="SQLAlchemy URL (env LABELGRID_DATABASE_URL; default sqlite+aiosqlite:///./labelgrid.db)",
     )
@@ -385,22 +391,28 @@ def build_parser() -> argparse.ArgumentParser:
     agree.add_argument("--json", action="store_true", help="the full GetAgreement reply")
     agree.set_defaults(func=_agreement)
 
-    page = sub.add_parser("page", help="serve the labelling page (Voila)")
+    page = sub.add_parser(
+        "page",
+        help="serve the Voila labelling page (optional, for notebook users; one Python kernel "
+        "per visitor: the web app of `queue serve --web-address` is the default)",
+    )
     page.add_argument("--port", type=int, default=8866)
     page.add_argument("--ip", default="127.0.0.1")
     page.set_defaults(func=_page)
 
-    stack = sub.add_parser("stack", help="queue + trainer + labelling page, on this machine")
+    stack = sub.add_parser("stack", help="queue + trainer + labelling web app, on this machine")
     stack.add_argument(
         "--database-url",
         default=os.environ.get("LABELGRID_DATABASE_URL", "sqlite:///./labelgrid.db"),
     )
     stack.add_argument("--queue-address", default="127.0.0.1:50051")
     stack.add_argument("--trainer-address", default="127.0.0.1:50052")
-    stack.add_argument("--page-port", type=int, default=8866)
+    stack.add_argument(
+        "--page-port", type=int, default=8866, help="the web app's port (on 127.0.0.1)"
+    )
     stack.add_argument("--no-demo", action="store_true")
     stack.add_argument("--no-trainer", action="store_true")
-    stack.add_argument("--no-page", action="store_true")
+    stack.add_argument("--no-page", action="store_true", help="no web app")
     stack.set_defaults(func=_stack)
     return parser
 

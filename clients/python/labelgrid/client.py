@@ -88,6 +88,7 @@ def project_request(
     max_overlap: int = 0,
     review_threshold: float = 0.0,
     reviewers: Iterable[str] = (),
+    instructions: str = "",
 ) -> queue_pb2.CreateProjectRequest:
     """A CreateProject request; see `QueueClient.create_project`."""
     return queue_pb2.CreateProjectRequest(
@@ -101,6 +102,7 @@ def project_request(
             max_overlap=max_overlap,
             review_threshold=review_threshold,
             reviewers=list(reviewers),
+            instructions=instructions,
         ),
         exist_ok=exist_ok,
     )
@@ -169,13 +171,24 @@ class QueueClient:
 
         Settings: multi_label, allow_other, lease_seconds; overlap=k for k labels per item
         from k different workers; review_threshold, max_overlap and reviewers for items whose
-        labels disagree (see the Project message in protos/labelgrid/v1/queue.proto)."""
+        labels disagree; instructions (markdown shown to labellers by the web app) are
+        stored for a new project only (see the Project message in
+        protos/labelgrid/v1/queue.proto; `set_instructions` changes them)."""
         request = project_request(name, options, **settings)
         return self._retry(lambda: self.stub.CreateProject(request, timeout=self.timeout)).project
 
     def get_project(self, name: str) -> queue_pb2.Project:
         request = queue_pb2.GetProjectRequest(project=name)
         return self._retry(lambda: self.stub.GetProject(request, timeout=self.timeout)).project
+
+    def set_instructions(self, project: str, instructions: str) -> queue_pb2.Project:
+        """Replace a project's instructions (markdown; "" removes them). Admins only."""
+        request = queue_pb2.SetProjectInstructionsRequest(
+            project=project, instructions=instructions
+        )
+        return self._retry(
+            lambda: self.stub.SetProjectInstructions(request, timeout=self.timeout)
+        ).project
 
     def list_projects(self) -> list[queue_pb2.Project]:
         reply = self._retry(
@@ -268,6 +281,12 @@ class QueueClient:
             queue_pb2.UndoRequest(project=project, worker_id=worker_id), timeout=self.timeout
         )
         return Item.from_proto(reply.item), list(reply.labels)
+
+    def list_leases(self, project: str, worker_id: str) -> list[Item]:
+        """The worker's live leases in the project, oldest first (read-only)."""
+        request = queue_pb2.ListLeasesRequest(project=project, worker_id=worker_id)
+        reply = self._retry(lambda: self.stub.ListLeases(request, timeout=self.timeout))
+        return [Item.from_proto(m) for m in reply.items]
 
     # -- priorities ---------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """`labelgrid stack`: the whole stack on one machine, for `make run` and for trying it out.
 
-Starts the queue service, adds the demo dataset once, starts the trainer, and serves the
-labelling page (Voila) on localhost; Ctrl-C (or SIGTERM) stops everything.
+Starts the queue service (which also serves the labelling web app over HTTP), adds the demo
+dataset once, and starts the trainer, on localhost; Ctrl-C (or SIGTERM) stops everything.
+The Voila page (`page_command`, `labelgrid page`) is no longer part of it: one Python kernel
+per visitor; it stays available for notebook users with their own display function.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def wait_serving(address: str, timeout: float = 60) -> None:
 
 
 def page_command(port: int, notebook: Path = PAGE, ip: str = "127.0.0.1") -> list[str]:
+    """The Voila labelling page (`labelgrid page`), optional: the stack serves the web app."""
     return [
         sys.executable,
         "-m",
@@ -88,6 +91,7 @@ def run_stack(
                 queue_address,
                 "--database-url",
                 database_url,
+                *(["--web-address", f"127.0.0.1:{page_port}"] if page else []),
             ]
         )
         wait_serving(queue_address)
@@ -123,8 +127,8 @@ def run_stack(
                         interval_n_labels=10,
                     )
         if page:
-            start(page_command(page_port))
-            print(f"labelling page: http://127.0.0.1:{page_port}/", flush=True)
+            project = f"?project={DEMO_PROJECT}" if demo else ""
+            print(f"labelling web app: http://127.0.0.1:{page_port}/{project}", flush=True)
         while not stop and all(c.poll() is None for c in children):
             time.sleep(0.5)
     finally:

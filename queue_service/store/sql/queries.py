@@ -24,7 +24,7 @@ from queue_service.store.sql import Dialect
 
 PROJECT_COLS = (
     "id, name, options, multi_label, allow_other, lease_seconds, model_version, created_at, "
-    "overlap, max_overlap, review_threshold, reviewers"
+    "overlap, max_overlap, review_threshold, reviewers, instructions"
 )
 RUN_COLS = (
     "status, message, score, score_std, n_labels, n_scored, model_version, seconds, "
@@ -61,8 +61,11 @@ class ProjectQueries:
         self.insert = text(
             "INSERT INTO projects (name, options, multi_label, allow_other, "
             "lease_seconds, model_version, created_at, overlap, max_overlap, "
-            "review_threshold, reviewers) VALUES (:n, :o, :m, :a, :l, 0, "
-            f"{d.now}, :k, :kmax, :rt, :rv) RETURNING {PROJECT_COLS}"
+            "review_threshold, reviewers, instructions) VALUES (:n, :o, :m, :a, :l, 0, "
+            f"{d.now}, :k, :kmax, :rt, :rv, :ins) RETURNING {PROJECT_COLS}"
+        )
+        self.set_instructions = text(
+            f"UPDATE projects SET instructions = :ins WHERE id = :p RETURNING {PROJECT_COLS}"
         )
         self.all = text(f"SELECT {PROJECT_COLS} FROM projects ORDER BY id")
         # NO KEY UPDATE serialises priority updates without blocking the foreign-key check
@@ -93,6 +96,12 @@ class SingleQueries:
     """k = 1: the lease is on the items row."""
 
     def __init__(self, d: Dialect) -> None:
+        # a worker's live leases, oldest first (a returning labeller gets them back)
+        self.live = text(
+            "SELECT id, lease_token AS token, lease_expires_at AS expires_at, priority "
+            f"FROM items WHERE project_id = :p AND status = {LEASED} AND leased_by = :w "
+            f"AND lease_expires_at > {d.now} ORDER BY lease_expires_at, priority DESC, id"
+        )
         # expired leases go back to the pool first (their token is kept, so a late submit
         # is still accepted as long as nobody else has taken the item)
         self.reclaim = text(
@@ -151,6 +160,13 @@ class SharedQueries:
     """k > 1: leases are rows of `assignments`; the item's status is derived from them."""
 
     def __init__(self, d: Dialect) -> None:
+        # a worker's live assignments, oldest first (a returning labeller gets them back)
+        self.live = text(
+            "SELECT a.item_id AS id, a.token, a.expires_at, it.priority, it.stage "
+            "FROM assignments a JOIN items it ON it.id = a.item_id "
+            f"WHERE a.project_id = :p AND a.worker_id = :w AND a.state = {LIVE} "
+            f"AND a.expires_at > {d.now} ORDER BY a.expires_at, it.priority DESC, a.item_id"
+        )
         self.due = text(
             "SELECT DISTINCT item_id FROM assignments WHERE project_id = :p AND "
             f"state = {LIVE} AND expires_at <= {d.now}"

@@ -21,7 +21,7 @@ CONSENSUS_MAJORITY: Consensus
 CONSENSUS_DAWID_SKENE: Consensus
 
 class Project(_message.Message):
-    __slots__ = ("name", "options", "multi_label", "allow_other", "lease_seconds", "model_version", "created_at", "overlap", "review_threshold", "max_overlap", "reviewers")
+    __slots__ = ("name", "options", "multi_label", "allow_other", "lease_seconds", "model_version", "created_at", "overlap", "review_threshold", "max_overlap", "reviewers", "instructions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     MULTI_LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class Project(_message.Message):
     REVIEW_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MAX_OVERLAP_FIELD_NUMBER: _ClassVar[int]
     REVIEWERS_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     options: _containers.RepeatedScalarFieldContainer[str]
     multi_label: bool
@@ -44,7 +45,8 @@ class Project(_message.Message):
     review_threshold: float
     max_overlap: int
     reviewers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., options: _Optional[_Iterable[str]] = ..., multi_label: _Optional[bool] = ..., allow_other: _Optional[bool] = ..., lease_seconds: _Optional[int] = ..., model_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overlap: _Optional[int] = ..., review_threshold: _Optional[float] = ..., max_overlap: _Optional[int] = ..., reviewers: _Optional[_Iterable[str]] = ...) -> None: ...
+    instructions: str
+    def __init__(self, name: _Optional[str] = ..., options: _Optional[_Iterable[str]] = ..., multi_label: _Optional[bool] = ..., allow_other: _Optional[bool] = ..., lease_seconds: _Optional[int] = ..., model_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overlap: _Optional[int] = ..., review_threshold: _Optional[float] = ..., max_overlap: _Optional[int] = ..., reviewers: _Optional[_Iterable[str]] = ..., instructions: _Optional[str] = ...) -> None: ...
 
 class CreateProjectRequest(_message.Message):
     __slots__ = ("project", "exist_ok")
@@ -83,6 +85,20 @@ class ListProjectsResponse(_message.Message):
     PROJECTS_FIELD_NUMBER: _ClassVar[int]
     projects: _containers.RepeatedCompositeFieldContainer[Project]
     def __init__(self, projects: _Optional[_Iterable[_Union[Project, _Mapping]]] = ...) -> None: ...
+
+class SetProjectInstructionsRequest(_message.Message):
+    __slots__ = ("project", "instructions")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    instructions: str
+    def __init__(self, project: _Optional[str] = ..., instructions: _Optional[str] = ...) -> None: ...
+
+class SetProjectInstructionsResponse(_message.Message):
+    __slots__ = ("project",)
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    project: Project
+    def __init__(self, project: _Optional[_Union[Project, _Mapping]] = ...) -> None: ...
 
 class Labels(_message.Message):
     __slots__ = ("values",)
@@ -221,6 +237,22 @@ class UndoResponse(_message.Message):
     item: Item
     labels: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, item: _Optional[_Union[Item, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListLeasesRequest(_message.Message):
+    __slots__ = ("project", "worker_id")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    worker_id: str
+    def __init__(self, project: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
+
+class ListLeasesResponse(_message.Message):
+    __slots__ = ("items", "worker_id")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Item]
+    worker_id: str
+    def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class UpdatePrioritiesRequest(_message.Message):
     __slots__ = ("project", "model_version", "ids", "priorities")

@@ -51,6 +51,11 @@ class QueueServiceStub:
                 request_serializer=labelgrid_dot_v1_dot_queue__pb2.ListProjectsRequest.SerializeToString,
                 response_deserializer=labelgrid_dot_v1_dot_queue__pb2.ListProjectsResponse.FromString,
                 _registered_method=True)
+        self.SetProjectInstructions = channel.unary_unary(
+                '/labelgrid.v1.QueueService/SetProjectInstructions',
+                request_serializer=labelgrid_dot_v1_dot_queue__pb2.SetProjectInstructionsRequest.SerializeToString,
+                response_deserializer=labelgrid_dot_v1_dot_queue__pb2.SetProjectInstructionsResponse.FromString,
+                _registered_method=True)
         self.AddFeatures = channel.stream_unary(
                 '/labelgrid.v1.QueueService/AddFeatures',
                 request_serializer=labelgrid_dot_v1_dot_queue__pb2.AddFeaturesRequest.SerializeToString,
@@ -75,6 +80,11 @@ class QueueServiceStub:
                 '/labelgrid.v1.QueueService/Undo',
                 request_serializer=labelgrid_dot_v1_dot_queue__pb2.UndoRequest.SerializeToString,
                 response_deserializer=labelgrid_dot_v1_dot_queue__pb2.UndoResponse.FromString,
+                _registered_method=True)
+        self.ListLeases = channel.unary_unary(
+                '/labelgrid.v1.QueueService/ListLeases',
+                request_serializer=labelgrid_dot_v1_dot_queue__pb2.ListLeasesRequest.SerializeToString,
+                response_deserializer=labelgrid_dot_v1_dot_queue__pb2.ListLeasesResponse.FromString,
                 _registered_method=True)
         self.UpdatePriorities = channel.stream_unary(
                 '/labelgrid.v1.QueueService/UpdatePriorities',
@@ -146,6 +156,13 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetProjectInstructions(self, request, context):
+        """Replaces a project's instructions (markdown shown to labellers); admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddFeatures(self, request_iterator, context):
         """Adds items, streamed in chunks. All-or-nothing per call; with an idempotency key a
         repeated call with the same data is a no-op that returns the original ids.
@@ -177,6 +194,14 @@ class QueueServiceServicer:
 
     def Undo(self, request, context):
         """Reopens the calling worker's most recent annotation and leases the item back to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLeases(self, request, context):
+        """The calling worker's live leases in a project (read-only), oldest lease first: a page
+        that was reloaded or reopened shows its own items again before it pops new ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -262,6 +287,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     request_deserializer=labelgrid_dot_v1_dot_queue__pb2.ListProjectsRequest.FromString,
                     response_serializer=labelgrid_dot_v1_dot_queue__pb2.ListProjectsResponse.SerializeToString,
             ),
+            'SetProjectInstructions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProjectInstructions,
+                    request_deserializer=labelgrid_dot_v1_dot_queue__pb2.SetProjectInstructionsRequest.FromString,
+                    response_serializer=labelgrid_dot_v1_dot_queue__pb2.SetProjectInstructionsResponse.SerializeToString,
+            ),
             'AddFeatures': grpc.stream_unary_rpc_method_handler(
                     servicer.AddFeatures,
                     request_deserializer=labelgrid_dot_v1_dot_queue__pb2.AddFeaturesRequest.FromString,
@@ -286,6 +316,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.Undo,
                     request_deserializer=labelgrid_dot_v1_dot_queue__pb2.UndoRequest.FromString,
                     response_serializer=labelgrid_dot_v1_dot_queue__pb2.UndoResponse.SerializeToString,
+            ),
+            'ListLeases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLeases,
+                    request_deserializer=labelgrid_dot_v1_dot_queue__pb2.ListLeasesRequest.FromString,
+                    response_serializer=labelgrid_dot_v1_dot_queue__pb2.ListLeasesResponse.SerializeToString,
             ),
             'UpdatePriorities': grpc.stream_unary_rpc_method_handler(
                     servicer.UpdatePriorities,
@@ -427,6 +462,33 @@ class QueueService:
             _registered_method=True)
 
     @staticmethod
+    def SetProjectInstructions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelgrid.v1.QueueService/SetProjectInstructions',
+            labelgrid_dot_v1_dot_queue__pb2.SetProjectInstructionsRequest.SerializeToString,
+            labelgrid_dot_v1_dot_queue__pb2.SetProjectInstructionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def AddFeatures(request_iterator,
             target,
             options=(),
@@ -551,6 +613,33 @@ class QueueService:
             '/labelgrid.v1.QueueService/Undo',
             labelgrid_dot_v1_dot_queue__pb2.UndoRequest.SerializeToString,
             labelgrid_dot_v1_dot_queue__pb2.UndoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLeases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelgrid.v1.QueueService/ListLeases',
+            labelgrid_dot_v1_dot_queue__pb2.ListLeasesRequest.SerializeToString,
+            labelgrid_dot_v1_dot_queue__pb2.ListLeasesResponse.FromString,
             options,
             channel_credentials,
             insecure,
