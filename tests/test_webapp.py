@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from labelgrid import QueueClient
 from labelgrid.demo import seed_demo
@@ -375,13 +376,19 @@ def test_progress_of_others_model_score_and_instructions(
     queue.record_training_run(
         "q",
         queue_pb2.TrainingRun(
-            status="ok", score=0.875, score_std=0.02, n_labels=4, model_version=1, seconds=0.1
+            status="ok",
+            score=0.875,
+            score_std=0.02,
+            n_labels=4,
+            model_version=1,
+            seconds=0.1,
+            started_at=Timestamp(seconds=int(time.time()) - 120),
         ),
     )
     page.keyboard.press("2")  # a change of progress makes the page look for new runs
-    page.get_by_text(re.compile(r"Model score 0\.875 ± 0\.020 on 4 labels")).wait_for(
-        timeout=15_000
-    )
+    page.get_by_text(
+        re.compile(r"Model score 0\.875 ± 0\.020 on 4 labels, trained 2 min ago")
+    ).wait_for(timeout=15_000)
     page.screenshot(path=str(ARTIFACTS / "webapp-text-progress.png"))
     gus.close()
 

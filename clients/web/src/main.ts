@@ -501,12 +501,12 @@ function showModel(): void {
     el.model.textContent = "Model: not trained yet";
     return;
   }
-  const when = run.startedAt ? ago(timestampDate(run.startedAt)) : "";
+  const when = run.startedAt?.seconds ? `, trained ${ago(timestampDate(run.startedAt))}` : "";
   if (run.score !== undefined) {
     const spread = run.scoreStd !== undefined ? ` ± ${run.scoreStd.toFixed(3)}` : "";
-    el.model.textContent = `Model score ${run.score.toFixed(3)}${spread} on ${run.nLabels} labels, trained ${when}`;
+    el.model.textContent = `Model score ${run.score.toFixed(3)}${spread} on ${run.nLabels} labels${when}`;
   } else {
-    el.model.textContent = `Model: ${run.status.replace(/_/g, " ")} (${run.message || "no score"}), ${when}`;
+    el.model.textContent = `Model: ${run.status.replace(/_/g, " ")} (${run.message || "no score"})${when}`;
   }
   el.model.dataset.score = run.score !== undefined ? String(run.score) : "";
 }
