@@ -36,6 +36,7 @@ FORBIDDEN = {
     "voila",
     "pandas",
     "grpcio-reflection",
+    "pyarrow",
     "connectrpc",
     "uvicorn",
 }
@@ -79,6 +80,7 @@ def test_the_extras_carry_the_servers() -> None:
     assert "scikit-learn" in closure(("trainer",))
     assert {"ipywidgets", "ipyevents"} <= closure(("widgets",))
     assert "voila" in closure(("page",))
+    assert "pyarrow" in closure(("export",))
     assert FORBIDDEN - {"connectrpc", "uvicorn"} <= closure(("all",)) | {"psycopg-binary"}
 
 
