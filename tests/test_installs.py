@@ -139,6 +139,7 @@ def test_a_real_base_install(base_venv: Path) -> None:
         (["queue", "serve"], "queue"),
         (["trainer", "serve"], "trainer"),
         (["stack"], "queue"),
+        (["export", "birds", "--format", "parquet", "--output", "birds.parquet"], "export"),
     ],
 )
 def test_a_missing_extra_names_the_command(base_venv: Path, args: list[str], extra: str) -> None:
