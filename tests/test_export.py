@@ -20,6 +20,7 @@ import pytest
 
 from labelgrid import QueueClient, export
 from labelgrid_proto.v1 import arrays_pb2, queue_pb2
+from tests.support.servers import ServiceProcess
 
 # commas, quotes, a newline, a carriage return and non-ASCII: CSV must quote and keep them all
 AWKWARD = 'say "hi", then\r\nbye; ünïcødé ✓'
@@ -353,3 +354,32 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("a Parquet export needs labelgrid[export]"), done.stdout
+
+
+def test_the_command_with_tokens(database_url: str, tmp_path: Path) -> None:
+    """With --auth: an admin token (--token) exports; a trainer token is refused in one
+    line, leaving no file."""
+    from tests.test_security import make_token
+
+    secured = ServiceProcess(
+        database_url, env={"LABELGRID_AUTH": "true", "LABELGRID_AUTH_CACHE_SECONDS": "0"}
+    ).start()
+    try:
+        admin = make_token(database_url, "root", "admin")
+        trainer = make_token(database_url, "model", "trainer")
+        with QueueClient(secured.address, token=admin, retries=0) as root:
+            root.create_project("herons", ["grey", "purple"])
+            root.add_features("herons", ["h1", "h2"], labels=["grey", "purple"])
+        where = tmp_path / "exports"
+        where.mkdir()
+        ok = run_cli("herons", "--server", secured.address, "--token", admin, "--format", "csv")
+        assert ok.returncode == 0, ok.stderr
+        assert [r["labels"] for r in read_csv(ok.stdout, False)] == [["grey"], ["purple"]]
+        target = where / "herons.csv"
+        no = run_cli("herons", "--server", secured.address, "--token", trainer, "-o", str(target))
+        assert no.returncode == 1
+        lines = no.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and "PERMISSION_DENIED" in lines[0], lines
+        assert list(where.iterdir()) == []
+    finally:
+        secured.kill()

@@ -268,20 +268,29 @@ class _Export:
             ]
         schema = pa.schema(fields, metadata={"labelgrid.project": self.project})
         sink = _Sink()
-        pending: list[Row] = []
+        # each reply becomes Arrow columns at once (the Python rows are dropped); a row
+        # group is written, and its bytes handed on, as soon as ROW_GROUP rows are pending
+        pending: list[Any] = []
+        count = 0
         with pq.ParquetWriter(sink, schema) as writer:
             for part in parts:
-                pending.extend(part)
-                while len(pending) >= ROW_GROUP:
-                    group, pending = pending[:ROW_GROUP], pending[ROW_GROUP:]
-                    writer.write_table(_table(group, schema), row_group_size=ROW_GROUP)
+                if not part:
+                    continue
+                pending.append(_batch(part, schema))
+                count += len(part)
+                while count >= ROW_GROUP:
+                    table = pa.Table.from_batches(pending, schema)
+                    writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
+                    pending = table.slice(ROW_GROUP).to_batches()
+                    count -= ROW_GROUP
                     yield sink.take()
-            if pending:
-                writer.write_table(_table(pending, schema), row_group_size=ROW_GROUP)
+            if count:
+                table = pa.Table.from_batches(pending, schema)
+                writer.write_table(table, row_group_size=ROW_GROUP)
         yield sink.take()
 
 
-def _table(group: list[Row], schema: Any) -> Any:
+def _batch(group: list[Row], schema: Any) -> Any:
     import pyarrow as pa
 
     columns = {
@@ -295,7 +304,7 @@ def _table(group: list[Row], schema: Any) -> Any:
     if "consensus" in schema.names:
         columns["consensus"] = [r.consensus for r in group]
         columns["consensus_confidence"] = [r.consensus_confidence for r in group]
-    return pa.table(columns, schema=schema)
+    return pa.RecordBatch.from_pydict(columns, schema=schema)
 
 
 class _Sink:
