@@ -168,6 +168,7 @@ SERVER_PACKAGES = [
     "matplotlib",
     "queue_service",
     "trainer_service",
+    "pyarrow",  # the export extra: imported only when a Parquet file is written
 ]
 
 
@@ -178,6 +179,7 @@ SERVER_PACKAGES = [
         "from labelgrid import QueueClient",
         "import labelgrid.aio, labelgrid.trainer_client, labelgrid.v1",
         "import labelgrid.arrays, labelgrid.payloads, labelgrid.features",
+        "import labelgrid.export",
     ],
 )
 def test_the_client_imports_without_server_packages(code: str) -> None:
