@@ -13,6 +13,7 @@ file, which reports its resident memory after the imports (before) and at its pe
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,8 @@ def main() -> None:
     from labelgrid.client import QueueClient
     from labelgrid.stack import wait_serving
 
+    # a SIGTERM still stops the queue service (the finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     rng = np.random.default_rng(0)
     runs = []
     adds = {}
