@@ -383,3 +383,18 @@ def test_the_command_with_tokens(database_url: str, tmp_path: Path) -> None:
         assert list(where.iterdir()) == []
     finally:
         secured.kill()
+
+
+def test_the_pieces_without_the_client_functions(
+    client: QueueClient, project_name: str, crowd: dict
+) -> None:
+    """join() and Encoder, fed with the contract's messages from elsewhere (here the RPC's
+    replies), give the same bytes as chunks()."""
+    project = client.get_project(project_name)
+    for fmt in ("csv", "jsonl"):
+        encoder = export.Encoder(fmt, project, with_consensus=True)
+        annotations = client.export_chunks(project_name, by_item=True)
+        consensus = client.export_chunks(project_name, consensus="majority", by_item=True)
+        data = b"".join(encoder.encode(export.join(annotations, consensus)))
+        assert data == b"".join(export.chunks(client, project_name, fmt)), fmt
+        assert encoder.written == 10

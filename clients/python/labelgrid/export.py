@@ -12,6 +12,11 @@ or from Python (the web app's owner view serves the same bytes over HTTP):
     body = export.chunks(client, "birds", "csv")  # Iterator[bytes]
     headers = {"Content-Type": export.CONTENT_TYPES["csv"]}
 
+Code without a QueueClient (e.g. a handler beside the queue service with the contract's
+messages at hand) can use the pieces: `join(annotation_chunks, consensus_chunks)` makes
+Rows from ExportLabels replies (`by_item`), and `Encoder(fmt, project, with_consensus=...)
+.encode(rows)` makes the bytes.
+
 **Rows and columns.** One row per annotation, ordered by item id, then annotation id:
 
 | column | CSV | JSON lines | Parquet |
@@ -107,17 +112,30 @@ def rows(
 ) -> Iterator[list[Row]]:
     """The project's annotations as Rows, one list per reply of the queue service, joined
     with the item's consensus by `method` ("majority", "dawid_skene"; None for none)."""
-    consensus = _flat(
+    annotations = client.export_chunks(project, by_item=True, chunk_size=chunk_size)
+    consensus = (
         client.export_chunks(project, consensus=method, by_item=True, chunk_size=chunk_size)
         if method
-        else iter(())
+        else None
     )
-    current = next(consensus, None)
-    for chunk in client.export_chunks(project, by_item=True, chunk_size=chunk_size):
+    return join(annotations, consensus)
+
+
+def join(
+    annotations: Iterable[list[queue_pb2.LabelledItem]],
+    consensus: Iterable[list[queue_pb2.LabelledItem]] | None = None,
+) -> Iterator[list[Row]]:
+    """Merge ExportLabels chunks (`by_item`) with the consensus chunks of the same project
+    (`by_item` and a consensus method), both ordered by item id: one list of Rows per
+    chunk of annotations. Independent of the transport (gRPC here; any source of the
+    contract's messages in that order)."""
+    decided = _flat(consensus if consensus is not None else ())
+    current = next(decided, None)
+    for chunk in annotations:
         out = []
         for a in chunk:
             while current is not None and current.item_id < a.item_id:
-                current = next(consensus, None)
+                current = next(decided, None)
             found = current if current is not None and current.item_id == a.item_id else None
             out.append(
                 Row(
@@ -145,7 +163,8 @@ def chunks(
     """The export file in `fmt` ("csv", "jsonl", "parquet") as byte chunks, produced as the
     rows arrive: the body of an HTTP response (Content-Type: CONTENT_TYPES[fmt]). The
     project is read (and pyarrow checked) before the first chunk."""
-    return _Export(client, project, fmt, consensus, chunk_size).chunks()
+    encoder, parts = _start(client, project, fmt, consensus, chunk_size)
+    return encoder.encode(parts)
 
 
 def write(
@@ -158,37 +177,44 @@ def write(
     chunk_size: int = 0,
 ) -> int:
     """Write the export to a binary file object; return the number of rows written."""
-    export = _Export(client, project, fmt, consensus, chunk_size)
-    for data in export.chunks():
+    encoder, parts = _start(client, project, fmt, consensus, chunk_size)
+    for data in encoder.encode(parts):
         fileobj.write(data)
-    return export.written
+    return encoder.written
 
 
-class _Export:
-    def __init__(
-        self,
-        client: QueueClient,
-        project: str,
-        fmt: str,
-        consensus: str | None,
-        chunk_size: int,
-    ) -> None:
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-        if fmt == "parquet":
-            require("export", "a Parquet export")
-        settings = client.get_project(project)
-        self.client = client
-        self.project = project
+def _start(
+    client: QueueClient, project: str, fmt: str, consensus: str | None, chunk_size: int
+) -> tuple[Encoder, Iterator[list[Row]]]:
+    check_format(fmt)
+    settings = client.get_project(project)
+    method = method_for(settings, consensus)
+    encoder = Encoder(fmt, settings, with_consensus=method is not None)
+    return encoder, rows(client, project, method=method, chunk_size=chunk_size)
+
+
+def check_format(fmt: str) -> None:
+    """ValueError for an unknown format; MissingExtra for Parquet without pyarrow."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        require("export", "a Parquet export")
+
+
+class Encoder:
+    """Rows to the bytes of one export file, chunk by chunk (`encode`); `written` counts the
+    rows encoded so far. Transport-free: feed it `join(...)` from any source."""
+
+    def __init__(self, fmt: str, project: queue_pb2.Project, *, with_consensus: bool) -> None:
+        check_format(fmt)
         self.fmt = fmt
-        self.multi_label = settings.multi_label
-        self.method = method_for(settings, consensus)
-        self.chunk_size = chunk_size
-        self.columns = COLUMNS + (CONSENSUS_COLUMNS if self.method else ())
+        self.project = project.name
+        self.multi_label = project.multi_label
+        self.with_consensus = with_consensus
+        self.columns = COLUMNS + (CONSENSUS_COLUMNS if with_consensus else ())
         self.written = 0
 
-    def chunks(self) -> Iterator[bytes]:
-        parts = rows(self.client, self.project, method=self.method, chunk_size=self.chunk_size)
+    def encode(self, parts: Iterable[list[Row]]) -> Iterator[bytes]:
         encode = {"csv": self._csv, "jsonl": self._jsonl, "parquet": self._parquet}[self.fmt]
         return encode(self._counted(parts))
 
@@ -204,7 +230,7 @@ class _Export:
         out = csv.writer(buffer)
         out.writerow(self.columns)
         labels = _json_text if self.multi_label else _single
-        with_consensus = self.method is not None
+        with_consensus = self.with_consensus
         for part in parts:
             for r in part:
                 line = [
@@ -228,7 +254,7 @@ class _Export:
     # -- JSON lines: one object per row, UTF-8 ----------------------------------------------
 
     def _jsonl(self, parts: Iterable[list[Row]]) -> Iterator[bytes]:
-        with_consensus = self.method is not None
+        with_consensus = self.with_consensus
         for part in parts:
             lines = []
             for r in part:
@@ -261,7 +287,7 @@ class _Export:
             pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
             pa.field("metadata", pa.string()),
         ]
-        if self.method:
+        if self.with_consensus:
             fields += [
                 pa.field("consensus", pa.list_(pa.string())),
                 pa.field("consensus_confidence", pa.float64()),
