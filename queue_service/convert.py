@@ -184,6 +184,8 @@ def labelled(row: AnnotationRow) -> queue_pb2.LabelledItem:
     )
     if row.input is not None:
         msg.input.CopyFrom(payload(row.input))
+    if row.metadata:
+        msg.metadata_json = row.metadata
     return msg
 
 

@@ -553,8 +553,20 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         limit = self._chunk(request.chunk_size)
         if request.consensus:
             rows = await self._consensus_rows(project, self._method(request.consensus))
+            if request.by_item:
+                rows.sort(key=lambda r: r.item_id)
             async for group in self._labelled_groups(rows, limit, request.include_inputs):
                 yield queue_pb2.ExportLabelsResponse(items=group)
+            return
+        if request.by_item:
+            after: int | None = 0
+            while after is not None:
+                found, after = await self.store.labelled_by_item(
+                    project, after, limit, request.include_inputs
+                )
+                messages = [convert.labelled(r) for r in found]
+                for group in convert.batched(messages, self.reply_budget):
+                    yield queue_pb2.ExportLabelsResponse(items=group)
             return
         cursor = 0
         while True:

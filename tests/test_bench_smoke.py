@@ -45,3 +45,13 @@ def test_trainer_memory_harness_small(tmp_path: Path) -> None:
     results = _run(tmp_path, "bench.trainer_memory", "--items", "3000")["trainer_memory"]
     assert set(results["runs"]) == {"margin", "batch-margin"}
     assert all(r["scored"] == 2000 for r in results["runs"].values())
+
+
+def test_export_memory_harness_small(tmp_path: Path) -> None:
+    results = _run(
+        tmp_path, "bench.export_memory", "--sizes", "300", "600", "--formats", "csv", "parquet"
+    )["export_memory"]
+    assert [(r["labels"], r["overlap"], r["format"]) for r in results["runs"]] == [
+        (n, k, f) for n in (300, 600) for k in (1, 3) for f in ("csv", "parquet")
+    ]
+    assert all(r["peak_rss_mb"] > 0 for r in results["runs"])

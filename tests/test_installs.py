@@ -36,6 +36,7 @@ FORBIDDEN = {
     "voila",
     "pandas",
     "grpcio-reflection",
+    "pyarrow",
     "connectrpc",
     "uvicorn",
 }
@@ -79,6 +80,7 @@ def test_the_extras_carry_the_servers() -> None:
     assert "scikit-learn" in closure(("trainer",))
     assert {"ipywidgets", "ipyevents"} <= closure(("widgets",))
     assert "voila" in closure(("page",))
+    assert "pyarrow" in closure(("export",))
     assert FORBIDDEN - {"connectrpc", "uvicorn"} <= closure(("all",)) | {"psycopg-binary"}
 
 
@@ -137,6 +139,7 @@ def test_a_real_base_install(base_venv: Path) -> None:
         (["queue", "serve"], "queue"),
         (["trainer", "serve"], "trainer"),
         (["stack"], "queue"),
+        (["export", "birds", "--format", "parquet", "--output", "birds.parquet"], "export"),
     ],
 )
 def test_a_missing_extra_names_the_command(base_venv: Path, args: list[str], extra: str) -> None:

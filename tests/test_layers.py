@@ -171,6 +171,7 @@ SERVER_PACKAGES = [
     # the web endpoint's runtime (queue_service.web, labelgrid_proto.v1.queue_connect)
     "connectrpc",
     "uvicorn",
+    "pyarrow",  # the export extra: imported only when a Parquet file is written
 ]
 
 
@@ -181,6 +182,7 @@ SERVER_PACKAGES = [
         "from labelgrid import QueueClient",
         "import labelgrid.aio, labelgrid.trainer_client, labelgrid.v1",
         "import labelgrid.arrays, labelgrid.payloads, labelgrid.features",
+        "import labelgrid.export",
     ],
 )
 def test_the_client_imports_without_server_packages(code: str) -> None:

@@ -144,6 +144,11 @@ class Store:
     ) -> list[AnnotationRow]:
         return await self._streams.labelled_chunk(project, after, limit, with_inputs)
 
+    async def labelled_by_item(
+        self, project: ProjectRow, after_item: int, n_items: int, with_inputs: bool
+    ) -> tuple[list[AnnotationRow], int | None]:
+        return await self._streams.labelled_by_item(project, after_item, n_items, with_inputs)
+
     async def votes(self, project: ProjectRow) -> list[VoteRow]:
         return await self._streams.votes(project)
 

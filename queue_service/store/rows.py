@@ -117,6 +117,8 @@ class AnnotationRow:
     created_at: float
     input: InputRow | None
     confidence: float = 1.0
+    # the item's metadata (JSON text), read by the by-item export only
+    metadata: str | None = None
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,33 @@ class Streams:
                 for r in rows
             ]
 
+    async def labelled_by_item(
+        self, project: ProjectRow, after_item: int, n_items: int, with_inputs: bool
+    ) -> tuple[list[AnnotationRow], int | None]:
+        """The annotations of the project's next `n_items` items after `after_item`, ordered
+        by item id then annotation id, with each item's metadata; and the item-id cursor to
+        go on from (None when no items are left)."""
+        async with self.db.read(snapshot=True) as conn:
+            params = {"p": project.id, "c": after_item, "n": n_items}
+            upto = (await conn.execute(self.q.items_upto, params)).scalar_one()
+            if upto is None:
+                return [], None
+            rows = await conn.execute(
+                self.q.labelled_by_item[with_inputs], {"p": project.id, "c": after_item, "u": upto}
+            )
+            return [
+                AnnotationRow(
+                    r.id,
+                    r.item_id,
+                    json.loads(r.labels),
+                    r.worker_id,
+                    r.created_at,
+                    input_row(r) if with_inputs else None,
+                    metadata=r.metadata,
+                )
+                for r in rows
+            ], upto
+
     async def votes(self, project: ProjectRow) -> list[VoteRow]:
         """Every annotation of the project, labels only, with whether its item is done:
         what agreement and consensus are computed from (in one snapshot)."""

@@ -1,4 +1,5 @@
-"""The `labelgrid` command: queue serve, trainer serve/run-once, health, demo seed, page, stack."""
+"""The `labelgrid` command: queue serve, trainer serve/run-once, health, demo seed, agreement,
+export, page, stack."""
 
 from __future__ import annotations
 
@@ -214,6 +215,44 @@ def _agreement(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Write a project's labels as CSV, JSON lines or Parquet (labelgrid.export), streamed."""
+    import grpc
+
+    from labelgrid import export
+    from labelgrid.client import QueueClient
+
+    if args.format == "parquet":
+        require("export", "`labelgrid export --format parquet`")
+    to_stdout = args.output == "-"
+    if to_stdout and args.format == "parquet" and sys.stdout.isatty():
+        print("labelgrid: Parquet is binary; give --output FILE (or redirect)", file=sys.stderr)
+        return 2
+    partial = f"{args.output}.partial"
+    try:
+        with QueueClient(args.server, token=args.token) as client:
+            if to_stdout:
+                n = export.write(
+                    client, args.project, args.format, sys.stdout.buffer, consensus=args.consensus
+                )
+                sys.stdout.buffer.flush()
+            else:
+                # written beside the target and renamed when complete: a broken export never
+                # leaves a truncated file under the name asked for
+                with open(partial, "wb") as f:
+                    n = export.write(client, args.project, args.format, f, consensus=args.consensus)
+                os.replace(partial, args.output)
+    except grpc.RpcError as exc:
+        print(f"labelgrid: export failed: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    finally:
+        if not to_stdout and os.path.exists(partial):
+            os.remove(partial)
+    if not to_stdout:
+        print(f"exported {n} rows of {args.project!r} to {args.output}", file=sys.stderr)
+    return 0
+
+
 @needs("widgets", "page")
 def _page(args: argparse.Namespace) -> int:
     from labelgrid.stack import page_command
@@ -390,6 +429,22 @@ def build_parser() -> argparse.ArgumentParser:
     agree.add_argument("--consensus", choices=["majority", "dawid_skene"], default="majority")
     agree.add_argument("--json", action="store_true", help="the full GetAgreement reply")
     agree.set_defaults(func=_agreement)
+
+    exp = sub.add_parser(
+        "export", help="a project's labels as CSV, JSON lines or Parquet (streamed)"
+    )
+    exp.add_argument("project")
+    exp.add_argument("--server", default=os.environ.get("LABELGRID_SERVER", "127.0.0.1:50051"))
+    exp.add_argument("--token", default=None, help="API token (default: env LABELGRID_TOKEN)")
+    exp.add_argument("--format", choices=["csv", "jsonl", "parquet"], default="csv")
+    exp.add_argument("--output", "-o", default="-", help="a file, or - for stdout (default)")
+    exp.add_argument(
+        "--consensus",
+        choices=["auto", "none", "majority", "dawid_skene"],
+        default="auto",
+        help="consensus columns: auto = majority when the project's overlap is above 1",
+    )
+    exp.set_defaults(func=_export)
 
     page = sub.add_parser(
         "page",

@@ -381,6 +381,30 @@ class QueueClient:
 
         return self._retry(call)
 
+    def export_chunks(
+        self,
+        project: str,
+        *,
+        include_inputs: bool = False,
+        consensus: str | None = None,
+        by_item: bool = False,
+        chunk_size: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[list[queue_pb2.LabelledItem]]:
+        """ExportLabels as it streams: one list of rows per reply, never all of them at once
+        (`labelgrid.export` writes files from this). `by_item` orders the annotations, and the
+        consensus rows, by item id, with each annotation's item metadata. Not retried: a
+        broken stream raises, and the export is started again."""
+        request = queue_pb2.ExportLabelsRequest(
+            project=project,
+            include_inputs=include_inputs,
+            consensus=consensus_code(consensus),
+            by_item=by_item,
+            chunk_size=chunk_size,
+        )
+        for reply in self.stub.ExportLabels(request, timeout=timeout):
+            yield list(reply.items)
+
     def agreement(self, project: str, *, consensus: str = "majority") -> queue_pb2.Agreement:
         """Inter-annotator agreement (percent, Fleiss' kappa, Krippendorff's alpha; per worker
         pair: percent and Cohen's kappa) and per-worker statistics against `consensus`."""

@@ -15,6 +15,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "trainer": ("sklearn",),
     "widgets": ("ipywidgets", "ipyevents", "PIL", "IPython"),
     "page": ("voila",),
+    "export": ("pyarrow",),
 }
 
 

@@ -280,6 +280,25 @@ class ReadQueries:
                 )
             ),
         }
+        # export by item: the last of the next n items of a project (a range on the
+        # primary key), then the annotations of the items up to it (a range on
+        # ix_annotations_item) with their metadata. `+project_id` keeps the planners off the
+        # project indexes: on SQLite they made each chunk scan and sort the whole project
+        # (0.4 s a chunk at 10^6 items, against 4 ms).
+        self.items_upto = text(
+            "SELECT MAX(id) FROM (SELECT id FROM items WHERE +project_id = :p AND id > :c "
+            "ORDER BY id LIMIT :n) t"
+        )
+        by_item = (
+            "SELECT a.id, a.item_id, a.labels, a.worker_id, a.created_at, i.metadata{} "
+            "FROM annotations a LEFT JOIN item_inputs i ON i.item_id = a.item_id "
+            "WHERE +a.project_id = :p AND a.item_id > :c AND a.item_id <= :u "
+            "ORDER BY a.item_id, a.id"
+        )
+        self.labelled_by_item = {
+            False: text(by_item.format("")),
+            True: text(by_item.format(", i.kind, i.dtype, i.shape, i.data, i.text")),
+        }
         self.votes = text(
             "SELECT a.id, a.item_id, a.worker_id, a.labels, a.kind, a.created_at, "
             f"CASE WHEN it.status = {DONE} THEN 1 ELSE 0 END AS done FROM annotations a "

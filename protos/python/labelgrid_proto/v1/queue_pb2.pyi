@@ -291,7 +291,7 @@ class StreamLabelledRequest(_message.Message):
     def __init__(self, project: _Optional[str] = ..., after_annotation_id: _Optional[int] = ..., chunk_size: _Optional[int] = ..., follow: _Optional[bool] = ..., labels_only: _Optional[bool] = ..., consensus: _Optional[_Union[Consensus, str]] = ...) -> None: ...
 
 class LabelledItem(_message.Message):
-    __slots__ = ("annotation_id", "item_id", "input", "labels", "worker_id", "created_at", "confidence")
+    __slots__ = ("annotation_id", "item_id", "input", "labels", "worker_id", "created_at", "confidence", "metadata_json")
     ANNOTATION_ID_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
@@ -299,6 +299,7 @@ class LabelledItem(_message.Message):
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     annotation_id: int
     item_id: int
     input: _arrays_pb2.Payload
@@ -306,7 +307,8 @@ class LabelledItem(_message.Message):
     worker_id: str
     created_at: _timestamp_pb2.Timestamp
     confidence: float
-    def __init__(self, annotation_id: _Optional[int] = ..., item_id: _Optional[int] = ..., input: _Optional[_Union[_arrays_pb2.Payload, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., worker_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confidence: _Optional[float] = ...) -> None: ...
+    metadata_json: str
+    def __init__(self, annotation_id: _Optional[int] = ..., item_id: _Optional[int] = ..., input: _Optional[_Union[_arrays_pb2.Payload, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ..., worker_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., confidence: _Optional[float] = ..., metadata_json: _Optional[str] = ...) -> None: ...
 
 class StreamLabelledResponse(_message.Message):
     __slots__ = ("items", "cursor")
@@ -427,16 +429,18 @@ class WatchProgressResponse(_message.Message):
     def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
 
 class ExportLabelsRequest(_message.Message):
-    __slots__ = ("project", "chunk_size", "include_inputs", "consensus")
+    __slots__ = ("project", "chunk_size", "include_inputs", "consensus", "by_item")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_INPUTS_FIELD_NUMBER: _ClassVar[int]
     CONSENSUS_FIELD_NUMBER: _ClassVar[int]
+    BY_ITEM_FIELD_NUMBER: _ClassVar[int]
     project: str
     chunk_size: int
     include_inputs: bool
     consensus: Consensus
-    def __init__(self, project: _Optional[str] = ..., chunk_size: _Optional[int] = ..., include_inputs: _Optional[bool] = ..., consensus: _Optional[_Union[Consensus, str]] = ...) -> None: ...
+    by_item: bool
+    def __init__(self, project: _Optional[str] = ..., chunk_size: _Optional[int] = ..., include_inputs: _Optional[bool] = ..., consensus: _Optional[_Union[Consensus, str]] = ..., by_item: _Optional[bool] = ...) -> None: ...
 
 class ExportLabelsResponse(_message.Message):
     __slots__ = ("items",)
