@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from queue_service.store.database import Database
 from queue_service.store.rows import (
@@ -29,17 +30,7 @@ class Streams:
             rows = await conn.execute(
                 self.q.labelled[with_inputs], {"p": project.id, "c": after, "n": limit}
             )
-            return [
-                AnnotationRow(
-                    r.id,
-                    r.item_id,
-                    json.loads(r.labels),
-                    r.worker_id,
-                    r.created_at,
-                    input_row(r) if with_inputs else None,
-                )
-                for r in rows
-            ]
+            return [_annotation(r, with_inputs) for r in rows]
 
     async def labelled_by_item(
         self, project: ProjectRow, after_item: int, n_items: int, with_inputs: bool
@@ -55,18 +46,7 @@ class Streams:
             rows = await conn.execute(
                 self.q.labelled_by_item[with_inputs], {"p": project.id, "c": after_item, "u": upto}
             )
-            return [
-                AnnotationRow(
-                    r.id,
-                    r.item_id,
-                    json.loads(r.labels),
-                    r.worker_id,
-                    r.created_at,
-                    input_row(r) if with_inputs else None,
-                    metadata=r.metadata,
-                )
-                for r in rows
-            ], upto
+            return [_annotation(r, with_inputs, r.metadata) for r in rows], upto
 
     async def votes(self, project: ProjectRow) -> list[VoteRow]:
         """Every annotation of the project, labels only, with whether its item is done:
@@ -101,3 +81,16 @@ class Streams:
         async with self.db.read() as conn:
             rows = await conn.execute(self.q.unlabelled, params)
             return [ItemRow(r.id, input_row(r), r.priority) for r in rows]
+
+
+def _annotation(r: Any, with_inputs: bool, metadata: str | None = None) -> AnnotationRow:
+    """One annotation row as the store returns it (the input only when it was selected)."""
+    return AnnotationRow(
+        r.id,
+        r.item_id,
+        json.loads(r.labels),
+        r.worker_id,
+        r.created_at,
+        input_row(r) if with_inputs else None,
+        metadata=metadata,
+    )
