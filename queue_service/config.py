@@ -36,6 +36,8 @@ class Settings:
     #: TLS: CA bundle for client certificates; set, clients must present one it signed.
     tls_client_ca: str = ""
     db_pool_size: int = 10
+    #: Seconds a call waits for a free database connection (then UNAVAILABLE).
+    db_pool_timeout: float = 30.0
     sqlite_synchronous: str = "FULL"
     #: Seconds between database health probes.
     health_interval: float = 2.0

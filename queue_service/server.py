@@ -36,7 +36,9 @@ class QueueServer:
     async def start(self) -> int:
         s = self.settings
         check_security(s)
-        self.store = await Store.open(s.database_url, s.db_pool_size, s.sqlite_synchronous)
+        self.store = await Store.open(
+            s.database_url, s.db_pool_size, s.sqlite_synchronous, s.db_pool_timeout
+        )
         options = [
             ("grpc.max_receive_message_length", s.max_message_bytes),
             ("grpc.max_send_message_length", s.max_message_bytes),

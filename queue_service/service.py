@@ -11,10 +11,8 @@ import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import asyncpg
 import grpc
 import numpy as np
-import sqlalchemy.exc
 
 from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
 from queue_service import auth, consensus, convert, crowd
@@ -23,7 +21,7 @@ from queue_service.config import Settings
 from queue_service.errors import InvalidArgument, QueueError, ResourceExhausted
 from queue_service.notify import ChangeNotifier
 from queue_service.schema import UNRANKED
-from queue_service.store import AnnotationRow, InputRow, ProjectRow, RowBlock, Store
+from queue_service.store import AnnotationRow, InputRow, ProjectRow, RowBlock, Store, failures
 
 log = logging.getLogger("labelgrid.queue")
 
@@ -39,29 +37,12 @@ DEFAULT_CHUNK = 1000
 FOLLOW_POLL_SECONDS = 1.0
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """Whether the database could not be reached (as opposed to a statement that failed)."""
-    if isinstance(exc, OSError | ConnectionError | asyncpg.PostgresConnectionError):
-        return True
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.CannotConnectNowError):
-        return True
-    if isinstance(exc, sqlalchemy.exc.DBAPIError):
-        return (
-            exc.connection_invalidated
-            or isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
-            or _unreachable(exc.orig)
-            or (exc.orig is not None and _unreachable(exc.orig.__cause__ or exc.orig))
-        )
-    return False
-
-
 def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, QueueError):
         return exc.code, str(exc)
-    if _unreachable(exc):
-        return grpc.StatusCode.UNAVAILABLE, f"database unavailable: {type(exc).__name__}; retry"
-    if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
-        return grpc.StatusCode.ABORTED, "a concurrent transaction conflicted; retry"
+    found = failures.status(exc)  # an outage, a timeout, a conflict: store/failures.py
+    if found is not None:
+        return found
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import grpc
@@ -21,8 +22,30 @@ from tests.support.servers import ServiceProcess, TrainerProcess
 from tests.support.snapshot import query
 
 
+class StatusCounter(grpc.UnaryUnaryClientInterceptor):
+    """Counts the status of every call attempt, the client's own retries included."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def intercept_unary_unary(self, continuation, details, request):
+        outcome = continuation(details, request)
+        code = outcome.code()
+        with self.lock:
+            self.seen[code.name if code is not None else "NONE"] += 1
+        return outcome
+
+
+# What a labeller may see while the database or the service goes away: retry statuses, and a
+# stale lease refused after an outage longer than the lease (the item went to someone else).
+EXPECTED = {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "FAILED_PRECONDITION"}
+
+
 class Labellers:
-    """N threads labelling until stopped; only acknowledged submits are recorded."""
+    """N threads labelling until stopped; only acknowledged submits are recorded, and every
+    status any call got is counted (`statuses`); a thread never dies with an exception:
+    anything unexpected is kept in `errors` for the test to assert on."""
 
     def __init__(
         self, address: Callable[[], str], project: str, n: int, keep_going: bool = False
@@ -31,15 +54,32 @@ class Labellers:
         self.project = project
         self.acked: list[tuple[int, str]] = []
         self.unavailable = 0
+        self.counter = StatusCounter()
+        self.errors: list[str] = []
         self.stop = threading.Event()
         self.keep_going = keep_going
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._run, args=(f"w{i}",)) for i in range(n)]
 
+    @property
+    def statuses(self) -> Counter[str]:
+        return self.counter.seen
+
+    def _client(self) -> QueueClient:
+        channel = grpc.intercept_channel(grpc.insecure_channel(self.address()), self.counter)
+        return QueueClient(self.address(), retries=8, timeout=10, channel=channel)
+
     def _run(self, worker: str) -> None:
+        try:
+            self._label(worker)
+        except Exception as exc:  # kept for the test, which fails on it
+            with self.lock:
+                self.errors.append(f"{worker}: {exc!r}")
+
+    def _label(self, worker: str) -> None:
         while not self.stop.is_set():
             try:
-                with QueueClient(self.address(), retries=8, timeout=10) as client:
+                with self._client() as client:
                     while not self.stop.is_set():
                         items = client.pop(self.project, worker)
                         if not items:
@@ -48,16 +88,19 @@ class Labellers:
                         with self.lock:
                             self.acked.append((items[0].id, worker))
             except grpc.RpcError as exc:
-                if exc.code() not in (
-                    grpc.StatusCode.UNAVAILABLE,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                ):
+                if exc.code().name not in EXPECTED:
                     raise
                 with self.lock:
-                    self.unavailable += 1
+                    self.unavailable += exc.code() != grpc.StatusCode.FAILED_PRECONDITION
                 if not self.keep_going:
                     return
                 time.sleep(0.2)
+
+    def check(self) -> None:
+        """No thread failed, and no call got a status outside EXPECTED (INTERNAL above all)."""
+        assert self.errors == []
+        assert self.statuses["OK"] > 0
+        assert set(self.statuses) <= EXPECTED, dict(self.statuses)
 
     def __enter__(self) -> Labellers:
         for t in self.threads:
@@ -98,6 +141,7 @@ def test_kill_9_while_twenty_labellers_submit(database_url: str, project_name: s
     with Labellers(lambda: address, project_name, 20) as crowd:
         _wait(lambda: len(crowd.acked) >= 100, 60, "labels before the crash")
         proc.kill()  # SIGKILL: no chance to finish anything
+    crowd.check()
     acked = list(crowd.acked)
     assert 100 <= len(acked) < len(ids)
 
@@ -144,9 +188,11 @@ def test_database_outage_and_recovery(pg, database_url: str, project_name: str) 
             _wait(lambda: _health(proc.address) == serving, 30, "SERVING again")
             before = len(crowd.acked)
             _wait(lambda: len(crowd.acked) >= before + 50, 60, "labelling to resume")
+        crowd.check()
+        assert crowd.statuses["UNAVAILABLE"] > 0, dict(crowd.statuses)  # the outage was seen
         acked = list(crowd.acked)
         rows = query(database_url, "SELECT item_id, worker_id FROM annotations")
-        assert set(acked) <= set(rows)
+        assert set(acked) <= set(rows), "an acknowledged label was lost"
         assert len({item for item, _ in rows}) == len(rows)
         assert len(rows) <= len(ids)
         assert crowd.unavailable > 0 or len(acked) > 100
