@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from labelgrid_serving.security import is_loopback
 from queue_service.db import DEFAULT_DATABASE_URL
 
 
@@ -43,6 +44,10 @@ class Settings:
     health_interval: float = 2.0
     #: Seconds in-flight calls get to finish on SIGTERM.
     shutdown_grace: float = 10.0
+    #: HOST:PORT to serve Prometheus metrics on (HTTP, /metrics); empty: no metrics.
+    metrics_address: str = ""
+    #: Seconds between reads of the per-project gauges (leases, unlabelled items).
+    metrics_interval: float = 15.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -69,9 +74,4 @@ def _parse(text: str, default: object, name: str) -> object:
         raise ValueError(f"LABELGRID_{name.upper()}={text!r} is not a valid value") from None
 
 
-def is_loopback(address: str) -> bool:
-    """True for addresses only this machine can reach (loopback IPs, localhost, unix sockets)."""
-    if address.startswith("unix:"):
-        return True
-    host = address.rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
+__all__ = ["Settings", "is_loopback"]

@@ -12,8 +12,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
+from labelgrid_serving import security
+from labelgrid_serving.security import ConfigError
 from queue_service.auth import Authenticator
 from queue_service.config import Settings, is_loopback
+from queue_service.metrics import QueueMetrics
 from queue_service.service import QueueService
 from queue_service.store import Store
 
@@ -31,6 +34,8 @@ class QueueServer:
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()
         self.port = 0
+        self.metrics_port = 0
+        self.metrics: QueueMetrics | None = None
         self._probe: asyncio.Task | None = None
 
     async def start(self) -> int:
@@ -44,7 +49,9 @@ class QueueServer:
             ("grpc.max_send_message_length", s.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        self.server = grpc.aio.server(options=options)
+        self.metrics = QueueMetrics(self.store, s.metrics_interval) if s.metrics_address else None
+        interceptors = [self.metrics.interceptor()] if self.metrics else []
+        self.server = grpc.aio.server(options=options, interceptors=interceptors)
         self.service = QueueService(
             self.store, s, Authenticator(self.store, s.auth, s.auth_cache_seconds)
         )
@@ -63,6 +70,8 @@ class QueueServer:
         await self.server.start()
         await self._set_health(True)
         self._probe = asyncio.create_task(self._probe_database())
+        if self.metrics is not None:
+            self.metrics_port = self.metrics.start(s.metrics_address)
         if not s.auth and not is_loopback(s.address):
             log.warning("serving without authentication", extra={"address": s.address})
         log.info(
@@ -70,6 +79,7 @@ class QueueServer:
             extra={
                 "address": s.address,
                 "port": self.port,
+                "metrics_port": self.metrics_port,
                 "auth": s.auth,
                 "tls": credentials is not None,
                 "database": _safe_url(s.database_url),
@@ -111,40 +121,27 @@ class QueueServer:
             await self.health.enter_graceful_shutdown()
             self.service.notifier.close()
             await self.server.stop(self.settings.shutdown_grace)
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self.store is not None:
             await self.store.close()
         log.info("queue service stopped")
 
 
-class ConfigError(ValueError):
-    """The service refuses to start with this configuration; the message says why."""
-
-
 def check_security(s: Settings) -> None:
-    if not s.auth and not s.insecure_no_auth and not is_loopback(s.address):
-        raise ConfigError(
-            f"refusing to serve on {s.address} without authentication: enable it with --auth "
-            "(LABELGRID_AUTH=true) and create tokens with `labelgrid token create`, or pass "
-            "--insecure-no-auth if a network boundary protects this port"
-        )
-    if bool(s.tls_cert) != bool(s.tls_key):
-        raise ConfigError("TLS needs both --tls-cert and --tls-key")
-    if s.tls_client_ca and not s.tls_cert:
-        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+    security.check_security(
+        s.address,
+        auth=s.auth,
+        insecure_no_auth=s.insecure_no_auth,
+        tls_cert=s.tls_cert,
+        tls_key=s.tls_key,
+        tls_client_ca=s.tls_client_ca,
+        how_to_auth="--auth (LABELGRID_AUTH=true) and create tokens with `labelgrid token create`",
+    )
 
 
 def server_credentials(s: Settings) -> grpc.ServerCredentials | None:
-    if not s.tls_cert:
-        return None
-    with open(s.tls_key, "rb") as key, open(s.tls_cert, "rb") as cert:
-        pair = (key.read(), cert.read())
-    ca = None
-    if s.tls_client_ca:
-        with open(s.tls_client_ca, "rb") as f:
-            ca = f.read()
-    return grpc.ssl_server_credentials(
-        [pair], root_certificates=ca, require_client_auth=ca is not None
-    )
+    return security.server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)
 
 
 def _safe_url(url: str) -> str:
@@ -164,3 +161,6 @@ async def serve(settings: Settings) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+
+
+__all__ = ["ConfigError", "QueueServer", "check_security", "serve", "server_credentials"]

@@ -18,7 +18,13 @@ from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
 from queue_service import auth, consensus, convert, crowd
 from queue_service.auth import Authenticator
 from queue_service.config import Settings
-from queue_service.errors import InvalidArgument, QueueError, ResourceExhausted
+from queue_service.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    QueueError,
+    ResourceExhausted,
+)
 from queue_service.notify import ChangeNotifier
 from queue_service.schema import UNRANKED
 from queue_service.store import AnnotationRow, InputRow, ProjectRow, RowBlock, Store, failures
@@ -541,3 +547,57 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         return queue_pb2.GetAgreementResponse(
             agreement=convert.agreement_message(measured, workers)
         )
+
+    # -- API tokens (issue 16) -----------------------------------------------------------
+
+    @staticmethod
+    def _unrestricted_admin() -> None:
+        """Token management needs an admin token not bound to projects: a bound one could
+        otherwise make itself an unbound token."""
+        principal = auth.current.get()
+        if principal is not None and principal.projects is not None:
+            raise PermissionDenied(
+                "managing tokens needs an admin token that is not bound to projects"
+            )
+
+    @unary
+    async def CreateToken(self, request, context):
+        self._unrestricted_admin()
+        name = _need(request.name, "name")
+        role = convert.role_name(request.role)
+        projects = sorted(set(request.projects))
+        for project in projects:
+            _need(project, "a project")
+        if request.any_worker and role != auth.LABELLER:
+            raise InvalidArgument("any_worker is for labeller tokens only")
+        value = auth.new_token()
+        await self.store.create_token(
+            name, role, projects or None, request.any_worker, auth.hash_token(value)
+        )
+        rows = [r for r in await self.store.list_tokens() if r["name"] == name]
+        return queue_pb2.CreateTokenResponse(value=value, token=convert.token_row(rows[-1]))
+
+    @unary
+    async def ListTokens(self, request, context):
+        self._unrestricted_admin()
+        rows = await self.store.list_tokens()
+        return queue_pb2.ListTokensResponse(tokens=[convert.token_row(r) for r in rows])
+
+    @unary
+    async def RevokeToken(self, request, context):
+        self._unrestricted_admin()
+        name = _need(request.name, "name")
+        if not await self.store.revoke_token(name):
+            raise NotFound(f"no live token named {name!r}")
+        self.auth.forget(name)
+        return queue_pb2.RevokeTokenResponse()
+
+    @unary
+    async def WhoAmI(self, request, context):
+        principal = auth.current.get()
+        if principal is None:
+            return queue_pb2.WhoAmIResponse(auth_enabled=False)
+        token = convert.token(
+            principal.name, principal.role, principal.projects, principal.any_worker
+        )
+        return queue_pb2.WhoAmIResponse(auth_enabled=True, token=token)

@@ -388,6 +388,53 @@ class QueueClient:
             self._retry(lambda: self.stub.ListTrainingRuns(request, timeout=self.timeout)).runs
         )
 
+    # -- API tokens (issue 16) ------------------------------------------------------------
+
+    def create_token(
+        self,
+        name: str,
+        role: str,
+        projects: Iterable[str] = (),
+        *,
+        any_worker: bool = False,
+    ) -> tuple[str, queue_pb2.Token]:
+        """Make an API token (admins not bound to projects): returns its value, shown this
+        once (the service keeps only a hash), and its description. `role` is "admin",
+        "trainer" or "labeller"; `projects` binds it to those projects (default: all)."""
+        request = queue_pb2.CreateTokenRequest(
+            name=name, role=role_code(role), projects=list(projects), any_worker=any_worker
+        )
+        reply = self._retry(lambda: self.stub.CreateToken(request, timeout=self.timeout), False)
+        return reply.value, reply.token
+
+    def list_tokens(self) -> list[queue_pb2.Token]:
+        """Every token's name, role, projects and dates; never a value."""
+        request = queue_pb2.ListTokensRequest()
+        return list(self._retry(lambda: self.stub.ListTokens(request, timeout=self.timeout)).tokens)
+
+    def revoke_token(self, name: str) -> None:
+        request = queue_pb2.RevokeTokenRequest(name=name)
+        self._retry(lambda: self.stub.RevokeToken(request, timeout=self.timeout), False)
+
+    def whoami(self) -> queue_pb2.WhoAmIResponse:
+        """The identity of this client's token (`auth_enabled` is False on an open service)."""
+        request = queue_pb2.WhoAmIRequest()
+        return self._retry(lambda: self.stub.WhoAmI(request, timeout=self.timeout))
+
+
+ROLES = {
+    "admin": queue_pb2.ROLE_ADMIN,
+    "trainer": queue_pb2.ROLE_TRAINER,
+    "labeller": queue_pb2.ROLE_LABELLER,
+}
+
+
+def role_code(role: str) -> int:
+    """The contract's code for a role name."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; use one of {sorted(ROLES)}")
+    return ROLES[role]
+
 
 def _priority_requests(
     project: str,
