@@ -23,7 +23,6 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    PlatformCollector,
     ProcessCollector,
     start_http_server,
 )
@@ -39,7 +38,6 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(namespace="labelgrid", registry=self.registry)
-        PlatformCollector(registry=self.registry)
         labels = ["service", "method", "code"]
         self.requests = Counter(
             "labelgrid_rpc_requests",
