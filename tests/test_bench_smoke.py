@@ -45,3 +45,17 @@ def test_trainer_memory_harness_small(tmp_path: Path) -> None:
     results = _run(tmp_path, "bench.trainer_memory", "--items", "3000")["trainer_memory"]
     assert set(results["runs"]) == {"margin", "batch-margin"}
     assert all(r["scored"] == 2000 for r in results["runs"].values())
+
+
+def test_soak_harness_short(tmp_path: Path, pg) -> None:
+    """Half a minute, five labellers, the kill -9 and the PostgreSQL restart all the same:
+    nothing acknowledged is lost and nothing is labelled twice."""
+    results = _run(tmp_path, "bench.soak", "--labellers", "5", "--minutes", "0.5", "--grace", "2")[
+        "soak"
+    ]
+    assert results["acknowledged_labels"] > 20
+    assert results["lost_acknowledged_labels"] == 0
+    assert results["items_labelled_twice"] == 0
+    assert results["labeller_errors"] == []
+    assert set(results["events"]) >= {"queue_killed_s", "postgres_stopped_s"}
+    assert not any(" INTERNAL" in status for status in results["statuses"])

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from labelgrid import QueueClient
 from labelgrid.trainer_client import TrainerClient
+from tests.support.ports import free_port
 from tests.support.servers import ServiceProcess, TrainerProcess
 from tests.support.snapshot import query
 
@@ -263,3 +264,61 @@ def test_trainer_killed_mid_run_resumes_and_never_goes_back(
         with pytest.raises(grpc.RpcError) as err:  # an old model's priorities are refused
             client.update_priorities(project_name, [1], [1.0], model_version=1)
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_trainer_job_outlives_a_queue_service_restart(database_url: str, project_name: str) -> None:
+    """kill -9 of the queue service for longer than the trainer's client retries: the job
+    keeps running (it used to end as "failed" and never re-rank again) and, once the queue is
+    back on its address, pushes a newer model version."""
+    port = free_port()
+
+    def start_queue() -> ServiceProcess:
+        proc = ServiceProcess(database_url)
+        command = ServiceProcess.command(proc)
+        command[command.index("127.0.0.1:0")] = f"127.0.0.1:{port}"
+        proc.command = lambda: command  # type: ignore[method-assign]
+        return proc.start()
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(600, 4)).astype(np.float32)
+    truth = {X[i].tobytes(): str(int(X[i, 0] > 0)) for i in range(len(X))}
+    queue = start_queue()
+    address = queue.address
+
+    def label(n: int) -> None:
+        with QueueClient(address) as client:
+            for item in client.pop(project_name, "w", n=n):
+                client.submit(project_name, item, truth[item.input.tobytes()], "w")
+
+    with QueueClient(address) as client:
+        client.create_project(project_name, ["0", "1"])
+        client.add_features(project_name, X)
+    label(40)
+    env = {"LABELGRID_TRAINER_INTERVAL_SECONDS": "0.2", "LABELGRID_TRAINER_INTERVAL_N_LABELS": "5"}
+    trainer = TrainerProcess(address, env=env)
+    trainer.command = lambda: [  # type: ignore[method-assign]
+        *TrainerProcess.command(trainer),
+        "--job",
+        f"{project_name}=sklearn.linear_model:LogisticRegression",
+    ]
+    trainer.start()
+    try:
+        with QueueClient(address) as client:
+            _wait(lambda: client.get_project(project_name).model_version >= 1, 60, "a version")
+        queue.kill()
+        time.sleep(8)  # longer than the client's retries (about 3 s)
+        queue = start_queue()
+        with QueueClient(address) as client:
+            version = client.get_project(project_name).model_version
+            label(10)
+            _wait(
+                lambda: client.get_project(project_name).model_version > version,
+                60,
+                "a newer version after the restart",
+            )
+        with TrainerClient(trainer.address) as tc:
+            assert tc.status(project_name).state == "running"
+        assert "queue service unavailable; the job waits" in trainer.logs()
+    finally:
+        trainer.kill()
+        queue.kill()

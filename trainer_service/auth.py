@@ -24,6 +24,8 @@ from labelgrid_serving.security import bearer_token
 
 ADMIN, TRAINER = "admin", "trainer"
 ROLES = {queue_pb2.ROLE_ADMIN: ADMIN, queue_pb2.ROLE_TRAINER: TRAINER}
+#: most token checks kept (expired ones are dropped when it is reached)
+MAX_CACHED = 10_000
 #: method -> roles that may call it
 ALLOWED = {
     "StartJob": {ADMIN},
@@ -105,6 +107,10 @@ class TokenChecker:
             caller = cached[1]
         else:
             caller = await self._resolve(token)
+            if len(self._cache) >= MAX_CACHED:  # a flood of made-up tokens stays bounded
+                self._cache = {
+                    k: v for k, v in self._cache.items() if now - v[0] < self.cache_seconds
+                }
             self._cache[digest] = (now, caller)
         if caller is None:
             raise Refused(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked API token")

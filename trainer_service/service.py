@@ -27,6 +27,14 @@ from trainer_service.loop import ActiveLearner, RunResult
 log = logging.getLogger("labelgrid.trainer")
 
 RUNNING, STOPPED, FAILED = "running", "stopped", "failed"
+#: statuses from the queue service that a repeating job waits out
+TRANSIENT = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+)
+#: longest wait between tries while the queue service is away
+MAX_WAIT = 30.0
 
 
 # JobSpec.consensus -> ActiveLearner(consensus=...)
@@ -150,15 +158,37 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
         self._changed = asyncio.Event()
 
     def _run_job(self, job: Job) -> None:
+        """Run the job's loop until it is stopped. A queue service that is away for longer
+        than the client's retries (restarting, its database restarting) does not end a
+        repeating job: it waits, with backoff up to MAX_WAIT seconds, and carries on."""
         one_shot = job.spec.interval_seconds == 0 and job.spec.interval_n_labels == 0
+        wait = [1.0]
+
+        def on_result(result: RunResult) -> None:
+            wait[0] = 1.0
+            self._on_result(job, result)
+
         try:
-            job.learner.run(
-                interval_seconds=None if one_shot else job.spec.interval_seconds,
-                interval_n_labels=job.spec.interval_n_labels,
-                on_result=lambda r: self._on_result(job, r),
-                stop=job.stop,
-                poll_seconds=self.poll_seconds,
-            )
+            while True:
+                try:
+                    job.learner.run(
+                        interval_seconds=None if one_shot else job.spec.interval_seconds,
+                        interval_n_labels=job.spec.interval_n_labels,
+                        on_result=on_result,
+                        stop=job.stop,
+                        poll_seconds=self.poll_seconds,
+                    )
+                    break
+                except grpc.RpcError as exc:
+                    if one_shot or exc.code() not in TRANSIENT:
+                        raise
+                    log.warning(
+                        "queue service unavailable; the job waits and carries on",
+                        extra={"project": job.spec.project, "code": exc.code().name},
+                    )
+                    if job.stop.wait(wait[0]):
+                        break
+                    wait[0] = min(wait[0] * 2, MAX_WAIT)
             job.state = STOPPED
         except Exception as exc:  # the queue went away for good, or a bug: say so in status
             log.exception("job failed", extra={"project": job.spec.project})
@@ -268,7 +298,10 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
         async def retrain() -> trainer_pb2.RetrainNowResponse:
             await self.checker.check(context, "RetrainNow", request.project)
             job = self._job(request.project)
-            result = await asyncio.to_thread(job.learner.run_once)
+            try:
+                result = await asyncio.to_thread(job.learner.run_once)
+            except grpc.RpcError as exc:
+                raise JobError(exc.code(), f"queue service: {exc.details()}") from None
             self._on_result(job, result)
             return trainer_pb2.RetrainNowResponse(run=result.to_proto(job.learner.trainer_name))
 
