@@ -23,7 +23,7 @@ from queue_service.principal import Principal
 
 ADMIN, TRAINER, LABELLER = "admin", "trainer", "labeller"
 ROLES = (ADMIN, TRAINER, LABELLER)
-READ = {"GetProject", "ListProjects", "GetProgress", "WatchProgress"}
+READ = {"GetProject", "ListProjects", "GetProgress", "WatchProgress", "WhoAmI"}
 ALLOWED = {
     TRAINER: READ
     | {
@@ -80,6 +80,12 @@ class Authenticator:
             raise Unauthenticated("unknown or revoked API token")
         current.set(principal)
         check_method(method)
+
+    def forget(self, name: str) -> None:
+        """Drop a revoked token's cached lookups, so it stops working here at once."""
+        for digest, (_, principal) in list(self._cache.items()):
+            if principal is not None and principal.name == name:
+                del self._cache[digest]
 
 
 def check_method(method: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from labelgrid_serving.security import is_loopback
 from queue_service.db import DEFAULT_DATABASE_URL
 
 
@@ -38,11 +39,17 @@ class Settings:
     #: TLS: CA bundle for client certificates; set, clients must present one it signed.
     tls_client_ca: str = ""
     db_pool_size: int = 10
+    #: Seconds a call waits for a free database connection (then UNAVAILABLE).
+    db_pool_timeout: float = 30.0
     sqlite_synchronous: str = "FULL"
     #: Seconds between database health probes.
     health_interval: float = 2.0
     #: Seconds in-flight calls get to finish on SIGTERM.
     shutdown_grace: float = 10.0
+    #: HOST:PORT to serve Prometheus metrics on (HTTP, /metrics); empty: no metrics.
+    metrics_address: str = ""
+    #: Seconds between reads of the per-project gauges (leases, unlabelled items).
+    metrics_interval: float = 15.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -69,17 +76,12 @@ def _parse(text: str, default: object, name: str) -> object:
         raise ValueError(f"LABELGRID_{name.upper()}={text!r} is not a valid value") from None
 
 
-def is_loopback(address: str) -> bool:
-    """True for addresses only this machine can reach (loopback IPs, localhost, unix sockets)."""
-    if address.startswith("unix:"):
-        return True
-    host = address.rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
 def split_address(address: str) -> tuple[str, int]:
     """("host", port) from "host:port" or "[v6]:port"."""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(f"address {address!r} is not HOST:PORT")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+__all__ = ["Settings", "is_loopback", "split_address"]

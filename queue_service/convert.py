@@ -371,3 +371,51 @@ def packed_unlabelled(
         size += len(x.data) + 16
     if run:
         yield flush()
+
+
+# -- API tokens (issue 16) ------------------------------------------------------------------
+
+ROLES = {
+    queue_pb2.ROLE_ADMIN: "admin",
+    queue_pb2.ROLE_TRAINER: "trainer",
+    queue_pb2.ROLE_LABELLER: "labeller",
+}
+ROLE_CODES = {name: code for code, name in ROLES.items()}
+
+
+def role_name(code: int) -> str:
+    if code not in ROLES:
+        raise InvalidArgument(f"role {code} is not one of ROLE_ADMIN, ROLE_TRAINER, ROLE_LABELLER")
+    return ROLES[code]
+
+
+def token(
+    name: str,
+    role: str,
+    projects: Iterable[str] | None,
+    any_worker: bool,
+    created_at: float | None = None,
+    revoked_at: float | None = None,
+) -> queue_pb2.Token:
+    """A token's description (never its value); `projects` None means all projects."""
+    return queue_pb2.Token(
+        name=name,
+        role=ROLE_CODES.get(role, queue_pb2.ROLE_UNSPECIFIED),
+        projects=sorted(projects or ()),
+        any_worker=any_worker,
+        created_at=timestamp(created_at),
+        revoked_at=timestamp(revoked_at),
+    )
+
+
+def token_row(row: dict) -> queue_pb2.Token:
+    """A row of `Store.list_tokens` as a Token message."""
+    projects = None if row["projects"] is None else json.loads(row["projects"])
+    return token(
+        row["name"],
+        row["role"],
+        projects,
+        bool(row["any_worker"]),
+        row["created_at"],
+        row["revoked_at"],
+    )

@@ -30,7 +30,9 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(url: str, pool_size: int = 10, sqlite_synchronous: str = "FULL") -> AsyncEngine:
+def create_engine(
+    url: str, pool_size: int = 10, sqlite_synchronous: str = "FULL", pool_timeout: float = 30.0
+) -> AsyncEngine:
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
@@ -38,7 +40,24 @@ def create_engine(url: str, pool_size: int = 10, sqlite_synchronous: str = "FULL
         return engine
     # no pre-ping: it would cost a round trip per call; a connection lost with the database
     # is invalidated on its first error (the caller gets UNAVAILABLE and retries)
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout
+    )
+    _drop_broken_connections(engine)
+    return engine
+
+
+def _drop_broken_connections(engine: AsyncEngine) -> None:
+    """Count more errors as disconnects than SQLAlchemy does: asyncpg reports a connection
+    the server has closed, or one whose protocol is mid-way through an error, as an
+    InterfaceError or InternalClientError while `is_closed()` is still false, and SQLAlchemy
+    would hand that connection to the next caller (store/failures.py lists them)."""
+    from queue_service.store import failures
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _handle_error(context: sa.engine.ExceptionContext) -> None:
+        if not context.is_disconnect and failures.broken(context.original_exception):
+            context.is_disconnect = True
 
 
 def _configure_sqlite(engine: AsyncEngine, synchronous: str) -> None:

@@ -14,8 +14,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
+from labelgrid_serving import security
+from labelgrid_serving.security import ConfigError
 from queue_service.auth import Authenticator
 from queue_service.config import Settings, is_loopback, split_address
+from queue_service.metrics import QueueMetrics
 from queue_service.service import QueueService
 from queue_service.store import Store
 
@@ -34,6 +37,8 @@ class QueueServer:
         self.health = health.aio.HealthServicer()
         self.port = 0
         self.web_port = 0
+        self.metrics_port = 0
+        self.metrics: QueueMetrics | None = None
         self._probe: asyncio.Task | None = None
         self._web: Any = None  # uvicorn.Server
         self._web_loop: asyncio.Task | None = None
@@ -41,13 +46,17 @@ class QueueServer:
     async def start(self) -> int:
         s = self.settings
         check_security(s)
-        self.store = await Store.open(s.database_url, s.db_pool_size, s.sqlite_synchronous)
+        self.store = await Store.open(
+            s.database_url, s.db_pool_size, s.sqlite_synchronous, s.db_pool_timeout
+        )
         options = [
             ("grpc.max_receive_message_length", s.max_message_bytes),
             ("grpc.max_send_message_length", s.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        self.server = grpc.aio.server(options=options)
+        self.metrics = QueueMetrics(self.store, s.metrics_interval) if s.metrics_address else None
+        interceptors = [self.metrics.interceptor()] if self.metrics else []
+        self.server = grpc.aio.server(options=options, interceptors=interceptors)
         self.service = QueueService(
             self.store, s, Authenticator(self.store, s.auth, s.auth_cache_seconds)
         )
@@ -68,6 +77,8 @@ class QueueServer:
             await self._start_web()
         await self._set_health(True)
         self._probe = asyncio.create_task(self._probe_database())
+        if self.metrics is not None:
+            self.metrics_port = self.metrics.start(s.metrics_address)
         for address in (s.address, s.web_address):
             if address and not s.auth and not is_loopback(address):
                 log.warning("serving without authentication", extra={"address": address})
@@ -78,6 +89,7 @@ class QueueServer:
                 "port": self.port,
                 "web_address": s.web_address,
                 "web_port": self.web_port,
+                "metrics_port": self.metrics_port,
                 "auth": s.auth,
                 "tls": credentials is not None,
                 "database": _safe_url(s.database_url),
@@ -167,41 +179,32 @@ class QueueServer:
             await self.health.enter_graceful_shutdown()
             self.service.notifier.close()
             await asyncio.gather(self.server.stop(self.settings.shutdown_grace), self._stop_web())
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self.store is not None:
             await self.store.close()
         log.info("queue service stopped")
 
 
-class ConfigError(ValueError):
-    """The service refuses to start with this configuration; the message says why."""
-
-
 def check_security(s: Settings) -> None:
     for address in (s.address, s.web_address):
-        if address and not s.auth and not s.insecure_no_auth and not is_loopback(address):
-            raise ConfigError(
-                f"refusing to serve on {address} without authentication: enable it with --auth "
-                "(LABELGRID_AUTH=true) and create tokens with `labelgrid token create`, or pass "
-                "--insecure-no-auth if a network boundary protects this port"
-            )
-    if bool(s.tls_cert) != bool(s.tls_key):
-        raise ConfigError("TLS needs both --tls-cert and --tls-key")
-    if s.tls_client_ca and not s.tls_cert:
-        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+        if not address:
+            continue
+        security.check_security(
+            address,
+            auth=s.auth,
+            insecure_no_auth=s.insecure_no_auth,
+            tls_cert=s.tls_cert,
+            tls_key=s.tls_key,
+            tls_client_ca=s.tls_client_ca,
+            how_to_auth=(
+                "--auth (LABELGRID_AUTH=true) and create tokens with `labelgrid token create`"
+            ),
+        )
 
 
 def server_credentials(s: Settings) -> grpc.ServerCredentials | None:
-    if not s.tls_cert:
-        return None
-    with open(s.tls_key, "rb") as key, open(s.tls_cert, "rb") as cert:
-        pair = (key.read(), cert.read())
-    ca = None
-    if s.tls_client_ca:
-        with open(s.tls_client_ca, "rb") as f:
-            ca = f.read()
-    return grpc.ssl_server_credentials(
-        [pair], root_certificates=ca, require_client_auth=ca is not None
-    )
+    return security.server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)
 
 
 def _safe_url(url: str) -> str:
@@ -221,3 +224,6 @@ async def serve(settings: Settings) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.stop()
+
+
+__all__ = ["ConfigError", "QueueServer", "check_security", "serve", "server_credentials"]

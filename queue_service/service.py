@@ -11,19 +11,23 @@ import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import asyncpg
 import grpc
 import numpy as np
-import sqlalchemy.exc
 
 from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
 from queue_service import auth, consensus, convert, crowd
 from queue_service.auth import Authenticator
 from queue_service.config import Settings
-from queue_service.errors import InvalidArgument, QueueError, ResourceExhausted
+from queue_service.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    QueueError,
+    ResourceExhausted,
+)
 from queue_service.notify import ChangeNotifier
 from queue_service.schema import UNRANKED
-from queue_service.store import AnnotationRow, InputRow, ProjectRow, RowBlock, Store
+from queue_service.store import AnnotationRow, InputRow, ProjectRow, RowBlock, Store, failures
 from queue_service.watch import SharedReads
 
 log = logging.getLogger("labelgrid.queue")
@@ -41,29 +45,12 @@ DEFAULT_CHUNK = 1000
 FOLLOW_POLL_SECONDS = 1.0
 
 
-def _unreachable(exc: BaseException) -> bool:
-    """Whether the database could not be reached (as opposed to a statement that failed)."""
-    if isinstance(exc, OSError | ConnectionError | asyncpg.PostgresConnectionError):
-        return True
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.CannotConnectNowError):
-        return True
-    if isinstance(exc, sqlalchemy.exc.DBAPIError):
-        return (
-            exc.connection_invalidated
-            or isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError)
-            or _unreachable(exc.orig)
-            or (exc.orig is not None and _unreachable(exc.orig.__cause__ or exc.orig))
-        )
-    return False
-
-
 def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, QueueError):
         return exc.code, str(exc)
-    if _unreachable(exc):
-        return grpc.StatusCode.UNAVAILABLE, f"database unavailable: {type(exc).__name__}; retry"
-    if isinstance(exc, asyncpg.DeadlockDetectedError | asyncpg.SerializationError):
-        return grpc.StatusCode.ABORTED, "a concurrent transaction conflicted; retry"
+    found = failures.status(exc)  # an outage, a timeout, a conflict: store/failures.py
+    if found is not None:
+        return found
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
 
 
@@ -603,3 +590,57 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         return queue_pb2.GetAgreementResponse(
             agreement=convert.agreement_message(measured, workers)
         )
+
+    # -- API tokens (issue 16) -----------------------------------------------------------
+
+    @staticmethod
+    def _unrestricted_admin() -> None:
+        """Token management needs an admin token not bound to projects: a bound one could
+        otherwise make itself an unbound token."""
+        principal = auth.current.get()
+        if principal is not None and principal.projects is not None:
+            raise PermissionDenied(
+                "managing tokens needs an admin token that is not bound to projects"
+            )
+
+    @unary
+    async def CreateToken(self, request, context):
+        self._unrestricted_admin()
+        name = _need(request.name, "name")
+        role = convert.role_name(request.role)
+        projects = sorted(set(request.projects))
+        for project in projects:
+            _need(project, "a project")
+        if request.any_worker and role != auth.LABELLER:
+            raise InvalidArgument("any_worker is for labeller tokens only")
+        value = auth.new_token()
+        await self.store.create_token(
+            name, role, projects or None, request.any_worker, auth.hash_token(value)
+        )
+        rows = [r for r in await self.store.list_tokens() if r["name"] == name]
+        return queue_pb2.CreateTokenResponse(value=value, token=convert.token_row(rows[-1]))
+
+    @unary
+    async def ListTokens(self, request, context):
+        self._unrestricted_admin()
+        rows = await self.store.list_tokens()
+        return queue_pb2.ListTokensResponse(tokens=[convert.token_row(r) for r in rows])
+
+    @unary
+    async def RevokeToken(self, request, context):
+        self._unrestricted_admin()
+        name = _need(request.name, "name")
+        if not await self.store.revoke_token(name):
+            raise NotFound(f"no live token named {name!r}")
+        self.auth.forget(name)
+        return queue_pb2.RevokeTokenResponse()
+
+    @unary
+    async def WhoAmI(self, request, context):
+        principal = auth.current.get()
+        if principal is None:
+            return queue_pb2.WhoAmIResponse(auth_enabled=False)
+        token = convert.token(
+            principal.name, principal.role, principal.projects, principal.any_worker
+        )
+        return queue_pb2.WhoAmIResponse(auth_enabled=True, token=token)

@@ -55,3 +55,17 @@ def test_export_memory_harness_small(tmp_path: Path) -> None:
         (n, k, f) for n in (300, 600) for k in (1, 3) for f in ("csv", "parquet")
     ]
     assert all(r["peak_rss_mb"] > 0 for r in results["runs"])
+
+
+def test_soak_harness_short(tmp_path: Path, pg) -> None:
+    """Half a minute, five labellers, the kill -9 and the PostgreSQL restart all the same:
+    nothing acknowledged is lost and nothing is labelled twice."""
+    results = _run(tmp_path, "bench.soak", "--labellers", "5", "--minutes", "0.5", "--grace", "2")[
+        "soak"
+    ]
+    assert results["acknowledged_labels"] > 20
+    assert results["lost_acknowledged_labels"] == 0
+    assert results["items_labelled_twice"] == 0
+    assert results["labeller_errors"] == []
+    assert set(results["events"]) >= {"queue_killed_s", "postgres_stopped_s"}
+    assert not any(" INTERNAL" in status for status in results["statuses"])

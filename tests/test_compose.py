@@ -58,13 +58,22 @@ def test_compose_file_is_consistent() -> None:
     assert _port(_arg(services["queue"]["command"], "--address")) == queue_port
     web_port = env["WEB_PORT"]
     assert _port(_arg(services["queue"]["command"], "--web-address")) == web_port
-    assert services["queue"]["ports"] == [f"{queue_port}:{queue_port}", f"{web_port}:{web_port}"]
+    metrics_port = env["QUEUE_METRICS_PORT"]
+    assert _port(_arg(services["queue"]["command"], "--metrics-address")) == metrics_port
+    assert services["queue"]["ports"] == [
+        f"{port}:{port}" for port in (queue_port, web_port, metrics_port)
+    ]
     assert _arg(services["seed"]["command"], "--server") == f"queue:{queue_port}"
     assert _arg(services["trainer"]["command"], "--queue") == f"queue:{queue_port}"
     assert services["notebook"]["environment"]["LABELGRID_SERVER"] == f"queue:{queue_port}"
     trainer_port = _port(_arg(services["trainer"]["command"], "--address"))
     assert trainer_port == env["TRAINER_PORT"]
-    assert services["trainer"]["ports"] == [f"{trainer_port}:{trainer_port}"]
+    assert services["trainer"]["ports"][0] == f"{trainer_port}:{trainer_port}"
+    # metrics: each service serves them on its own published port
+    for name, variable in (("queue", "QUEUE_METRICS_PORT"), ("trainer", "TRAINER_METRICS_PORT")):
+        metrics_port = _port(_arg(services[name]["command"], "--metrics-address"))
+        assert metrics_port == env[variable]
+        assert f"{metrics_port}:{metrics_port}" in services[name]["ports"]
     page_port = _arg(services["notebook"]["command"], "--port")
     assert services["notebook"]["ports"] == [f"{page_port}:{page_port}"]
 
@@ -99,8 +108,9 @@ def test_compose_file_is_consistent() -> None:
     assert "PASSWORD" not in dockerfile and "TOKEN" not in dockerfile
     assert env["POSTGRES_PASSWORD"] == "change-me"
 
-    # the queue is published beyond loopback, so it runs with auth, and each client has a token
+    # both servers are published beyond loopback, so they run with auth; each client has a token
     assert "--auth" in services["queue"]["command"]
+    assert "--auth" in services["trainer"]["command"]
     assert services["queue"]["depends_on"]["tokens"]["condition"] == (
         "service_completed_successfully"
     )
@@ -129,6 +139,8 @@ def compose_pg(pg: postgres.Postgres) -> Iterator[tuple[dict[str, str], postgres
     env.update(
         QUEUE_PORT=str(free_port()),
         TRAINER_PORT=str(free_port()),
+        QUEUE_METRICS_PORT=str(free_port()),
+        TRAINER_METRICS_PORT=str(free_port()),
         PAGE_PORT=str(free_port()),
         WEB_PORT=str(free_port()),
         POSTGRES_DB="compose_" + os.urandom(4).hex(),
@@ -216,7 +228,14 @@ def test_compose_equivalent_session(compose_pg, tmp_path: Path) -> None:
                 client.submit(
                     env["LABELGRID_PROJECT"], item, truth[item.input.tobytes()], "compose-user"
                 )
-            with TrainerClient(f"127.0.0.1:{env['TRAINER_PORT']}") as trainer:
+            trainer_address = f"127.0.0.1:{env['TRAINER_PORT']}"
+            with (
+                TrainerClient(trainer_address, token="") as anonymous_trainer,
+                pytest.raises(grpc.RpcError) as err,
+            ):
+                anonymous_trainer.list_jobs()
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with TrainerClient(trainer_address, token=env["LABELGRID_ADMIN_TOKEN"]) as trainer:
                 deadline = time.monotonic() + 60
                 while (status := trainer.status(env["LABELGRID_PROJECT"])).runs < 1:
                     assert time.monotonic() < deadline, "the trainer never ran"
@@ -240,6 +259,13 @@ def test_compose_equivalent_session(compose_pg, tmp_path: Path) -> None:
         )
         with urllib.request.urlopen(call, timeout=30) as reply:
             assert json.loads(reply.read())["workerId"] == "web-user"
+        for variable, metric in (
+            ("QUEUE_METRICS_PORT", "labelgrid_queue_items_unlabelled"),
+            ("TRAINER_METRICS_PORT", "labelgrid_training_runs_total"),
+        ):
+            url = f"http://127.0.0.1:{env[variable]}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                assert metric in reply.read().decode()
         page = f"http://127.0.0.1:{env['PAGE_PORT']}/"
         deadline = time.monotonic() + 60
         while True:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import grpc
@@ -17,12 +18,35 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from labelgrid import QueueClient
 from labelgrid.trainer_client import TrainerClient
+from tests.support.ports import free_port
 from tests.support.servers import ServiceProcess, TrainerProcess
 from tests.support.snapshot import query
 
 
+class StatusCounter(grpc.UnaryUnaryClientInterceptor):
+    """Counts the status of every call attempt, the client's own retries included."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def intercept_unary_unary(self, continuation, details, request):
+        outcome = continuation(details, request)
+        code = outcome.code()
+        with self.lock:
+            self.seen[code.name if code is not None else "NONE"] += 1
+        return outcome
+
+
+# What a labeller may see while the database or the service goes away: retry statuses, and a
+# stale lease refused after an outage longer than the lease (the item went to someone else).
+EXPECTED = {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "FAILED_PRECONDITION"}
+
+
 class Labellers:
-    """N threads labelling until stopped; only acknowledged submits are recorded."""
+    """N threads labelling until stopped; only acknowledged submits are recorded, and every
+    status any call got is counted (`statuses`); a thread never dies with an exception:
+    anything unexpected is kept in `errors` for the test to assert on."""
 
     def __init__(
         self, address: Callable[[], str], project: str, n: int, keep_going: bool = False
@@ -31,15 +55,32 @@ class Labellers:
         self.project = project
         self.acked: list[tuple[int, str]] = []
         self.unavailable = 0
+        self.counter = StatusCounter()
+        self.errors: list[str] = []
         self.stop = threading.Event()
         self.keep_going = keep_going
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._run, args=(f"w{i}",)) for i in range(n)]
 
+    @property
+    def statuses(self) -> Counter[str]:
+        return self.counter.seen
+
+    def _client(self) -> QueueClient:
+        channel = grpc.intercept_channel(grpc.insecure_channel(self.address()), self.counter)
+        return QueueClient(self.address(), retries=8, timeout=10, channel=channel)
+
     def _run(self, worker: str) -> None:
+        try:
+            self._label(worker)
+        except Exception as exc:  # kept for the test, which fails on it
+            with self.lock:
+                self.errors.append(f"{worker}: {exc!r}")
+
+    def _label(self, worker: str) -> None:
         while not self.stop.is_set():
             try:
-                with QueueClient(self.address(), retries=8, timeout=10) as client:
+                with self._client() as client:
                     while not self.stop.is_set():
                         items = client.pop(self.project, worker)
                         if not items:
@@ -48,16 +89,19 @@ class Labellers:
                         with self.lock:
                             self.acked.append((items[0].id, worker))
             except grpc.RpcError as exc:
-                if exc.code() not in (
-                    grpc.StatusCode.UNAVAILABLE,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                ):
+                if exc.code().name not in EXPECTED:
                     raise
                 with self.lock:
-                    self.unavailable += 1
+                    self.unavailable += exc.code() != grpc.StatusCode.FAILED_PRECONDITION
                 if not self.keep_going:
                     return
                 time.sleep(0.2)
+
+    def check(self) -> None:
+        """No thread failed, and no call got a status outside EXPECTED (INTERNAL above all)."""
+        assert self.errors == []
+        assert self.statuses["OK"] > 0
+        assert set(self.statuses) <= EXPECTED, dict(self.statuses)
 
     def __enter__(self) -> Labellers:
         for t in self.threads:
@@ -98,6 +142,7 @@ def test_kill_9_while_twenty_labellers_submit(database_url: str, project_name: s
     with Labellers(lambda: address, project_name, 20) as crowd:
         _wait(lambda: len(crowd.acked) >= 100, 60, "labels before the crash")
         proc.kill()  # SIGKILL: no chance to finish anything
+    crowd.check()
     acked = list(crowd.acked)
     assert 100 <= len(acked) < len(ids)
 
@@ -144,9 +189,11 @@ def test_database_outage_and_recovery(pg, database_url: str, project_name: str) 
             _wait(lambda: _health(proc.address) == serving, 30, "SERVING again")
             before = len(crowd.acked)
             _wait(lambda: len(crowd.acked) >= before + 50, 60, "labelling to resume")
+        crowd.check()
+        assert crowd.statuses["UNAVAILABLE"] > 0, dict(crowd.statuses)  # the outage was seen
         acked = list(crowd.acked)
         rows = query(database_url, "SELECT item_id, worker_id FROM annotations")
-        assert set(acked) <= set(rows)
+        assert set(acked) <= set(rows), "an acknowledged label was lost"
         assert len({item for item, _ in rows}) == len(rows)
         assert len(rows) <= len(ids)
         assert crowd.unavailable > 0 or len(acked) > 100
@@ -217,3 +264,61 @@ def test_trainer_killed_mid_run_resumes_and_never_goes_back(
         with pytest.raises(grpc.RpcError) as err:  # an old model's priorities are refused
             client.update_priorities(project_name, [1], [1.0], model_version=1)
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_trainer_job_outlives_a_queue_service_restart(database_url: str, project_name: str) -> None:
+    """kill -9 of the queue service for longer than the trainer's client retries: the job
+    keeps running (it used to end as "failed" and never re-rank again) and, once the queue is
+    back on its address, pushes a newer model version."""
+    port = free_port()
+
+    def start_queue() -> ServiceProcess:
+        proc = ServiceProcess(database_url)
+        command = ServiceProcess.command(proc)
+        command[command.index("127.0.0.1:0")] = f"127.0.0.1:{port}"
+        proc.command = lambda: command  # type: ignore[method-assign]
+        return proc.start()
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(600, 4)).astype(np.float32)
+    truth = {X[i].tobytes(): str(int(X[i, 0] > 0)) for i in range(len(X))}
+    queue = start_queue()
+    address = queue.address
+
+    def label(n: int) -> None:
+        with QueueClient(address) as client:
+            for item in client.pop(project_name, "w", n=n):
+                client.submit(project_name, item, truth[item.input.tobytes()], "w")
+
+    with QueueClient(address) as client:
+        client.create_project(project_name, ["0", "1"])
+        client.add_features(project_name, X)
+    label(40)
+    env = {"LABELGRID_TRAINER_INTERVAL_SECONDS": "0.2", "LABELGRID_TRAINER_INTERVAL_N_LABELS": "5"}
+    trainer = TrainerProcess(address, env=env)
+    trainer.command = lambda: [  # type: ignore[method-assign]
+        *TrainerProcess.command(trainer),
+        "--job",
+        f"{project_name}=sklearn.linear_model:LogisticRegression",
+    ]
+    trainer.start()
+    try:
+        with QueueClient(address) as client:
+            _wait(lambda: client.get_project(project_name).model_version >= 1, 60, "a version")
+        queue.kill()
+        time.sleep(8)  # longer than the client's retries (about 3 s)
+        queue = start_queue()
+        with QueueClient(address) as client:
+            version = client.get_project(project_name).model_version
+            label(10)
+            _wait(
+                lambda: client.get_project(project_name).model_version > version,
+                60,
+                "a newer version after the restart",
+            )
+        with TrainerClient(trainer.address) as tc:
+            assert tc.status(project_name).state == "running"
+        assert "queue service unavailable; the job waits" in trainer.logs()
+    finally:
+        trainer.kill()
+        queue.kill()

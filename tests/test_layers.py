@@ -19,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {
     "labelgrid_proto": ROOT / "protos" / "python" / "labelgrid_proto",
+    "labelgrid_serving": ROOT / "labelgrid_serving",
     "queue_service": ROOT / "queue_service",
     "trainer_service": ROOT / "trainer_service",
     "labelgrid": ROOT / "clients" / "python" / "labelgrid",
@@ -27,6 +28,8 @@ SOURCES = {
 # (layer, module prefixes); the longest matching prefix decides a module's layer.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("contract", ("labelgrid_proto",)),
+    # what both servers share (auth refusal, TLS, metrics); neither server, nor the client
+    ("serving", ("labelgrid_serving",)),
     (
         "store",
         (
@@ -172,6 +175,8 @@ SERVER_PACKAGES = [
     "connectrpc",
     "uvicorn",
     "pyarrow",  # the export extra: imported only when a Parquet file is written
+    "labelgrid_serving",
+    "prometheus_client",
 ]
 
 

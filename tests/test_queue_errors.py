@@ -328,3 +328,37 @@ def test_only_an_unreachable_database_is_unavailable() -> None:
     assert _status(ConnectionRefusedError())[0] == grpc.StatusCode.UNAVAILABLE
     assert _status(broken)[0] == grpc.StatusCode.INTERNAL
     assert _status(asyncpg.DeadlockDetectedError("deadlock"))[0] == grpc.StatusCode.ABORTED
+    # the table in queue_service/store/failures.py, wrapped as SQLAlchemy wraps them
+    # (the tests in test_database_failures.py provoke each for real)
+    from queue_service.store import failures
+
+    def wrapped(exc: BaseException) -> Exception:
+        adapted = Exception(str(exc))
+        adapted.__cause__ = exc
+        return sqlalchemy.exc.DBAPIError("SELECT 1", {}, adapted)
+
+    unavailable = [
+        asyncpg.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
+        asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.TooManyConnectionsError("sorry, too many clients already"),
+        asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+        asyncpg.LockNotAvailableError("canceling statement due to lock timeout"),
+        sqlalchemy.exc.TimeoutError("QueuePool limit of size 1 overflow 1 reached"),
+    ]
+    for exc in unavailable:
+        for form in (exc, wrapped(exc)):
+            assert _status(form)[0] == grpc.StatusCode.UNAVAILABLE, repr(form)
+    for exc in (asyncpg.DeadlockDetectedError("x"), asyncpg.SerializationError("x")):
+        assert _status(wrapped(exc))[0] == grpc.StatusCode.ABORTED
+        assert not failures.broken(exc)  # the connection is fine
+    assert failures.broken(wrapped(unavailable[0])) and failures.never_sent(unavailable[0])
+    assert not failures.broken(unavailable[6])  # a timeout leaves the connection usable
+    # a bad argument is a bug: INTERNAL, and the connection is kept
+    bad = asyncpg.DataError("invalid input for query argument $1")
+    assert _status(bad)[0] == grpc.StatusCode.INTERNAL and not failures.broken(bad)
+    assert _status(asyncpg.UniqueViolationError("dup"))[0] == grpc.StatusCode.INTERNAL

@@ -50,17 +50,26 @@ def test_trainer_reranks_while_people_label(
 
         done = threading.Event()
         errors: list[BaseException] = []
+        # Labelling waits for the trainer to catch up (at most 60 labels ahead of its runs):
+        # on a loaded machine the crowd could otherwise label all 600 items before the third
+        # run, and with no new labels there is no third run.
+        runs_seen = [0]
+        labelled_by_crowd = [0]
 
         def labeller(worker: str) -> None:
             try:
                 with QueueClient(service.address) as client:
                     while not done.is_set():
+                        if labelled_by_crowd[0] >= 60 * (runs_seen[0] + 1):
+                            time.sleep(0.05)
+                            continue
                         items = client.pop(project_name, worker)
                         if not items:
                             return
                         client.submit(
                             project_name, items[0], truth[items[0].input.tobytes()], worker
                         )
+                        labelled_by_crowd[0] += 1
                         time.sleep(0.01)
             except BaseException as exc:
                 errors.append(exc)
@@ -72,7 +81,9 @@ def test_trainer_reranks_while_people_label(
         while time.monotonic() < deadline:
             with QueueClient(service.address) as client:
                 labelled = client.progress(project_name).labelled
-            if labelled >= 150 and tc.status(project_name).last_run.model_version >= 3:
+            status = tc.status(project_name)
+            runs_seen[0] = status.runs
+            if labelled >= 150 and status.last_run.model_version >= 3:
                 break
             time.sleep(0.2)
         done.set()

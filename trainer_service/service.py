@@ -12,18 +12,29 @@ import asyncio
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
 from labelgrid.client import QueueClient
 from labelgrid_proto.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service import acquisition, models
+from trainer_service.auth import Refused, TokenChecker
 from trainer_service.loop import ActiveLearner, RunResult
 
 log = logging.getLogger("labelgrid.trainer")
 
 RUNNING, STOPPED, FAILED = "running", "stopped", "failed"
+#: statuses from the queue service that a repeating job waits out
+TRANSIENT = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+)
+#: longest wait between tries while the queue service is away
+MAX_WAIT = 30.0
 
 
 # JobSpec.consensus -> ActiveLearner(consensus=...)
@@ -67,9 +78,22 @@ class Job:
 
 
 class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
-    def __init__(self, queue_address: str, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        queue_address: str,
+        poll_seconds: float = 1.0,
+        *,
+        checker: TokenChecker | None = None,
+        client_options: dict[str, Any] | None = None,
+        on_run: Callable[[str, RunResult], None] | None = None,
+    ) -> None:
+        """`checker` checks callers' tokens (none: no auth); `client_options` (token, TLS)
+        go to the jobs' QueueClients; `on_run` sees every run (metrics)."""
         self.queue_address = queue_address
         self.poll_seconds = poll_seconds
+        self.checker = checker or TokenChecker(queue_address, enabled=False)
+        self.client_options = client_options or {}
+        self.on_run = on_run
         self.jobs: dict[str, Job] = {}
         self.name = f"trainer@{socket.gethostname()}"
         self._changed = asyncio.Event()
@@ -100,7 +124,7 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
             )
         if spec.interval_seconds < 0 or spec.interval_n_labels < 0:
             raise JobError(grpc.StatusCode.INVALID_ARGUMENT, "intervals must be >= 0")
-        client = QueueClient(self.queue_address)
+        client = QueueClient(self.queue_address, **self.client_options)
         try:
             client.get_project(spec.project)
         except grpc.RpcError as exc:
@@ -121,6 +145,8 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
     def _on_result(self, job: Job, result: RunResult) -> None:
         job.last = result
         job.runs += 1
+        if self.on_run is not None:
+            self.on_run(job.spec.project, result)
         self._signal()
 
     def _signal(self) -> None:
@@ -132,15 +158,37 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
         self._changed = asyncio.Event()
 
     def _run_job(self, job: Job) -> None:
+        """Run the job's loop until it is stopped. A queue service that is away for longer
+        than the client's retries (restarting, its database restarting) does not end a
+        repeating job: it waits, with backoff up to MAX_WAIT seconds, and carries on."""
         one_shot = job.spec.interval_seconds == 0 and job.spec.interval_n_labels == 0
+        wait = [1.0]
+
+        def on_result(result: RunResult) -> None:
+            wait[0] = 1.0
+            self._on_result(job, result)
+
         try:
-            job.learner.run(
-                interval_seconds=None if one_shot else job.spec.interval_seconds,
-                interval_n_labels=job.spec.interval_n_labels,
-                on_result=lambda r: self._on_result(job, r),
-                stop=job.stop,
-                poll_seconds=self.poll_seconds,
-            )
+            while True:
+                try:
+                    job.learner.run(
+                        interval_seconds=None if one_shot else job.spec.interval_seconds,
+                        interval_n_labels=job.spec.interval_n_labels,
+                        on_result=on_result,
+                        stop=job.stop,
+                        poll_seconds=self.poll_seconds,
+                    )
+                    break
+                except grpc.RpcError as exc:
+                    if one_shot or exc.code() not in TRANSIENT:
+                        raise
+                    log.warning(
+                        "queue service unavailable; the job waits and carries on",
+                        extra={"project": job.spec.project, "code": exc.code().name},
+                    )
+                    if job.stop.wait(wait[0]):
+                        break
+                    wait[0] = min(wait[0] * 2, MAX_WAIT)
             job.state = STOPPED
         except Exception as exc:  # the queue went away for good, or a bug: say so in status
             log.exception("job failed", extra={"project": job.spec.project})
@@ -177,7 +225,7 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
     async def _guard(self, context: grpc.aio.ServicerContext, coro):
         try:
             return await coro
-        except JobError as exc:
+        except (JobError, Refused) as exc:
             await context.abort(exc.code, str(exc))
 
     async def start(self, spec: trainer_pb2.JobSpec) -> Job:
@@ -219,6 +267,7 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def StartJob(self, request, context):
         async def start() -> trainer_pb2.StartJobResponse:
+            await self.checker.check(context, "StartJob", request.spec.project)
             job = await self.start(request.spec)
             return trainer_pb2.StartJobResponse(status=job.status())
 
@@ -226,6 +275,7 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def StopJob(self, request, context):
         async def stop() -> trainer_pb2.StopJobResponse:
+            await self.checker.check(context, "StopJob", request.project)
             self._job(request.project)
             await self._stop(request.project)
             return trainer_pb2.StopJobResponse()
@@ -233,12 +283,25 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
         return await self._guard(context, stop())
 
     async def ListJobs(self, request, context):
-        return trainer_pb2.ListJobsResponse(jobs=[j.status() for j in self.jobs.values()])
+        async def jobs() -> trainer_pb2.ListJobsResponse:
+            caller = await self.checker.check(context, "ListJobs")
+            visible = [
+                j.status()
+                for j in self.jobs.values()
+                if caller is None or caller.may_see(j.spec.project)
+            ]
+            return trainer_pb2.ListJobsResponse(jobs=visible)
+
+        return await self._guard(context, jobs())
 
     async def RetrainNow(self, request, context):
         async def retrain() -> trainer_pb2.RetrainNowResponse:
+            await self.checker.check(context, "RetrainNow", request.project)
             job = self._job(request.project)
-            result = await asyncio.to_thread(job.learner.run_once)
+            try:
+                result = await asyncio.to_thread(job.learner.run_once)
+            except grpc.RpcError as exc:
+                raise JobError(exc.code(), f"queue service: {exc.details()}") from None
             self._on_result(job, result)
             return trainer_pb2.RetrainNowResponse(run=result.to_proto(job.learner.trainer_name))
 
@@ -246,12 +309,17 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def GetStatus(self, request, context):
         async def status() -> trainer_pb2.GetStatusResponse:
+            await self.checker.check(context, "GetStatus", request.project)
             return trainer_pb2.GetStatusResponse(status=self._job(request.project).status())
 
         return await self._guard(context, status())
 
     async def WatchStatus(self, request, context):
         self._loop = asyncio.get_running_loop()
+        try:
+            await self.checker.check(context, "WatchStatus", request.project)
+        except Refused as exc:
+            await context.abort(exc.code, str(exc))
         last = None
         while True:
             job = self.jobs.get(request.project)

@@ -64,8 +64,19 @@ class Store:
         self._progress = Progress(self.db)
 
     @classmethod
-    async def open(cls, url: str, pool_size: int = 10, sqlite_synchronous: str = "FULL") -> Store:
-        engine = create_engine(url, pool_size=pool_size, sqlite_synchronous=sqlite_synchronous)
+    async def open(
+        cls,
+        url: str,
+        pool_size: int = 10,
+        sqlite_synchronous: str = "FULL",
+        pool_timeout: float = 30.0,
+    ) -> Store:
+        engine = create_engine(
+            url,
+            pool_size=pool_size,
+            sqlite_synchronous=sqlite_synchronous,
+            pool_timeout=pool_timeout,
+        )
         await migrate(engine)
         return cls(engine)
 

@@ -27,6 +27,8 @@ class ServiceProcess:
         self.log = Path(tempfile.mkstemp(prefix="labelgrid-queue-", suffix=".log")[1])
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        #: the port of /metrics when started with a metrics address (0: none)
+        self.metrics_port = 0
 
     @property
     def address(self) -> str:
@@ -64,6 +66,7 @@ class ServiceProcess:
                     if entry.get("pid", self.proc.pid) == self.proc.pid:
                         self.port = entry["port"]
                         self.web_port = entry.get("web_port", 0)
+                        self.metrics_port = entry.get("metrics_port", 0)
             if self.port and self.proc.poll() is None:
                 return self
             if self.proc.poll() is not None:

@@ -17,6 +17,7 @@ import numpy as np
 from labelgrid import channels
 from labelgrid.client import (
     CHUNK_BYTES,
+    RETRY_ANY_CALL,
     RETRY_CODES,
     Item,
     _add_plan,
@@ -63,13 +64,15 @@ class AsyncQueueClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _retry(self, call: Callable[[], Awaitable[T]], idempotent: bool = True) -> T:
+        """As `QueueClient._retry`: UNAVAILABLE for calls safe to repeat, ABORTED for all."""
+        codes = RETRY_CODES if idempotent else RETRY_ANY_CALL
         delay = 0.1
         for attempt in range(self.retries + 1):
             try:
                 return await call()
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRY_CODES or attempt == self.retries:
+                if exc.code() not in codes or attempt == self.retries:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -102,14 +105,13 @@ class AsyncQueueClient:
                 messages(), timeout=max(self.timeout, 600), metadata=self.metadata
             )
 
-        reply = await (self._retry(call) if key else call())
+        reply = await self._retry(call, idempotent=bool(key))
         return list(reply.ids)
 
     async def pop(self, project: str, worker_id: str, n: int = 1) -> list[Item]:
-        reply = await self.stub.Pop(
-            queue_pb2.PopRequest(project=project, worker_id=worker_id, n=n),
-            timeout=self.timeout,
-            metadata=self.metadata,
+        request = queue_pb2.PopRequest(project=project, worker_id=worker_id, n=n)
+        reply = await self._retry(
+            lambda: self.stub.Pop(request, timeout=self.timeout, metadata=self.metadata), False
         )
         return [Item.from_proto(m) for m in reply.items]
 
@@ -129,19 +131,17 @@ class AsyncQueueClient:
         )
 
     async def release(self, project: str, item: Item, worker_id: str) -> None:
-        await self.stub.Release(
-            queue_pb2.ReleaseRequest(
-                project=project, item_id=item.id, lease_token=item.lease_token, worker_id=worker_id
-            ),
-            timeout=self.timeout,
-            metadata=self.metadata,
+        request = queue_pb2.ReleaseRequest(
+            project=project, item_id=item.id, lease_token=item.lease_token, worker_id=worker_id
+        )
+        await self._retry(
+            lambda: self.stub.Release(request, timeout=self.timeout, metadata=self.metadata), False
         )
 
     async def undo(self, project: str, worker_id: str) -> tuple[Item, list[str]]:
-        reply = await self.stub.Undo(
-            queue_pb2.UndoRequest(project=project, worker_id=worker_id),
-            timeout=self.timeout,
-            metadata=self.metadata,
+        request = queue_pb2.UndoRequest(project=project, worker_id=worker_id)
+        reply = await self._retry(
+            lambda: self.stub.Undo(request, timeout=self.timeout, metadata=self.metadata), False
         )
         return Item.from_proto(reply.item), list(reply.labels)
 

@@ -34,7 +34,7 @@ def _queue_serve(args: argparse.Namespace) -> int:
     from queue_service.server import serve
 
     logs.configure(args.log_level)
-    from queue_service.server import ConfigError
+    from labelgrid_serving.security import ConfigError
 
     settings = Settings.from_env(
         address=args.address,
@@ -46,6 +46,7 @@ def _queue_serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        metrics_address=args.metrics_address,
     )
     try:
         asyncio.run(serve(settings))
@@ -119,12 +120,31 @@ def _token(args: argparse.Namespace) -> int:
 
 @needs("trainer")
 def _trainer_serve(args: argparse.Namespace) -> int:
+    from labelgrid_serving.security import ConfigError
     from queue_service import logs
+    from trainer_service.config import TrainerSettings
     from trainer_service.server import serve
 
     logs.configure(args.log_level)
     jobs = [_job_spec(text) for text in args.job]
-    asyncio.run(serve(args.address, args.queue, jobs))
+    settings = TrainerSettings.from_env(
+        address=args.address,
+        queue_address=args.queue,
+        auth=True if args.auth else None,
+        insecure_no_auth=True if args.insecure_no_auth else None,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        queue_tls_ca=args.queue_tls_ca,
+        queue_tls_cert=args.queue_tls_cert,
+        queue_tls_key=args.queue_tls_key,
+        metrics_address=args.metrics_address,
+    )
+    try:
+        asyncio.run(serve(settings, jobs=jobs))
+    except ConfigError as exc:
+        print(f"labelgrid: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -346,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--tls-client-ca", help="require client certificates signed by this CA (PEM)"
     )
+    serve.add_argument(
+        "--metrics-address",
+        help="serve Prometheus metrics over HTTP on HOST:PORT (env LABELGRID_METRICS_ADDRESS)",
+    )
     serve.add_argument("--log-level", default=os.environ.get("LABELGRID_LOG_LEVEL", "INFO"))
     serve.set_defaults(func=_queue_serve)
 
@@ -378,12 +402,32 @@ def build_parser() -> argparse.ArgumentParser:
     trainer_sub = trainer.add_subparsers(dest="action", required=True)
     tserve = trainer_sub.add_parser("serve", help="serve TrainerService over gRPC")
     tserve.add_argument(
-        "--address", default=os.environ.get("LABELGRID_TRAINER_ADDRESS", "127.0.0.1:50052")
+        "--address", help="HOST:PORT to listen on (env LABELGRID_TRAINER_ADDRESS; 127.0.0.1:50052)"
     )
     tserve.add_argument(
-        "--queue",
-        default=os.environ.get("LABELGRID_SERVER", "127.0.0.1:50051"),
-        help="the queue service's HOST:PORT (env LABELGRID_SERVER)",
+        "--queue", help="the queue service's HOST:PORT (env LABELGRID_SERVER; 127.0.0.1:50051)"
+    )
+    tserve.add_argument(
+        "--auth",
+        action="store_true",
+        help="require API tokens, checked with the queue service (env LABELGRID_AUTH=true)",
+    )
+    tserve.add_argument(
+        "--insecure-no-auth", action="store_true", help="allow a non-loopback address without auth"
+    )
+    tserve.add_argument("--tls-cert", help="PEM certificate chain (env LABELGRID_TLS_CERT)")
+    tserve.add_argument("--tls-key", help="PEM private key (env LABELGRID_TLS_KEY)")
+    tserve.add_argument(
+        "--tls-client-ca", help="require client certificates signed by this CA (PEM)"
+    )
+    tserve.add_argument(
+        "--queue-tls-ca", help="CA of the queue service's certificate (env LABELGRID_QUEUE_TLS_CA)"
+    )
+    tserve.add_argument("--queue-tls-cert", help="client certificate for the queue service")
+    tserve.add_argument("--queue-tls-key", help="its private key")
+    tserve.add_argument(
+        "--metrics-address",
+        help="serve Prometheus metrics on HOST:PORT (env LABELGRID_TRAINER_METRICS_ADDRESS)",
     )
     tserve.add_argument(
         "--job",

@@ -1,8 +1,10 @@
 """`QueueClient`: a thin synchronous client over the generated QueueService stubs.
 
 It converts Python values to the contract (see `labelgrid.payloads`), chunks large uploads
-under the message limit, sets deadlines, and retries UNAVAILABLE only for calls that are
-safe to repeat (reads, and writes made idempotent by a key or a lease token).
+under the message limit, sets deadlines, and retries with backoff: UNAVAILABLE (an outage:
+the call may or may not have been applied) only for calls that are safe to repeat (reads, and
+writes made idempotent by a key or a lease token); ABORTED (a transaction that lost a
+conflict and changed nothing) for every call.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ T = TypeVar("T")
 #: Upload chunks stay well under the 4 MiB default receive limit of a server.
 CHUNK_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-RETRY_CODES = (grpc.StatusCode.UNAVAILABLE,)
+RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED)
+#: What a call that is not safe to repeat is still retried on: nothing of it was applied.
+RETRY_ANY_CALL = (grpc.StatusCode.ABORTED,)
 PROGRESS_ITEMS = 20_000
 
 
@@ -150,13 +154,14 @@ class QueueClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _retry(self, call: Callable[[], T]) -> T:
+    def _retry(self, call: Callable[[], T], idempotent: bool = True) -> T:
+        codes = RETRY_CODES if idempotent else RETRY_ANY_CALL
         delay = 0.1
         for attempt in range(self.retries + 1):
             try:
                 return call()
             except grpc.RpcError as exc:
-                if exc.code() not in RETRY_CODES or attempt == self.retries:
+                if exc.code() not in codes or attempt == self.retries:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -240,14 +245,14 @@ class QueueClient:
         def call() -> queue_pb2.AddFeaturesResponse:
             return self.stub.AddFeatures(requests(), timeout=max(self.timeout, 600))
 
-        reply = self._retry(call) if key else call()
+        reply = self._retry(call, idempotent=bool(key))
         return list(reply.ids)
 
     # -- leasing ------------------------------------------------------------------------
 
     def pop(self, project: str, worker_id: str, n: int = 1) -> list[Item]:
         request = queue_pb2.PopRequest(project=project, worker_id=worker_id, n=n)
-        reply = self.stub.Pop(request, timeout=self.timeout)
+        reply = self._retry(lambda: self.stub.Pop(request, timeout=self.timeout), False)
         return [Item.from_proto(m) for m in reply.items]
 
     def submit(
@@ -274,12 +279,11 @@ class QueueClient:
         request = queue_pb2.ReleaseRequest(
             project=project, item_id=item.id, lease_token=item.lease_token, worker_id=worker_id
         )
-        self.stub.Release(request, timeout=self.timeout)
+        self._retry(lambda: self.stub.Release(request, timeout=self.timeout), False)
 
     def undo(self, project: str, worker_id: str) -> tuple[Item, list[str]]:
-        reply = self.stub.Undo(
-            queue_pb2.UndoRequest(project=project, worker_id=worker_id), timeout=self.timeout
-        )
+        request = queue_pb2.UndoRequest(project=project, worker_id=worker_id)
+        reply = self._retry(lambda: self.stub.Undo(request, timeout=self.timeout), False)
         return Item.from_proto(reply.item), list(reply.labels)
 
     def list_leases(self, project: str, worker_id: str) -> list[Item]:
@@ -417,13 +421,62 @@ class QueueClient:
 
     def record_training_run(self, project: str, run: queue_pb2.TrainingRun) -> int:
         request = queue_pb2.RecordTrainingRunRequest(project=project, run=run)
-        return self.stub.RecordTrainingRun(request, timeout=self.timeout).id
+        return self._retry(
+            lambda: self.stub.RecordTrainingRun(request, timeout=self.timeout), False
+        ).id
 
     def list_training_runs(self, project: str) -> list[queue_pb2.TrainingRun]:
         request = queue_pb2.ListTrainingRunsRequest(project=project)
         return list(
             self._retry(lambda: self.stub.ListTrainingRuns(request, timeout=self.timeout)).runs
         )
+
+    # -- API tokens (issue 16) ------------------------------------------------------------
+
+    def create_token(
+        self,
+        name: str,
+        role: str,
+        projects: Iterable[str] = (),
+        *,
+        any_worker: bool = False,
+    ) -> tuple[str, queue_pb2.Token]:
+        """Make an API token (admins not bound to projects): returns its value, shown this
+        once (the service keeps only a hash), and its description. `role` is "admin",
+        "trainer" or "labeller"; `projects` binds it to those projects (default: all)."""
+        request = queue_pb2.CreateTokenRequest(
+            name=name, role=role_code(role), projects=list(projects), any_worker=any_worker
+        )
+        reply = self._retry(lambda: self.stub.CreateToken(request, timeout=self.timeout), False)
+        return reply.value, reply.token
+
+    def list_tokens(self) -> list[queue_pb2.Token]:
+        """Every token's name, role, projects and dates; never a value."""
+        request = queue_pb2.ListTokensRequest()
+        return list(self._retry(lambda: self.stub.ListTokens(request, timeout=self.timeout)).tokens)
+
+    def revoke_token(self, name: str) -> None:
+        request = queue_pb2.RevokeTokenRequest(name=name)
+        self._retry(lambda: self.stub.RevokeToken(request, timeout=self.timeout), False)
+
+    def whoami(self) -> queue_pb2.WhoAmIResponse:
+        """The identity of this client's token (`auth_enabled` is False on an open service)."""
+        request = queue_pb2.WhoAmIRequest()
+        return self._retry(lambda: self.stub.WhoAmI(request, timeout=self.timeout))
+
+
+ROLES = {
+    "admin": queue_pb2.ROLE_ADMIN,
+    "trainer": queue_pb2.ROLE_TRAINER,
+    "labeller": queue_pb2.ROLE_LABELLER,
+}
+
+
+def role_code(role: str) -> int:
+    """The contract's code for a role name."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; use one of {sorted(ROLES)}")
+    return ROLES[role]
 
 
 def _priority_requests(

@@ -6,16 +6,30 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
-
+from labelgrid import channels
 from labelgrid_proto.v1 import trainer_pb2, trainer_pb2_grpc
 
 
 class TrainerClient:
-    def __init__(self, address: str = "127.0.0.1:50052", *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        address: str = "127.0.0.1:50052",
+        *,
+        timeout: float = 30.0,
+        token: str | None = None,
+        tls: bool = False,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+    ) -> None:
+        """As QueueClient: `token` (default: env LABELGRID_TOKEN) is sent on every call (an
+        admin token controls jobs, a trainer token reads their status); `tls_ca` is the CA
+        of the server's certificate, `tls_cert`/`tls_key` a client certificate."""
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(address)
+        self.channel = channels.channel(
+            address, token=token, tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key
+        )
         self.stub = trainer_pb2_grpc.TrainerServiceStub(self.channel)
 
     def close(self) -> None:

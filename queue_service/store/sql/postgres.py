@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from queue_service.errors import Unavailable
 from queue_service.schema import AVAILABLE, DONE, KIND_ARRAY, LEASED, UNRANKED
+from queue_service.store import failures
 from queue_service.store.records import INPUT_COLUMNS
 from queue_service.store.rows import InputRow, RowBlock, input_records
 
@@ -106,20 +107,34 @@ class PostgresDialect:
     async def fetch(self, sql: str, *args: object) -> list:
         """One statement straight on asyncpg (prepared once per connection, autocommitted):
         the two hot paths skip SQLAlchemy's execution layer, about a third of their CPU.
-        A connection that failed is dropped from the pool, and the caller gets UNAVAILABLE."""
-        async with self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            for attempt in range(3):
+
+        SQLAlchemy never sees errors raised here, so this does what it would: a connection
+        that failed, or that a cancelled call left mid-statement, is dropped from the pool.
+        When asyncpg refused to send the statement at all (the connection's protocol was
+        still consuming the server's goodbye), it is sent again on another connection; any
+        other lost connection reaches the caller as UNAVAILABLE (store/failures.py)."""
+        for attempt in range(3):
+            async with self.engine.connect() as conn:
+                raw = await conn.get_raw_connection()
                 try:
                     return await raw.driver_connection.fetch(sql, *args)  # type: ignore[union-attr]
                 except asyncpg.DeadlockDetectedError:
                     # the statement was rolled back whole, so running it again is safe
                     if attempt == 2:
                         raise
-                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+                except asyncio.CancelledError:
+                    # the statement may still be running on this connection
+                    await asyncio.shield(conn.invalidate())
+                    raise
+                except Exception as exc:
+                    if not failures.broken(exc):
+                        raise  # a statement error or a timeout: the connection is fine
                     await conn.invalidate()
-                    raise Unavailable(f"database unavailable: {type(exc).__name__}; retry") from exc
-            raise AssertionError("unreachable")
+                    if attempt == 2 or not failures.never_sent(exc):
+                        raise Unavailable(
+                            f"database unavailable: {type(exc).__name__}; retry"
+                        ) from exc
+        raise AssertionError("unreachable")
 
     async def pop(
         self, project_id: int, worker: str, n: int, limit: int, token: str, seconds: float

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .queue_pb2 import AddFeaturesRequest, AddFeaturesResponse, CreateProjectRequest, CreateProjectResponse, ExportLabelsRequest, ExportLabelsResponse, GetAgreementRequest, GetAgreementResponse, GetProgressRequest, GetProgressResponse, GetProjectRequest, GetProjectResponse, ListLeasesRequest, ListLeasesResponse, ListProjectsRequest, ListProjectsResponse, ListTrainingRunsRequest, ListTrainingRunsResponse, PopRequest, PopResponse, RecordTrainingRunRequest, RecordTrainingRunResponse, ReleaseRequest, ReleaseResponse, SetProjectInstructionsRequest, SetProjectInstructionsResponse, StreamLabelledRequest, StreamLabelledResponse, StreamUnlabelledRequest, StreamUnlabelledResponse, SubmitRequest, SubmitResponse, UndoRequest, UndoResponse, UpdatePrioritiesRequest, UpdatePrioritiesResponse, WatchProgressRequest, WatchProgressResponse
+from .queue_pb2 import AddFeaturesRequest, AddFeaturesResponse, CreateProjectRequest, CreateProjectResponse, CreateTokenRequest, CreateTokenResponse, ExportLabelsRequest, ExportLabelsResponse, GetAgreementRequest, GetAgreementResponse, GetProgressRequest, GetProgressResponse, GetProjectRequest, GetProjectResponse, ListLeasesRequest, ListLeasesResponse, ListProjectsRequest, ListProjectsResponse, ListTokensRequest, ListTokensResponse, ListTrainingRunsRequest, ListTrainingRunsResponse, PopRequest, PopResponse, RecordTrainingRunRequest, RecordTrainingRunResponse, ReleaseRequest, ReleaseResponse, RevokeTokenRequest, RevokeTokenResponse, SetProjectInstructionsRequest, SetProjectInstructionsResponse, StreamLabelledRequest, StreamLabelledResponse, StreamUnlabelledRequest, StreamUnlabelledResponse, SubmitRequest, SubmitResponse, UndoRequest, UndoResponse, UpdatePrioritiesRequest, UpdatePrioritiesResponse, WatchProgressRequest, WatchProgressResponse, WhoAmIRequest, WhoAmIResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -141,6 +141,34 @@ class QueueService(Protocol):
         """
         How much the annotators of a project agree: overall, per label, per worker pair and
         per worker (needs overlap > 1 to say much).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def create_token(self, request: CreateTokenRequest, ctx: RequestContext[CreateTokenRequest, CreateTokenResponse], /) -> CreateTokenResponse:
+        """
+        -- API tokens (issue 16) ----------------------------------------------------------
+        Makes a token and returns its value, once: only its SHA-256 hash is stored. Admins
+        whose token is not bound to projects only.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_tokens(self, request: ListTokensRequest, ctx: RequestContext[ListTokensRequest, ListTokensResponse], /) -> ListTokensResponse:
+        """
+        Every token's name, role and projects; never a value. Unrestricted admins only.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def revoke_token(self, request: RevokeTokenRequest, ctx: RequestContext[RevokeTokenRequest, RevokeTokenResponse], /) -> RevokeTokenResponse:
+        """
+        Revokes a token by name: it stops working on this replica at once, on the others
+        within LABELGRID_AUTH_CACHE_SECONDS. Unrestricted admins only.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def who_am_i(self, request: WhoAmIRequest, ctx: RequestContext[WhoAmIRequest, WhoAmIResponse], /) -> WhoAmIResponse:
+        """
+        Who the calling token is (any valid token). The trainer service checks its callers'
+        tokens with this, so it needs no database of its own.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -366,6 +394,50 @@ class QueueServiceASGIApplication(ConnectASGIApplication[QueueService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_agreement,
+                ),
+                "/labelgrid.v1.QueueService/CreateToken": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CreateToken",
+                        service_name="labelgrid.v1.QueueService",
+                        input=CreateTokenRequest,
+                        output=CreateTokenResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.create_token,
+                ),
+                "/labelgrid.v1.QueueService/ListTokens": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListTokens",
+                        service_name="labelgrid.v1.QueueService",
+                        input=ListTokensRequest,
+                        output=ListTokensResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_tokens,
+                ),
+                "/labelgrid.v1.QueueService/RevokeToken": Endpoint.unary(
+                    method=MethodInfo(
+                        name="RevokeToken",
+                        service_name="labelgrid.v1.QueueService",
+                        input=RevokeTokenRequest,
+                        output=RevokeTokenResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.revoke_token,
+                ),
+                "/labelgrid.v1.QueueService/WhoAmI": Endpoint.unary(
+                    method=MethodInfo(
+                        name="WhoAmI",
+                        service_name="labelgrid.v1.QueueService",
+                        input=WhoAmIRequest,
+                        output=WhoAmIResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.who_am_i,
                 ),
             },
             interceptors=interceptors,
@@ -834,6 +906,102 @@ class QueueServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def create_token(
+        self,
+        request: CreateTokenRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CreateTokenResponse:
+        """
+        -- API tokens (issue 16) ----------------------------------------------------------
+        Makes a token and returns its value, once: only its SHA-256 hash is stored. Admins
+        whose token is not bound to projects only.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CreateToken",
+                service_name="labelgrid.v1.QueueService",
+                input=CreateTokenRequest,
+                output=CreateTokenResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def list_tokens(
+        self,
+        request: ListTokensRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ListTokensResponse:
+        """
+        Every token's name, role and projects; never a value. Unrestricted admins only.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListTokens",
+                service_name="labelgrid.v1.QueueService",
+                input=ListTokensRequest,
+                output=ListTokensResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def revoke_token(
+        self,
+        request: RevokeTokenRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RevokeTokenResponse:
+        """
+        Revokes a token by name: it stops working on this replica at once, on the others
+        within LABELGRID_AUTH_CACHE_SECONDS. Unrestricted admins only.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RevokeToken",
+                service_name="labelgrid.v1.QueueService",
+                input=RevokeTokenRequest,
+                output=RevokeTokenResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def who_am_i(
+        self,
+        request: WhoAmIRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> WhoAmIResponse:
+        """
+        Who the calling token is (any valid token). The trainer service checks its callers'
+        tokens with this, so it needs no database of its own.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="WhoAmI",
+                service_name="labelgrid.v1.QueueService",
+                input=WhoAmIRequest,
+                output=WhoAmIResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class QueueServiceSync(Protocol):
     """
@@ -939,6 +1107,34 @@ class QueueServiceSync(Protocol):
         """
         How much the annotators of a project agree: overall, per label, per worker pair and
         per worker (needs overlap > 1 to say much).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def create_token(self, request: CreateTokenRequest, ctx: RequestContext[CreateTokenRequest, CreateTokenResponse], /) -> CreateTokenResponse:
+        """
+        -- API tokens (issue 16) ----------------------------------------------------------
+        Makes a token and returns its value, once: only its SHA-256 hash is stored. Admins
+        whose token is not bound to projects only.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_tokens(self, request: ListTokensRequest, ctx: RequestContext[ListTokensRequest, ListTokensResponse], /) -> ListTokensResponse:
+        """
+        Every token's name, role and projects; never a value. Unrestricted admins only.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def revoke_token(self, request: RevokeTokenRequest, ctx: RequestContext[RevokeTokenRequest, RevokeTokenResponse], /) -> RevokeTokenResponse:
+        """
+        Revokes a token by name: it stops working on this replica at once, on the others
+        within LABELGRID_AUTH_CACHE_SECONDS. Unrestricted admins only.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def who_am_i(self, request: WhoAmIRequest, ctx: RequestContext[WhoAmIRequest, WhoAmIResponse], /) -> WhoAmIResponse:
+        """
+        Who the calling token is (any valid token). The trainer service checks its callers'
+        tokens with this, so it needs no database of its own.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1162,6 +1358,50 @@ class QueueServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_agreement,
+                ),
+                "/labelgrid.v1.QueueService/CreateToken": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="CreateToken",
+                        service_name="labelgrid.v1.QueueService",
+                        input=CreateTokenRequest,
+                        output=CreateTokenResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.create_token,
+                ),
+                "/labelgrid.v1.QueueService/ListTokens": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListTokens",
+                        service_name="labelgrid.v1.QueueService",
+                        input=ListTokensRequest,
+                        output=ListTokensResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_tokens,
+                ),
+                "/labelgrid.v1.QueueService/RevokeToken": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="RevokeToken",
+                        service_name="labelgrid.v1.QueueService",
+                        input=RevokeTokenRequest,
+                        output=RevokeTokenResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.revoke_token,
+                ),
+                "/labelgrid.v1.QueueService/WhoAmI": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="WhoAmI",
+                        service_name="labelgrid.v1.QueueService",
+                        input=WhoAmIRequest,
+                        output=WhoAmIResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.who_am_i,
                 ),
             },
             interceptors=interceptors,
@@ -1624,6 +1864,102 @@ class QueueServiceClientSync(ConnectClientSync):
                 service_name="labelgrid.v1.QueueService",
                 input=GetAgreementRequest,
                 output=GetAgreementResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def create_token(
+        self,
+        request: CreateTokenRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CreateTokenResponse:
+        """
+        -- API tokens (issue 16) ----------------------------------------------------------
+        Makes a token and returns its value, once: only its SHA-256 hash is stored. Admins
+        whose token is not bound to projects only.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CreateToken",
+                service_name="labelgrid.v1.QueueService",
+                input=CreateTokenRequest,
+                output=CreateTokenResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def list_tokens(
+        self,
+        request: ListTokensRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ListTokensResponse:
+        """
+        Every token's name, role and projects; never a value. Unrestricted admins only.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListTokens",
+                service_name="labelgrid.v1.QueueService",
+                input=ListTokensRequest,
+                output=ListTokensResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def revoke_token(
+        self,
+        request: RevokeTokenRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RevokeTokenResponse:
+        """
+        Revokes a token by name: it stops working on this replica at once, on the others
+        within LABELGRID_AUTH_CACHE_SECONDS. Unrestricted admins only.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RevokeToken",
+                service_name="labelgrid.v1.QueueService",
+                input=RevokeTokenRequest,
+                output=RevokeTokenResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def who_am_i(
+        self,
+        request: WhoAmIRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> WhoAmIResponse:
+        """
+        Who the calling token is (any valid token). The trainer service checks its callers'
+        tokens with this, so it needs no database of its own.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="WhoAmI",
+                service_name="labelgrid.v1.QueueService",
+                input=WhoAmIRequest,
+                output=WhoAmIResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

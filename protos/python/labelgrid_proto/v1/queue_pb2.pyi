@@ -16,9 +16,20 @@ class Consensus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONSENSUS_UNSPECIFIED: _ClassVar[Consensus]
     CONSENSUS_MAJORITY: _ClassVar[Consensus]
     CONSENSUS_DAWID_SKENE: _ClassVar[Consensus]
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_ADMIN: _ClassVar[Role]
+    ROLE_TRAINER: _ClassVar[Role]
+    ROLE_LABELLER: _ClassVar[Role]
 CONSENSUS_UNSPECIFIED: Consensus
 CONSENSUS_MAJORITY: Consensus
 CONSENSUS_DAWID_SKENE: Consensus
+ROLE_UNSPECIFIED: Role
+ROLE_ADMIN: Role
+ROLE_TRAINER: Role
+ROLE_LABELLER: Role
 
 class Project(_message.Message):
     __slots__ = ("name", "options", "multi_label", "allow_other", "lease_seconds", "model_version", "created_at", "overlap", "review_threshold", "max_overlap", "reviewers", "instructions")
@@ -559,3 +570,71 @@ class GetAgreementResponse(_message.Message):
     AGREEMENT_FIELD_NUMBER: _ClassVar[int]
     agreement: Agreement
     def __init__(self, agreement: _Optional[_Union[Agreement, _Mapping]] = ...) -> None: ...
+
+class Token(_message.Message):
+    __slots__ = ("name", "role", "projects", "any_worker", "created_at", "revoked_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    ANY_WORKER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: Role
+    projects: _containers.RepeatedScalarFieldContainer[str]
+    any_worker: bool
+    created_at: _timestamp_pb2.Timestamp
+    revoked_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., projects: _Optional[_Iterable[str]] = ..., any_worker: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateTokenRequest(_message.Message):
+    __slots__ = ("name", "role", "projects", "any_worker")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    PROJECTS_FIELD_NUMBER: _ClassVar[int]
+    ANY_WORKER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: Role
+    projects: _containers.RepeatedScalarFieldContainer[str]
+    any_worker: bool
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., projects: _Optional[_Iterable[str]] = ..., any_worker: _Optional[bool] = ...) -> None: ...
+
+class CreateTokenResponse(_message.Message):
+    __slots__ = ("value", "token")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    token: Token
+    def __init__(self, value: _Optional[str] = ..., token: _Optional[_Union[Token, _Mapping]] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("tokens",)
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedCompositeFieldContainer[Token]
+    def __init__(self, tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("auth_enabled", "token")
+    AUTH_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    auth_enabled: bool
+    token: Token
+    def __init__(self, auth_enabled: _Optional[bool] = ..., token: _Optional[_Union[Token, _Mapping]] = ...) -> None: ...

@@ -131,6 +131,26 @@ class QueueServiceStub:
                 request_serializer=labelgrid_dot_v1_dot_queue__pb2.GetAgreementRequest.SerializeToString,
                 response_deserializer=labelgrid_dot_v1_dot_queue__pb2.GetAgreementResponse.FromString,
                 _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/labelgrid.v1.QueueService/CreateToken',
+                request_serializer=labelgrid_dot_v1_dot_queue__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=labelgrid_dot_v1_dot_queue__pb2.CreateTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/labelgrid.v1.QueueService/ListTokens',
+                request_serializer=labelgrid_dot_v1_dot_queue__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=labelgrid_dot_v1_dot_queue__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/labelgrid.v1.QueueService/RevokeToken',
+                request_serializer=labelgrid_dot_v1_dot_queue__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=labelgrid_dot_v1_dot_queue__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/labelgrid.v1.QueueService/WhoAmI',
+                request_serializer=labelgrid_dot_v1_dot_queue__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=labelgrid_dot_v1_dot_queue__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class QueueServiceServicer:
@@ -269,6 +289,38 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateToken(self, request, context):
+        """-- API tokens (issue 16) ----------------------------------------------------------
+        Makes a token and returns its value, once: only its SHA-256 hash is stored. Admins
+        whose token is not bound to projects only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Every token's name, role and projects; never a value. Unrestricted admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Revokes a token by name: it stops working on this replica at once, on the others
+        within LABELGRID_AUTH_CACHE_SECONDS. Unrestricted admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """Who the calling token is (any valid token). The trainer service checks its callers'
+        tokens with this, so it needs no database of its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -366,6 +418,26 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.GetAgreement,
                     request_deserializer=labelgrid_dot_v1_dot_queue__pb2.GetAgreementRequest.FromString,
                     response_serializer=labelgrid_dot_v1_dot_queue__pb2.GetAgreementResponse.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=labelgrid_dot_v1_dot_queue__pb2.CreateTokenRequest.FromString,
+                    response_serializer=labelgrid_dot_v1_dot_queue__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=labelgrid_dot_v1_dot_queue__pb2.ListTokensRequest.FromString,
+                    response_serializer=labelgrid_dot_v1_dot_queue__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=labelgrid_dot_v1_dot_queue__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=labelgrid_dot_v1_dot_queue__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=labelgrid_dot_v1_dot_queue__pb2.WhoAmIRequest.FromString,
+                    response_serializer=labelgrid_dot_v1_dot_queue__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -883,6 +955,114 @@ class QueueService:
             '/labelgrid.v1.QueueService/GetAgreement',
             labelgrid_dot_v1_dot_queue__pb2.GetAgreementRequest.SerializeToString,
             labelgrid_dot_v1_dot_queue__pb2.GetAgreementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelgrid.v1.QueueService/CreateToken',
+            labelgrid_dot_v1_dot_queue__pb2.CreateTokenRequest.SerializeToString,
+            labelgrid_dot_v1_dot_queue__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelgrid.v1.QueueService/ListTokens',
+            labelgrid_dot_v1_dot_queue__pb2.ListTokensRequest.SerializeToString,
+            labelgrid_dot_v1_dot_queue__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelgrid.v1.QueueService/RevokeToken',
+            labelgrid_dot_v1_dot_queue__pb2.RevokeTokenRequest.SerializeToString,
+            labelgrid_dot_v1_dot_queue__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelgrid.v1.QueueService/WhoAmI',
+            labelgrid_dot_v1_dot_queue__pb2.WhoAmIRequest.SerializeToString,
+            labelgrid_dot_v1_dot_queue__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file labelgrid/v1/queue.proto.
  */
 export const file_labelgrid_v1_queue: GenFile = /*@__PURE__*/
-  fileDesc("ChhsYWJlbGdyaWQvdjEvcXVldWUucHJvdG8SDGxhYmVsZ3JpZC52MSKZAgoHUHJvamVjdBIMCgRuYW1lGAEgASgJEg8KB29wdGlvbnMYAiADKAkSEwoLbXVsdGlfbGFiZWwYAyABKAgSEwoLYWxsb3dfb3RoZXIYBCABKAgSFQoNbGVhc2Vfc2Vjb25kcxgFIAEoBRIVCg1tb2RlbF92ZXJzaW9uGAYgASgDEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB292ZXJsYXAYCCABKAUSGAoQcmV2aWV3X3RocmVzaG9sZBgJIAEoARITCgttYXhfb3ZlcmxhcBgKIAEoBRIRCglyZXZpZXdlcnMYCyADKAkSFAoMaW5zdHJ1Y3Rpb25zGAwgASgJIlAKFENyZWF0ZVByb2plY3RSZXF1ZXN0EiYKB3Byb2plY3QYASABKAsyFS5sYWJlbGdyaWQudjEuUHJvamVjdBIQCghleGlzdF9vaxgCIAEoCCJQChVDcmVhdGVQcm9qZWN0UmVzcG9uc2USJgoHcHJvamVjdBgBIAEoCzIVLmxhYmVsZ3JpZC52MS5Qcm9qZWN0Eg8KB2NyZWF0ZWQYAiABKAgiJAoRR2V0UHJvamVjdFJlcXVlc3QSDwoHcHJvamVjdBgBIAEoCSI8ChJHZXRQcm9qZWN0UmVzcG9uc2USJgoHcHJvamVjdBgBIAEoCzIVLmxhYmVsZ3JpZC52MS5Qcm9qZWN0IhUKE0xpc3RQcm9qZWN0c1JlcXVlc3QiPwoUTGlzdFByb2plY3RzUmVzcG9uc2USJwoIcHJvamVjdHMYASADKAsyFS5sYWJlbGdyaWQudjEuUHJvamVjdCJGCh1TZXRQcm9qZWN0SW5zdHJ1Y3Rpb25zUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhQKDGluc3RydWN0aW9ucxgCIAEoCSJICh5TZXRQcm9qZWN0SW5zdHJ1Y3Rpb25zUmVzcG9uc2USJgoHcHJvamVjdBgBIAEoCzIVLmxhYmVsZ3JpZC52MS5Qcm9qZWN0IhgKBkxhYmVscxIOCgZ2YWx1ZXMYASADKAkiRgoHTmV3SXRlbRIkCgVpbnB1dBgBIAEoCzIVLmxhYmVsZ3JpZC52MS5QYXlsb2FkEhUKDW1ldGFkYXRhX2pzb24YAiABKAkiwwEKEkFkZEZlYXR1cmVzUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIkCgVpdGVtcxgDIAMoCzIVLmxhYmVsZ3JpZC52MS5OZXdJdGVtEiMKBHJvd3MYBCABKAsyFS5sYWJlbGdyaWQudjEuTkRBcnJheRIkCgZsYWJlbHMYBSADKAsyFC5sYWJlbGdyaWQudjEuTGFiZWxzEhIKCnByaW9yaXRpZXMYBiADKAEiOwoTQWRkRmVhdHVyZXNSZXNwb25zZRILCgNpZHMYASADKAMSFwoPYWxyZWFkeV9leGlzdGVkGAIgASgIIugBCgRJdGVtEgoKAmlkGAEgASgDEiQKBWlucHV0GAIgASgLMhUubGFiZWxncmlkLnYxLlBheWxvYWQSFQoNbWV0YWRhdGFfanNvbhgDIAEoCRIVCghwcmlvcml0eRgEIAEoAUgAiAEBEhMKC2xlYXNlX3Rva2VuGAUgASgJEjQKEGxlYXNlX2V4cGlyZXNfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBm90aGVycxgHIAMoCzIYLmxhYmVsZ3JpZC52MS5PdGhlckxhYmVsQgsKCV9wcmlvcml0eSIvCgpPdGhlckxhYmVsEhEKCXdvcmtlcl9pZBgBIAEoCRIOCgZsYWJlbHMYAiADKAkiOwoKUG9wUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIJCgFuGAMgASgFIjAKC1BvcFJlc3BvbnNlEiEKBWl0ZW1zGAEgAygLMhIubGFiZWxncmlkLnYxLkl0ZW0iewoNU3VibWl0UmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEg8KB2l0ZW1faWQYAiABKAMSEwoLbGVhc2VfdG9rZW4YAyABKAkSEQoJd29ya2VyX2lkGAQgASgJEg4KBmxhYmVscxgFIAMoCRIQCghwb3BfbmV4dBgGIAEoCCJqCg5TdWJtaXRSZXNwb25zZRIVCg1hbm5vdGF0aW9uX2lkGAEgASgDEhEKCWR1cGxpY2F0ZRgCIAEoCBIlCgRuZXh0GAMgASgLMhIubGFiZWxncmlkLnYxLkl0ZW1IAIgBAUIHCgVfbmV4dCJaCg5SZWxlYXNlUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEg8KB2l0ZW1faWQYAiABKAMSEwoLbGVhc2VfdG9rZW4YAyABKAkSEQoJd29ya2VyX2lkGAQgASgJIhEKD1JlbGVhc2VSZXNwb25zZSIxCgtVbmRvUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCSJACgxVbmRvUmVzcG9uc2USIAoEaXRlbRgBIAEoCzISLmxhYmVsZ3JpZC52MS5JdGVtEg4KBmxhYmVscxgCIAMoCSI3ChFMaXN0TGVhc2VzUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCSJKChJMaXN0TGVhc2VzUmVzcG9uc2USIQoFaXRlbXMYASADKAsyEi5sYWJlbGdyaWQudjEuSXRlbRIRCgl3b3JrZXJfaWQYAiABKAkiYgoXVXBkYXRlUHJpb3JpdGllc1JlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAIgASgDEgsKA2lkcxgDIAMoAxISCgpwcmlvcml0aWVzGAQgAygBIkIKGFVwZGF0ZVByaW9yaXRpZXNSZXNwb25zZRIPCgd1cGRhdGVkGAEgASgDEhUKDW1vZGVsX3ZlcnNpb24YAiABKAMiqgEKFVN0cmVhbUxhYmVsbGVkUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhsKE2FmdGVyX2Fubm90YXRpb25faWQYAiABKAMSEgoKY2h1bmtfc2l6ZRgDIAEoBRIOCgZmb2xsb3cYBCABKAgSEwoLbGFiZWxzX29ubHkYBSABKAgSKgoJY29uc2Vuc3VzGAYgASgOMhcubGFiZWxncmlkLnYxLkNvbnNlbnN1cyLaAQoMTGFiZWxsZWRJdGVtEhUKDWFubm90YXRpb25faWQYASABKAMSDwoHaXRlbV9pZBgCIAEoAxIkCgVpbnB1dBgDIAEoCzIVLmxhYmVsZ3JpZC52MS5QYXlsb2FkEg4KBmxhYmVscxgEIAMoCRIRCgl3b3JrZXJfaWQYBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY29uZmlkZW5jZRgHIAEoARIVCg1tZXRhZGF0YV9qc29uGAggASgJIlMKFlN0cmVhbUxhYmVsbGVkUmVzcG9uc2USKQoFaXRlbXMYASADKAsyGi5sYWJlbGdyaWQudjEuTGFiZWxsZWRJdGVtEg4KBmN1cnNvchgCIAEoAyJ3ChdTdHJlYW1VbmxhYmVsbGVkUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhUKDWFmdGVyX2l0ZW1faWQYAiABKAMSEgoKY2h1bmtfc2l6ZRgDIAEoBRIQCghpZHNfb25seRgEIAEoCBIOCgZwYWNrZWQYBSABKAgikwEKGFN0cmVhbVVubGFiZWxsZWRSZXNwb25zZRIhCgVpdGVtcxgBIAMoCzISLmxhYmVsZ3JpZC52MS5JdGVtEg4KBmN1cnNvchgCIAEoAxILCgNpZHMYAyADKAMSEgoKcHJpb3JpdGllcxgEIAMoARIjCgRyb3dzGAUgASgLMhUubGFiZWxncmlkLnYxLk5EQXJyYXkiOwoSR2V0UHJvZ3Jlc3NSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkSFAoMd29ya2VyX3N0YXRzGAIgASgIIjIKC1dvcmtlckNvdW50EhEKCXdvcmtlcl9pZBgBIAEoCRIQCghsYWJlbGxlZBgCIAEoAyIqCgpMYWJlbENvdW50Eg0KBWxhYmVsGAEgASgJEg0KBWNvdW50GAIgASgDIqsCCghQcm9ncmVzcxINCgV0b3RhbBgBIAEoAxIQCghsYWJlbGxlZBgCIAEoAxIOCgZsZWFzZWQYAyABKAMSEQoJYXZhaWxhYmxlGAQgASgDEhAKCGZyYWN0aW9uGAUgASgBEioKB3dvcmtlcnMYBiADKAsyGS5sYWJlbGdyaWQudjEuV29ya2VyQ291bnQSKAoGbGFiZWxzGAcgAygLMhgubGFiZWxncmlkLnYxLkxhYmVsQ291bnQSGgoSbGFzdF9hbm5vdGF0aW9uX2lkGAggASgDEhMKC2Fubm90YXRpb25zGAkgASgDEhEKCWluX3JldmlldxgKIAEoAxIvCgx3b3JrZXJfc3RhdHMYCyADKAsyGS5sYWJlbGdyaWQudjEuV29ya2VyU3RhdHMivAEKC1dvcmtlclN0YXRzEhEKCXdvcmtlcl9pZBgBIAEoCRIOCgZsYWJlbHMYAiABKAMSJQoYYWdyZWVtZW50X3dpdGhfY29uc2Vuc3VzGAMgASgBSACIAQESEAoIY29tcGFyZWQYBCABKAMSHgoRc2Vjb25kc19wZXJfbGFiZWwYBSABKAFIAYgBAUIbChlfYWdyZWVtZW50X3dpdGhfY29uc2Vuc3VzQhQKEl9zZWNvbmRzX3Blcl9sYWJlbCI/ChNHZXRQcm9ncmVzc1Jlc3BvbnNlEigKCHByb2dyZXNzGAEgASgLMhYubGFiZWxncmlkLnYxLlByb2dyZXNzIicKFFdhdGNoUHJvZ3Jlc3NSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkiQQoVV2F0Y2hQcm9ncmVzc1Jlc3BvbnNlEigKCHByb2dyZXNzGAEgASgLMhYubGFiZWxncmlkLnYxLlByb2dyZXNzIo8BChNFeHBvcnRMYWJlbHNSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkSEgoKY2h1bmtfc2l6ZRgCIAEoBRIWCg5pbmNsdWRlX2lucHV0cxgDIAEoCBIqCgljb25zZW5zdXMYBCABKA4yFy5sYWJlbGdyaWQudjEuQ29uc2Vuc3VzEg8KB2J5X2l0ZW0YBSABKAgiQQoURXhwb3J0TGFiZWxzUmVzcG9uc2USKQoFaXRlbXMYASADKAsyGi5sYWJlbGdyaWQudjEuTGFiZWxsZWRJdGVtIv8BCgtUcmFpbmluZ1J1bhIOCgZzdGF0dXMYASABKAkSDwoHbWVzc2FnZRgCIAEoCRISCgVzY29yZRgDIAEoAUgAiAEBEhYKCXNjb3JlX3N0ZBgEIAEoAUgBiAEBEhAKCG5fbGFiZWxzGAUgASgDEhAKCG5fc2NvcmVkGAYgASgDEhUKDW1vZGVsX3ZlcnNpb24YByABKAMSDwoHc2Vjb25kcxgIIAEoARIuCgpzdGFydGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd0cmFpbmVyGAogASgJQggKBl9zY29yZUIMCgpfc2NvcmVfc3RkIlMKGFJlY29yZFRyYWluaW5nUnVuUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEiYKA3J1bhgCIAEoCzIZLmxhYmVsZ3JpZC52MS5UcmFpbmluZ1J1biInChlSZWNvcmRUcmFpbmluZ1J1blJlc3BvbnNlEgoKAmlkGAEgASgDIioKF0xpc3RUcmFpbmluZ1J1bnNSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkiQwoYTGlzdFRyYWluaW5nUnVuc1Jlc3BvbnNlEicKBHJ1bnMYASADKAsyGS5sYWJlbGdyaWQudjEuVHJhaW5pbmdSdW4iUgoTR2V0QWdyZWVtZW50UmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEioKCWNvbnNlbnN1cxgCIAEoDjIXLmxhYmVsZ3JpZC52MS5Db25zZW5zdXMipQEKDkxhYmVsQWdyZWVtZW50Eg0KBWxhYmVsGAEgASgJEhQKB3BlcmNlbnQYAiABKAFIAIgBARIZCgxmbGVpc3Nfa2FwcGEYAyABKAFIAYgBARIfChJrcmlwcGVuZG9yZmZfYWxwaGEYBCABKAFIAogBAUIKCghfcGVyY2VudEIPCg1fZmxlaXNzX2thcHBhQhUKE19rcmlwcGVuZG9yZmZfYWxwaGEijgEKDVBhaXJBZ3JlZW1lbnQSEAoId29ya2VyX2EYASABKAkSEAoId29ya2VyX2IYAiABKAkSDQoFaXRlbXMYAyABKAMSFAoHcGVyY2VudBgEIAEoAUgAiAEBEhgKC2NvaGVuX2thcHBhGAUgASgBSAGIAQFCCgoIX3BlcmNlbnRCDgoMX2NvaGVuX2thcHBhItECCglBZ3JlZW1lbnQSDQoFaXRlbXMYASABKAMSEwoLYW5ub3RhdGlvbnMYAiABKAMSFAoHcGVyY2VudBgDIAEoAUgAiAEBEhkKDGZsZWlzc19rYXBwYRgEIAEoAUgBiAEBEhQKDGZsZWlzc19pdGVtcxgFIAEoAxIfChJrcmlwcGVuZG9yZmZfYWxwaGEYBiABKAFIAogBARIsCgZsYWJlbHMYByADKAsyHC5sYWJlbGdyaWQudjEuTGFiZWxBZ3JlZW1lbnQSKgoFcGFpcnMYCCADKAsyGy5sYWJlbGdyaWQudjEuUGFpckFncmVlbWVudBIqCgd3b3JrZXJzGAkgAygLMhkubGFiZWxncmlkLnYxLldvcmtlclN0YXRzQgoKCF9wZXJjZW50Qg8KDV9mbGVpc3Nfa2FwcGFCFQoTX2tyaXBwZW5kb3JmZl9hbHBoYSJCChRHZXRBZ3JlZW1lbnRSZXNwb25zZRIqCglhZ3JlZW1lbnQYASABKAsyFy5sYWJlbGdyaWQudjEuQWdyZWVtZW50KlkKCUNvbnNlbnN1cxIZChVDT05TRU5TVVNfVU5TUEVDSUZJRUQQABIWChJDT05TRU5TVVNfTUFKT1JJVFkQARIZChVDT05TRU5TVVNfREFXSURfU0tFTkUQAjKGDQoMUXVldWVTZXJ2aWNlElgKDUNyZWF0ZVByb2plY3QSIi5sYWJlbGdyaWQudjEuQ3JlYXRlUHJvamVjdFJlcXVlc3QaIy5sYWJlbGdyaWQudjEuQ3JlYXRlUHJvamVjdFJlc3BvbnNlEk8KCkdldFByb2plY3QSHy5sYWJlbGdyaWQudjEuR2V0UHJvamVjdFJlcXVlc3QaIC5sYWJlbGdyaWQudjEuR2V0UHJvamVjdFJlc3BvbnNlElUKDExpc3RQcm9qZWN0cxIhLmxhYmVsZ3JpZC52MS5MaXN0UHJvamVjdHNSZXF1ZXN0GiIubGFiZWxncmlkLnYxLkxpc3RQcm9qZWN0c1Jlc3BvbnNlEnMKFlNldFByb2plY3RJbnN0cnVjdGlvbnMSKy5sYWJlbGdyaWQudjEuU2V0UHJvamVjdEluc3RydWN0aW9uc1JlcXVlc3QaLC5sYWJlbGdyaWQudjEuU2V0UHJvamVjdEluc3RydWN0aW9uc1Jlc3BvbnNlElQKC0FkZEZlYXR1cmVzEiAubGFiZWxncmlkLnYxLkFkZEZlYXR1cmVzUmVxdWVzdBohLmxhYmVsZ3JpZC52MS5BZGRGZWF0dXJlc1Jlc3BvbnNlKAESOgoDUG9wEhgubGFiZWxncmlkLnYxLlBvcFJlcXVlc3QaGS5sYWJlbGdyaWQudjEuUG9wUmVzcG9uc2USQwoGU3VibWl0EhsubGFiZWxncmlkLnYxLlN1Ym1pdFJlcXVlc3QaHC5sYWJlbGdyaWQudjEuU3VibWl0UmVzcG9uc2USRgoHUmVsZWFzZRIcLmxhYmVsZ3JpZC52MS5SZWxlYXNlUmVxdWVzdBodLmxhYmVsZ3JpZC52MS5SZWxlYXNlUmVzcG9uc2USPQoEVW5kbxIZLmxhYmVsZ3JpZC52MS5VbmRvUmVxdWVzdBoaLmxhYmVsZ3JpZC52MS5VbmRvUmVzcG9uc2USTwoKTGlzdExlYXNlcxIfLmxhYmVsZ3JpZC52MS5MaXN0TGVhc2VzUmVxdWVzdBogLmxhYmVsZ3JpZC52MS5MaXN0TGVhc2VzUmVzcG9uc2USYwoQVXBkYXRlUHJpb3JpdGllcxIlLmxhYmVsZ3JpZC52MS5VcGRhdGVQcmlvcml0aWVzUmVxdWVzdBomLmxhYmVsZ3JpZC52MS5VcGRhdGVQcmlvcml0aWVzUmVzcG9uc2UoARJdCg5TdHJlYW1MYWJlbGxlZBIjLmxhYmVsZ3JpZC52MS5TdHJlYW1MYWJlbGxlZFJlcXVlc3QaJC5sYWJlbGdyaWQudjEuU3RyZWFtTGFiZWxsZWRSZXNwb25zZTABEmMKEFN0cmVhbVVubGFiZWxsZWQSJS5sYWJlbGdyaWQudjEuU3RyZWFtVW5sYWJlbGxlZFJlcXVlc3QaJi5sYWJlbGdyaWQudjEuU3RyZWFtVW5sYWJlbGxlZFJlc3BvbnNlMAESUgoLR2V0UHJvZ3Jlc3MSIC5sYWJlbGdyaWQudjEuR2V0UHJvZ3Jlc3NSZXF1ZXN0GiEubGFiZWxncmlkLnYxLkdldFByb2dyZXNzUmVzcG9uc2USWgoNV2F0Y2hQcm9ncmVzcxIiLmxhYmVsZ3JpZC52MS5XYXRjaFByb2dyZXNzUmVxdWVzdBojLmxhYmVsZ3JpZC52MS5XYXRjaFByb2dyZXNzUmVzcG9uc2UwARJXCgxFeHBvcnRMYWJlbHMSIS5sYWJlbGdyaWQudjEuRXhwb3J0TGFiZWxzUmVxdWVzdBoiLmxhYmVsZ3JpZC52MS5FeHBvcnRMYWJlbHNSZXNwb25zZTABEmQKEVJlY29yZFRyYWluaW5nUnVuEiYubGFiZWxncmlkLnYxLlJlY29yZFRyYWluaW5nUnVuUmVxdWVzdBonLmxhYmVsZ3JpZC52MS5SZWNvcmRUcmFpbmluZ1J1blJlc3BvbnNlEmEKEExpc3RUcmFpbmluZ1J1bnMSJS5sYWJlbGdyaWQudjEuTGlzdFRyYWluaW5nUnVuc1JlcXVlc3QaJi5sYWJlbGdyaWQudjEuTGlzdFRyYWluaW5nUnVuc1Jlc3BvbnNlElUKDEdldEFncmVlbWVudBIhLmxhYmVsZ3JpZC52MS5HZXRBZ3JlZW1lbnRSZXF1ZXN0GiIubGFiZWxncmlkLnYxLkdldEFncmVlbWVudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_labelgrid_v1_arrays]);
+  fileDesc("ChhsYWJlbGdyaWQvdjEvcXVldWUucHJvdG8SDGxhYmVsZ3JpZC52MSKZAgoHUHJvamVjdBIMCgRuYW1lGAEgASgJEg8KB29wdGlvbnMYAiADKAkSEwoLbXVsdGlfbGFiZWwYAyABKAgSEwoLYWxsb3dfb3RoZXIYBCABKAgSFQoNbGVhc2Vfc2Vjb25kcxgFIAEoBRIVCg1tb2RlbF92ZXJzaW9uGAYgASgDEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB292ZXJsYXAYCCABKAUSGAoQcmV2aWV3X3RocmVzaG9sZBgJIAEoARITCgttYXhfb3ZlcmxhcBgKIAEoBRIRCglyZXZpZXdlcnMYCyADKAkSFAoMaW5zdHJ1Y3Rpb25zGAwgASgJIlAKFENyZWF0ZVByb2plY3RSZXF1ZXN0EiYKB3Byb2plY3QYASABKAsyFS5sYWJlbGdyaWQudjEuUHJvamVjdBIQCghleGlzdF9vaxgCIAEoCCJQChVDcmVhdGVQcm9qZWN0UmVzcG9uc2USJgoHcHJvamVjdBgBIAEoCzIVLmxhYmVsZ3JpZC52MS5Qcm9qZWN0Eg8KB2NyZWF0ZWQYAiABKAgiJAoRR2V0UHJvamVjdFJlcXVlc3QSDwoHcHJvamVjdBgBIAEoCSI8ChJHZXRQcm9qZWN0UmVzcG9uc2USJgoHcHJvamVjdBgBIAEoCzIVLmxhYmVsZ3JpZC52MS5Qcm9qZWN0IhUKE0xpc3RQcm9qZWN0c1JlcXVlc3QiPwoUTGlzdFByb2plY3RzUmVzcG9uc2USJwoIcHJvamVjdHMYASADKAsyFS5sYWJlbGdyaWQudjEuUHJvamVjdCJGCh1TZXRQcm9qZWN0SW5zdHJ1Y3Rpb25zUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhQKDGluc3RydWN0aW9ucxgCIAEoCSJICh5TZXRQcm9qZWN0SW5zdHJ1Y3Rpb25zUmVzcG9uc2USJgoHcHJvamVjdBgBIAEoCzIVLmxhYmVsZ3JpZC52MS5Qcm9qZWN0IhgKBkxhYmVscxIOCgZ2YWx1ZXMYASADKAkiRgoHTmV3SXRlbRIkCgVpbnB1dBgBIAEoCzIVLmxhYmVsZ3JpZC52MS5QYXlsb2FkEhUKDW1ldGFkYXRhX2pzb24YAiABKAkiwwEKEkFkZEZlYXR1cmVzUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIkCgVpdGVtcxgDIAMoCzIVLmxhYmVsZ3JpZC52MS5OZXdJdGVtEiMKBHJvd3MYBCABKAsyFS5sYWJlbGdyaWQudjEuTkRBcnJheRIkCgZsYWJlbHMYBSADKAsyFC5sYWJlbGdyaWQudjEuTGFiZWxzEhIKCnByaW9yaXRpZXMYBiADKAEiOwoTQWRkRmVhdHVyZXNSZXNwb25zZRILCgNpZHMYASADKAMSFwoPYWxyZWFkeV9leGlzdGVkGAIgASgIIugBCgRJdGVtEgoKAmlkGAEgASgDEiQKBWlucHV0GAIgASgLMhUubGFiZWxncmlkLnYxLlBheWxvYWQSFQoNbWV0YWRhdGFfanNvbhgDIAEoCRIVCghwcmlvcml0eRgEIAEoAUgAiAEBEhMKC2xlYXNlX3Rva2VuGAUgASgJEjQKEGxlYXNlX2V4cGlyZXNfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKBm90aGVycxgHIAMoCzIYLmxhYmVsZ3JpZC52MS5PdGhlckxhYmVsQgsKCV9wcmlvcml0eSIvCgpPdGhlckxhYmVsEhEKCXdvcmtlcl9pZBgBIAEoCRIOCgZsYWJlbHMYAiADKAkiOwoKUG9wUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIJCgFuGAMgASgFIjAKC1BvcFJlc3BvbnNlEiEKBWl0ZW1zGAEgAygLMhIubGFiZWxncmlkLnYxLkl0ZW0iewoNU3VibWl0UmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEg8KB2l0ZW1faWQYAiABKAMSEwoLbGVhc2VfdG9rZW4YAyABKAkSEQoJd29ya2VyX2lkGAQgASgJEg4KBmxhYmVscxgFIAMoCRIQCghwb3BfbmV4dBgGIAEoCCJqCg5TdWJtaXRSZXNwb25zZRIVCg1hbm5vdGF0aW9uX2lkGAEgASgDEhEKCWR1cGxpY2F0ZRgCIAEoCBIlCgRuZXh0GAMgASgLMhIubGFiZWxncmlkLnYxLkl0ZW1IAIgBAUIHCgVfbmV4dCJaCg5SZWxlYXNlUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEg8KB2l0ZW1faWQYAiABKAMSEwoLbGVhc2VfdG9rZW4YAyABKAkSEQoJd29ya2VyX2lkGAQgASgJIhEKD1JlbGVhc2VSZXNwb25zZSIxCgtVbmRvUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCSJACgxVbmRvUmVzcG9uc2USIAoEaXRlbRgBIAEoCzISLmxhYmVsZ3JpZC52MS5JdGVtEg4KBmxhYmVscxgCIAMoCSI3ChFMaXN0TGVhc2VzUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCSJKChJMaXN0TGVhc2VzUmVzcG9uc2USIQoFaXRlbXMYASADKAsyEi5sYWJlbGdyaWQudjEuSXRlbRIRCgl3b3JrZXJfaWQYAiABKAkiYgoXVXBkYXRlUHJpb3JpdGllc1JlcXVlc3QSDwoHcHJvamVjdBgBIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAIgASgDEgsKA2lkcxgDIAMoAxISCgpwcmlvcml0aWVzGAQgAygBIkIKGFVwZGF0ZVByaW9yaXRpZXNSZXNwb25zZRIPCgd1cGRhdGVkGAEgASgDEhUKDW1vZGVsX3ZlcnNpb24YAiABKAMiqgEKFVN0cmVhbUxhYmVsbGVkUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhsKE2FmdGVyX2Fubm90YXRpb25faWQYAiABKAMSEgoKY2h1bmtfc2l6ZRgDIAEoBRIOCgZmb2xsb3cYBCABKAgSEwoLbGFiZWxzX29ubHkYBSABKAgSKgoJY29uc2Vuc3VzGAYgASgOMhcubGFiZWxncmlkLnYxLkNvbnNlbnN1cyLaAQoMTGFiZWxsZWRJdGVtEhUKDWFubm90YXRpb25faWQYASABKAMSDwoHaXRlbV9pZBgCIAEoAxIkCgVpbnB1dBgDIAEoCzIVLmxhYmVsZ3JpZC52MS5QYXlsb2FkEg4KBmxhYmVscxgEIAMoCRIRCgl3b3JrZXJfaWQYBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY29uZmlkZW5jZRgHIAEoARIVCg1tZXRhZGF0YV9qc29uGAggASgJIlMKFlN0cmVhbUxhYmVsbGVkUmVzcG9uc2USKQoFaXRlbXMYASADKAsyGi5sYWJlbGdyaWQudjEuTGFiZWxsZWRJdGVtEg4KBmN1cnNvchgCIAEoAyJ3ChdTdHJlYW1VbmxhYmVsbGVkUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEhUKDWFmdGVyX2l0ZW1faWQYAiABKAMSEgoKY2h1bmtfc2l6ZRgDIAEoBRIQCghpZHNfb25seRgEIAEoCBIOCgZwYWNrZWQYBSABKAgikwEKGFN0cmVhbVVubGFiZWxsZWRSZXNwb25zZRIhCgVpdGVtcxgBIAMoCzISLmxhYmVsZ3JpZC52MS5JdGVtEg4KBmN1cnNvchgCIAEoAxILCgNpZHMYAyADKAMSEgoKcHJpb3JpdGllcxgEIAMoARIjCgRyb3dzGAUgASgLMhUubGFiZWxncmlkLnYxLk5EQXJyYXkiOwoSR2V0UHJvZ3Jlc3NSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkSFAoMd29ya2VyX3N0YXRzGAIgASgIIjIKC1dvcmtlckNvdW50EhEKCXdvcmtlcl9pZBgBIAEoCRIQCghsYWJlbGxlZBgCIAEoAyIqCgpMYWJlbENvdW50Eg0KBWxhYmVsGAEgASgJEg0KBWNvdW50GAIgASgDIqsCCghQcm9ncmVzcxINCgV0b3RhbBgBIAEoAxIQCghsYWJlbGxlZBgCIAEoAxIOCgZsZWFzZWQYAyABKAMSEQoJYXZhaWxhYmxlGAQgASgDEhAKCGZyYWN0aW9uGAUgASgBEioKB3dvcmtlcnMYBiADKAsyGS5sYWJlbGdyaWQudjEuV29ya2VyQ291bnQSKAoGbGFiZWxzGAcgAygLMhgubGFiZWxncmlkLnYxLkxhYmVsQ291bnQSGgoSbGFzdF9hbm5vdGF0aW9uX2lkGAggASgDEhMKC2Fubm90YXRpb25zGAkgASgDEhEKCWluX3JldmlldxgKIAEoAxIvCgx3b3JrZXJfc3RhdHMYCyADKAsyGS5sYWJlbGdyaWQudjEuV29ya2VyU3RhdHMivAEKC1dvcmtlclN0YXRzEhEKCXdvcmtlcl9pZBgBIAEoCRIOCgZsYWJlbHMYAiABKAMSJQoYYWdyZWVtZW50X3dpdGhfY29uc2Vuc3VzGAMgASgBSACIAQESEAoIY29tcGFyZWQYBCABKAMSHgoRc2Vjb25kc19wZXJfbGFiZWwYBSABKAFIAYgBAUIbChlfYWdyZWVtZW50X3dpdGhfY29uc2Vuc3VzQhQKEl9zZWNvbmRzX3Blcl9sYWJlbCI/ChNHZXRQcm9ncmVzc1Jlc3BvbnNlEigKCHByb2dyZXNzGAEgASgLMhYubGFiZWxncmlkLnYxLlByb2dyZXNzIicKFFdhdGNoUHJvZ3Jlc3NSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkiQQoVV2F0Y2hQcm9ncmVzc1Jlc3BvbnNlEigKCHByb2dyZXNzGAEgASgLMhYubGFiZWxncmlkLnYxLlByb2dyZXNzIo8BChNFeHBvcnRMYWJlbHNSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkSEgoKY2h1bmtfc2l6ZRgCIAEoBRIWCg5pbmNsdWRlX2lucHV0cxgDIAEoCBIqCgljb25zZW5zdXMYBCABKA4yFy5sYWJlbGdyaWQudjEuQ29uc2Vuc3VzEg8KB2J5X2l0ZW0YBSABKAgiQQoURXhwb3J0TGFiZWxzUmVzcG9uc2USKQoFaXRlbXMYASADKAsyGi5sYWJlbGdyaWQudjEuTGFiZWxsZWRJdGVtIv8BCgtUcmFpbmluZ1J1bhIOCgZzdGF0dXMYASABKAkSDwoHbWVzc2FnZRgCIAEoCRISCgVzY29yZRgDIAEoAUgAiAEBEhYKCXNjb3JlX3N0ZBgEIAEoAUgBiAEBEhAKCG5fbGFiZWxzGAUgASgDEhAKCG5fc2NvcmVkGAYgASgDEhUKDW1vZGVsX3ZlcnNpb24YByABKAMSDwoHc2Vjb25kcxgIIAEoARIuCgpzdGFydGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd0cmFpbmVyGAogASgJQggKBl9zY29yZUIMCgpfc2NvcmVfc3RkIlMKGFJlY29yZFRyYWluaW5nUnVuUmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEiYKA3J1bhgCIAEoCzIZLmxhYmVsZ3JpZC52MS5UcmFpbmluZ1J1biInChlSZWNvcmRUcmFpbmluZ1J1blJlc3BvbnNlEgoKAmlkGAEgASgDIioKF0xpc3RUcmFpbmluZ1J1bnNSZXF1ZXN0Eg8KB3Byb2plY3QYASABKAkiQwoYTGlzdFRyYWluaW5nUnVuc1Jlc3BvbnNlEicKBHJ1bnMYASADKAsyGS5sYWJlbGdyaWQudjEuVHJhaW5pbmdSdW4iUgoTR2V0QWdyZWVtZW50UmVxdWVzdBIPCgdwcm9qZWN0GAEgASgJEioKCWNvbnNlbnN1cxgCIAEoDjIXLmxhYmVsZ3JpZC52MS5Db25zZW5zdXMipQEKDkxhYmVsQWdyZWVtZW50Eg0KBWxhYmVsGAEgASgJEhQKB3BlcmNlbnQYAiABKAFIAIgBARIZCgxmbGVpc3Nfa2FwcGEYAyABKAFIAYgBARIfChJrcmlwcGVuZG9yZmZfYWxwaGEYBCABKAFIAogBAUIKCghfcGVyY2VudEIPCg1fZmxlaXNzX2thcHBhQhUKE19rcmlwcGVuZG9yZmZfYWxwaGEijgEKDVBhaXJBZ3JlZW1lbnQSEAoId29ya2VyX2EYASABKAkSEAoId29ya2VyX2IYAiABKAkSDQoFaXRlbXMYAyABKAMSFAoHcGVyY2VudBgEIAEoAUgAiAEBEhgKC2NvaGVuX2thcHBhGAUgASgBSAGIAQFCCgoIX3BlcmNlbnRCDgoMX2NvaGVuX2thcHBhItECCglBZ3JlZW1lbnQSDQoFaXRlbXMYASABKAMSEwoLYW5ub3RhdGlvbnMYAiABKAMSFAoHcGVyY2VudBgDIAEoAUgAiAEBEhkKDGZsZWlzc19rYXBwYRgEIAEoAUgBiAEBEhQKDGZsZWlzc19pdGVtcxgFIAEoAxIfChJrcmlwcGVuZG9yZmZfYWxwaGEYBiABKAFIAogBARIsCgZsYWJlbHMYByADKAsyHC5sYWJlbGdyaWQudjEuTGFiZWxBZ3JlZW1lbnQSKgoFcGFpcnMYCCADKAsyGy5sYWJlbGdyaWQudjEuUGFpckFncmVlbWVudBIqCgd3b3JrZXJzGAkgAygLMhkubGFiZWxncmlkLnYxLldvcmtlclN0YXRzQgoKCF9wZXJjZW50Qg8KDV9mbGVpc3Nfa2FwcGFCFQoTX2tyaXBwZW5kb3JmZl9hbHBoYSJCChRHZXRBZ3JlZW1lbnRSZXNwb25zZRIqCglhZ3JlZW1lbnQYASABKAsyFy5sYWJlbGdyaWQudjEuQWdyZWVtZW50Ir0BCgVUb2tlbhIMCgRuYW1lGAEgASgJEiAKBHJvbGUYAiABKA4yEi5sYWJlbGdyaWQudjEuUm9sZRIQCghwcm9qZWN0cxgDIAMoCRISCgphbnlfd29ya2VyGAQgASgIEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImoKEkNyZWF0ZVRva2VuUmVxdWVzdBIMCgRuYW1lGAEgASgJEiAKBHJvbGUYAiABKA4yEi5sYWJlbGdyaWQudjEuUm9sZRIQCghwcm9qZWN0cxgDIAMoCRISCgphbnlfd29ya2VyGAQgASgIIkgKE0NyZWF0ZVRva2VuUmVzcG9uc2USDQoFdmFsdWUYASABKAkSIgoFdG9rZW4YAiABKAsyEy5sYWJlbGdyaWQudjEuVG9rZW4iEwoRTGlzdFRva2Vuc1JlcXVlc3QiOQoSTGlzdFRva2Vuc1Jlc3BvbnNlEiMKBnRva2VucxgBIAMoCzITLmxhYmVsZ3JpZC52MS5Ub2tlbiIiChJSZXZva2VUb2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCSIVChNSZXZva2VUb2tlblJlc3BvbnNlIg8KDVdob0FtSVJlcXVlc3QiSgoOV2hvQW1JUmVzcG9uc2USFAoMYXV0aF9lbmFibGVkGAEgASgIEiIKBXRva2VuGAIgASgLMhMubGFiZWxncmlkLnYxLlRva2VuKlkKCUNvbnNlbnN1cxIZChVDT05TRU5TVVNfVU5TUEVDSUZJRUQQABIWChJDT05TRU5TVVNfTUFKT1JJVFkQARIZChVDT05TRU5TVVNfREFXSURfU0tFTkUQAipRCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIOCgpST0xFX0FETUlOEAESEAoMUk9MRV9UUkFJTkVSEAISEQoNUk9MRV9MQUJFTExFUhADMsQPCgxRdWV1ZVNlcnZpY2USWAoNQ3JlYXRlUHJvamVjdBIiLmxhYmVsZ3JpZC52MS5DcmVhdGVQcm9qZWN0UmVxdWVzdBojLmxhYmVsZ3JpZC52MS5DcmVhdGVQcm9qZWN0UmVzcG9uc2USTwoKR2V0UHJvamVjdBIfLmxhYmVsZ3JpZC52MS5HZXRQcm9qZWN0UmVxdWVzdBogLmxhYmVsZ3JpZC52MS5HZXRQcm9qZWN0UmVzcG9uc2USVQoMTGlzdFByb2plY3RzEiEubGFiZWxncmlkLnYxLkxpc3RQcm9qZWN0c1JlcXVlc3QaIi5sYWJlbGdyaWQudjEuTGlzdFByb2plY3RzUmVzcG9uc2UScwoWU2V0UHJvamVjdEluc3RydWN0aW9ucxIrLmxhYmVsZ3JpZC52MS5TZXRQcm9qZWN0SW5zdHJ1Y3Rpb25zUmVxdWVzdBosLmxhYmVsZ3JpZC52MS5TZXRQcm9qZWN0SW5zdHJ1Y3Rpb25zUmVzcG9uc2USVAoLQWRkRmVhdHVyZXMSIC5sYWJlbGdyaWQudjEuQWRkRmVhdHVyZXNSZXF1ZXN0GiEubGFiZWxncmlkLnYxLkFkZEZlYXR1cmVzUmVzcG9uc2UoARI6CgNQb3ASGC5sYWJlbGdyaWQudjEuUG9wUmVxdWVzdBoZLmxhYmVsZ3JpZC52MS5Qb3BSZXNwb25zZRJDCgZTdWJtaXQSGy5sYWJlbGdyaWQudjEuU3VibWl0UmVxdWVzdBocLmxhYmVsZ3JpZC52MS5TdWJtaXRSZXNwb25zZRJGCgdSZWxlYXNlEhwubGFiZWxncmlkLnYxLlJlbGVhc2VSZXF1ZXN0Gh0ubGFiZWxncmlkLnYxLlJlbGVhc2VSZXNwb25zZRI9CgRVbmRvEhkubGFiZWxncmlkLnYxLlVuZG9SZXF1ZXN0GhoubGFiZWxncmlkLnYxLlVuZG9SZXNwb25zZRJPCgpMaXN0TGVhc2VzEh8ubGFiZWxncmlkLnYxLkxpc3RMZWFzZXNSZXF1ZXN0GiAubGFiZWxncmlkLnYxLkxpc3RMZWFzZXNSZXNwb25zZRJjChBVcGRhdGVQcmlvcml0aWVzEiUubGFiZWxncmlkLnYxLlVwZGF0ZVByaW9yaXRpZXNSZXF1ZXN0GiYubGFiZWxncmlkLnYxLlVwZGF0ZVByaW9yaXRpZXNSZXNwb25zZSgBEl0KDlN0cmVhbUxhYmVsbGVkEiMubGFiZWxncmlkLnYxLlN0cmVhbUxhYmVsbGVkUmVxdWVzdBokLmxhYmVsZ3JpZC52MS5TdHJlYW1MYWJlbGxlZFJlc3BvbnNlMAESYwoQU3RyZWFtVW5sYWJlbGxlZBIlLmxhYmVsZ3JpZC52MS5TdHJlYW1VbmxhYmVsbGVkUmVxdWVzdBomLmxhYmVsZ3JpZC52MS5TdHJlYW1VbmxhYmVsbGVkUmVzcG9uc2UwARJSCgtHZXRQcm9ncmVzcxIgLmxhYmVsZ3JpZC52MS5HZXRQcm9ncmVzc1JlcXVlc3QaIS5sYWJlbGdyaWQudjEuR2V0UHJvZ3Jlc3NSZXNwb25zZRJaCg1XYXRjaFByb2dyZXNzEiIubGFiZWxncmlkLnYxLldhdGNoUHJvZ3Jlc3NSZXF1ZXN0GiMubGFiZWxncmlkLnYxLldhdGNoUHJvZ3Jlc3NSZXNwb25zZTABElcKDEV4cG9ydExhYmVscxIhLmxhYmVsZ3JpZC52MS5FeHBvcnRMYWJlbHNSZXF1ZXN0GiIubGFiZWxncmlkLnYxLkV4cG9ydExhYmVsc1Jlc3BvbnNlMAESZAoRUmVjb3JkVHJhaW5pbmdSdW4SJi5sYWJlbGdyaWQudjEuUmVjb3JkVHJhaW5pbmdSdW5SZXF1ZXN0GicubGFiZWxncmlkLnYxLlJlY29yZFRyYWluaW5nUnVuUmVzcG9uc2USYQoQTGlzdFRyYWluaW5nUnVucxIlLmxhYmVsZ3JpZC52MS5MaXN0VHJhaW5pbmdSdW5zUmVxdWVzdBomLmxhYmVsZ3JpZC52MS5MaXN0VHJhaW5pbmdSdW5zUmVzcG9uc2USVQoMR2V0QWdyZWVtZW50EiEubGFiZWxncmlkLnYxLkdldEFncmVlbWVudFJlcXVlc3QaIi5sYWJlbGdyaWQudjEuR2V0QWdyZWVtZW50UmVzcG9uc2USUgoLQ3JlYXRlVG9rZW4SIC5sYWJlbGdyaWQudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GiEubGFiZWxncmlkLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USTwoKTGlzdFRva2VucxIfLmxhYmVsZ3JpZC52MS5MaXN0VG9rZW5zUmVxdWVzdBogLmxhYmVsZ3JpZC52MS5MaXN0VG9rZW5zUmVzcG9uc2USUgoLUmV2b2tlVG9rZW4SIC5sYWJlbGdyaWQudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiEubGFiZWxncmlkLnYxLlJldm9rZVRva2VuUmVzcG9uc2USQwoGV2hvQW1JEhsubGFiZWxncmlkLnYxLldob0FtSVJlcXVlc3QaHC5sYWJlbGdyaWQudjEuV2hvQW1JUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_labelgrid_v1_arrays]);
 
 /**
  * @generated from message labelgrid.v1.Project
@@ -1609,6 +1609,209 @@ export const GetAgreementResponseSchema: GenMessage<GetAgreementResponse> = /*@_
   messageDesc(file_labelgrid_v1_queue, 51);
 
 /**
+ * @generated from message labelgrid.v1.Token
+ */
+export type Token = Message<"labelgrid.v1.Token"> & {
+  /**
+   * Unique; a labeller's worker id.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: labelgrid.v1.Role role = 2;
+   */
+  role: Role;
+
+  /**
+   * The projects the token may touch; empty means all.
+   *
+   * @generated from field: repeated string projects = 3;
+   */
+  projects: string[];
+
+  /**
+   * A labeller token that may name workers itself (a trusted front end).
+   *
+   * @generated from field: bool any_worker = 4;
+   */
+  anyWorker: boolean;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * Set once revoked.
+   *
+   * @generated from field: google.protobuf.Timestamp revoked_at = 6;
+   */
+  revokedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message labelgrid.v1.Token.
+ * Use `create(TokenSchema)` to create a new message.
+ */
+export const TokenSchema: GenMessage<Token> = /*@__PURE__*/
+  messageDesc(file_labelgrid_v1_queue, 52);
+
+/**
+ * @generated from message labelgrid.v1.CreateTokenRequest
+ */
+export type CreateTokenRequest = Message<"labelgrid.v1.CreateTokenRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: labelgrid.v1.Role role = 2;
+   */
+  role: Role;
+
+  /**
+   * @generated from field: repeated string projects = 3;
+   */
+  projects: string[];
+
+  /**
+   * @generated from field: bool any_worker = 4;
+   */
+  anyWorker: boolean;
+};
+
+/**
+ * Describes the message labelgrid.v1.CreateTokenRequest.
+ * Use `create(CreateTokenRequestSchema)` to create a new message.
+ */
+export const CreateTokenRequestSchema: GenMessage<CreateTokenRequest> = /*@__PURE__*/
+  messageDesc(file_labelgrid_v1_queue, 53);
+
+/**
+ * @generated from message labelgrid.v1.CreateTokenResponse
+ */
+export type CreateTokenResponse = Message<"labelgrid.v1.CreateTokenResponse"> & {
+  /**
+   * The value to send as `authorization: Bearer <value>`; shown this once.
+   *
+   * @generated from field: string value = 1;
+   */
+  value: string;
+
+  /**
+   * @generated from field: labelgrid.v1.Token token = 2;
+   */
+  token?: Token | undefined;
+};
+
+/**
+ * Describes the message labelgrid.v1.CreateTokenResponse.
+ * Use `create(CreateTokenResponseSchema)` to create a new message.
+ */
+export const CreateTokenResponseSchema: GenMessage<CreateTokenResponse> = /*@__PURE__*/
+  messageDesc(file_labelgrid_v1_queue, 54);
+
+/**
+ * @generated from message labelgrid.v1.ListTokensRequest
+ */
+export type ListTokensRequest = Message<"labelgrid.v1.ListTokensRequest"> & {
+};
+
+/**
+ * Describes the message labelgrid.v1.ListTokensRequest.
+ * Use `create(ListTokensRequestSchema)` to create a new message.
+ */
+export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE__*/
+  messageDesc(file_labelgrid_v1_queue, 55);
+
+/**
+ * @generated from message labelgrid.v1.ListTokensResponse
+ */
+export type ListTokensResponse = Message<"labelgrid.v1.ListTokensResponse"> & {
+  /**
+   * @generated from field: repeated labelgrid.v1.Token tokens = 1;
+   */
+  tokens: Token[];
+};
+
+/**
+ * Describes the message labelgrid.v1.ListTokensResponse.
+ * Use `create(ListTokensResponseSchema)` to create a new message.
+ */
+export const ListTokensResponseSchema: GenMessage<ListTokensResponse> = /*@__PURE__*/
+  messageDesc(file_labelgrid_v1_queue, 56);
+
+/**
+ * @generated from message labelgrid.v1.RevokeTokenRequest
+ */
+export type RevokeTokenRequest = Message<"labelgrid.v1.RevokeTokenRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message labelgrid.v1.RevokeTokenRequest.
+ * Use `create(RevokeTokenRequestSchema)` to create a new message.
+ */
+export const RevokeTokenRequestSchema: GenMessage<RevokeTokenRequest> = /*@__PURE__*/
+  messageDesc(file_labelgrid_v1_queue, 57);
+
+/**
+ * @generated from message labelgrid.v1.RevokeTokenResponse
+ */
+export type RevokeTokenResponse = Message<"labelgrid.v1.RevokeTokenResponse"> & {
+};
+
+/**
+ * Describes the message labelgrid.v1.RevokeTokenResponse.
+ * Use `create(RevokeTokenResponseSchema)` to create a new message.
+ */
+export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__PURE__*/
+  messageDesc(file_labelgrid_v1_queue, 58);
+
+/**
+ * @generated from message labelgrid.v1.WhoAmIRequest
+ */
+export type WhoAmIRequest = Message<"labelgrid.v1.WhoAmIRequest"> & {
+};
+
+/**
+ * Describes the message labelgrid.v1.WhoAmIRequest.
+ * Use `create(WhoAmIRequestSchema)` to create a new message.
+ */
+export const WhoAmIRequestSchema: GenMessage<WhoAmIRequest> = /*@__PURE__*/
+  messageDesc(file_labelgrid_v1_queue, 59);
+
+/**
+ * @generated from message labelgrid.v1.WhoAmIResponse
+ */
+export type WhoAmIResponse = Message<"labelgrid.v1.WhoAmIResponse"> & {
+  /**
+   * False when the service runs without --auth (then `token` is unset and anyone may call).
+   *
+   * @generated from field: bool auth_enabled = 1;
+   */
+  authEnabled: boolean;
+
+  /**
+   * @generated from field: labelgrid.v1.Token token = 2;
+   */
+  token?: Token | undefined;
+};
+
+/**
+ * Describes the message labelgrid.v1.WhoAmIResponse.
+ * Use `create(WhoAmIResponseSchema)` to create a new message.
+ */
+export const WhoAmIResponseSchema: GenMessage<WhoAmIResponse> = /*@__PURE__*/
+  messageDesc(file_labelgrid_v1_queue, 60);
+
+/**
  * How several annotations of one item become one label.
  *
  * @generated from enum labelgrid.v1.Consensus
@@ -1641,6 +1844,43 @@ export enum Consensus {
  */
 export const ConsensusSchema: GenEnum<Consensus> = /*@__PURE__*/
   enumDesc(file_labelgrid_v1_queue, 0);
+
+/**
+ * @generated from enum labelgrid.v1.Role
+ */
+export enum Role {
+  /**
+   * @generated from enum value: ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Everything.
+   *
+   * @generated from enum value: ROLE_ADMIN = 1;
+   */
+  ADMIN = 1,
+
+  /**
+   * Read projects and labels, stream data, update priorities, record training runs.
+   *
+   * @generated from enum value: ROLE_TRAINER = 2;
+   */
+  TRAINER = 2,
+
+  /**
+   * Pop, submit, release, undo and progress; its worker id is the token's name.
+   *
+   * @generated from enum value: ROLE_LABELLER = 3;
+   */
+  LABELLER = 3,
+}
+
+/**
+ * Describes the enum labelgrid.v1.Role.
+ */
+export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
+  enumDesc(file_labelgrid_v1_queue, 1);
 
 /**
  * The labelling queue: projects, items, leases and annotations, held in one SQL database.
@@ -1831,6 +2071,50 @@ export const QueueService: GenService<{
     methodKind: "unary";
     input: typeof GetAgreementRequestSchema;
     output: typeof GetAgreementResponseSchema;
+  },
+  /**
+   * -- API tokens (issue 16) ----------------------------------------------------------
+   * Makes a token and returns its value, once: only its SHA-256 hash is stored. Admins
+   * whose token is not bound to projects only.
+   *
+   * @generated from rpc labelgrid.v1.QueueService.CreateToken
+   */
+  createToken: {
+    methodKind: "unary";
+    input: typeof CreateTokenRequestSchema;
+    output: typeof CreateTokenResponseSchema;
+  },
+  /**
+   * Every token's name, role and projects; never a value. Unrestricted admins only.
+   *
+   * @generated from rpc labelgrid.v1.QueueService.ListTokens
+   */
+  listTokens: {
+    methodKind: "unary";
+    input: typeof ListTokensRequestSchema;
+    output: typeof ListTokensResponseSchema;
+  },
+  /**
+   * Revokes a token by name: it stops working on this replica at once, on the others
+   * within LABELGRID_AUTH_CACHE_SECONDS. Unrestricted admins only.
+   *
+   * @generated from rpc labelgrid.v1.QueueService.RevokeToken
+   */
+  revokeToken: {
+    methodKind: "unary";
+    input: typeof RevokeTokenRequestSchema;
+    output: typeof RevokeTokenResponseSchema;
+  },
+  /**
+   * Who the calling token is (any valid token). The trainer service checks its callers'
+   * tokens with this, so it needs no database of its own.
+   *
+   * @generated from rpc labelgrid.v1.QueueService.WhoAmI
+   */
+  whoAmI: {
+    methodKind: "unary";
+    input: typeof WhoAmIRequestSchema;
+    output: typeof WhoAmIResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_labelgrid_v1_queue, 0);
