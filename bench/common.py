@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,64 @@ def write(name: str, payload: dict[str, Any]) -> Path:
     payload = {"machine": machine(), "commit": git_commit(), **payload}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     return path
+
+
+def status_mb(field: str = "VmRSS", pid: int | str = "self") -> float | None:
+    """A memory figure of a process from /proc (VmRSS now, VmHWM its peak), in MB.
+
+    VmHWM rather than ru_maxrss: Linux carries ru_maxrss over from the parent through fork
+    and exec, so a child would report its parent's peak."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def measured_child(script: str, *args: str) -> dict[str, Any]:
+    """Run `script` in a fresh interpreter (so its peak memory is its own) and return the
+    JSON object it prints last; the script can `from bench.common import status_mb`."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"measured child failed ({done.returncode}):\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def sqlite_queue(tmp: str | Path, address: str, db: str = "bench.db") -> Iterator[subprocess.Popen]:
+    """A `labelgrid queue serve` process on a SQLite file in `tmp`, stopped on exit."""
+    import sys
+
+    from labelgrid.stack import wait_serving
+
+    queue = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labelgrid.cli",
+            "queue",
+            "serve",
+            "--address",
+            address,
+            "--database-url",
+            f"sqlite:///{Path(tmp) / db}",
+            "--log-level",
+            "WARNING",
+        ]
+    )
+    try:
+        wait_serving(address)
+        yield queue
+    finally:
+        queue.terminate()
+        queue.wait(30)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,25 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import write
+from bench.common import measured_child, sqlite_queue, status_mb, write
 
 EXPORTER = """
 import json, sys, time
-
-def rss_mb(field):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) / 1024
-
+from bench.common import status_mb
 import grpc, pyarrow, pyarrow.parquet  # imported before the baseline, as the command would
 from labelgrid import cli, export
 from labelgrid.client import QueueClient
-before = rss_mb("VmRSS:")
+before = status_mb("VmRSS")
 start = time.perf_counter()
 code = cli.main(["export", *sys.argv[1:]])
 seconds = time.perf_counter() - start
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec
-print(json.dumps({"code": code, "rss_before_mb": before, "peak_rss_mb": rss_mb("VmHWM:"),
+print(json.dumps({"code": code, "rss_before_mb": before, "peak_rss_mb": status_mb("VmHWM"),
                   "seconds": seconds}))
 """
 
@@ -57,7 +50,6 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=["csv", "jsonl", "parquet"])
     args = parser.parse_args()
     from labelgrid.client import QueueClient
-    from labelgrid.stack import wait_serving
 
     # a SIGTERM still stops the queue service (the finally below)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -66,23 +58,7 @@ def main() -> None:
     adds = {}
     with tempfile.TemporaryDirectory() as tmp:
         address = "127.0.0.1:50962"
-        queue = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "labelgrid.cli",
-                "queue",
-                "serve",
-                "--address",
-                address,
-                "--database-url",
-                f"sqlite:///{Path(tmp) / 'export.db'}",
-                "--log-level",
-                "WARNING",
-            ]
-        )
-        try:
-            wait_serving(address)
+        with sqlite_queue(tmp, address, "export.db") as queue:
             with QueueClient(address, timeout=600) as client:
                 for n in args.sizes:
                     X = np.zeros((n, 1), dtype=np.float32)
@@ -98,25 +74,17 @@ def main() -> None:
                 for overlap in (1, 3):
                     for fmt in args.formats:
                         out = Path(tmp) / f"out.{fmt}"
-                        done = subprocess.run(
-                            [
-                                sys.executable,
-                                "-c",
-                                EXPORTER,
-                                project_name(n, overlap),
-                                "--server",
-                                address,
-                                "--format",
-                                fmt,
-                                "--output",
-                                str(out),
-                            ],
-                            capture_output=True,
-                            text=True,
-                            check=True,
+                        run = measured_child(
+                            EXPORTER,
+                            project_name(n, overlap),
+                            "--server",
+                            address,
+                            "--format",
+                            fmt,
+                            "--output",
+                            str(out),
                         )
-                        run = json_line(done.stdout)
-                        assert run["code"] == 0, done.stderr
+                        assert run["code"] == 0, run
                         run.update(
                             labels=n,
                             overlap=overlap,
@@ -139,10 +107,7 @@ def main() -> None:
                             f"peak {run['peak_rss_mb']:.0f} MB (+{run['growth_mb']:.0f} MB)",
                             flush=True,
                         )
-            server_peak = peak_of(queue.pid)
-        finally:
-            queue.terminate()
-            queue.wait(30)
+            server_peak = status_mb("VmHWM", queue.pid)
     smallest, largest = min(args.sizes), max(args.sizes)
     growth = {}
     for overlap in (1, 3):
@@ -180,22 +145,6 @@ def count_csv(path: Path) -> tuple[int, int]:
             rows += 1
             joined += bool(row.get("consensus"))
     return rows, joined
-
-
-def json_line(stdout: str) -> dict:
-    import json
-
-    return json.loads(stdout.strip().splitlines()[-1])
-
-
-def peak_of(pid: int) -> float | None:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import write
+from bench.common import status_mb, write
 from tests.support.ports import free_port
 
 RETRY = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"}
@@ -53,10 +53,7 @@ DIM = 16
 
 def proc_stats(pid: int) -> dict[str, float]:
     """Resident memory (MB) and open file descriptors of a process."""
-    rss = 0.0
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
+    rss = status_mb("VmRSS", pid) or 0.0
     return {"rss_mb": round(rss, 1), "open_fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 

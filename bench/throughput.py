@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import write
+from bench.common import status_mb, write
 from tests.support.ports import free_port
 
 QUICK = {
@@ -94,10 +94,7 @@ def start_queue(url: str, tmp: Path, python: str = sys.executable) -> tuple[subp
 
 
 def _rss(pid: int, field: str = "VmRSS") -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return status_mb(field, pid) or 0.0
 
 
 # -- labellers (in separate processes) -------------------------------------------------------

@@ -11,27 +11,19 @@ priorities) and reports its resident memory before the pass and at its peak.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-from bench.common import write
+from bench.common import measured_child, sqlite_queue, write
 
 TRAINER = """
 import json, sys, time
 from sklearn.linear_model import LogisticRegression
 from labelgrid.client import QueueClient
 from trainer_service.loop import ActiveLearner
-
-def rss_mb(field="VmRSS:"):
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1]) / 1024
+from bench.common import status_mb
 
 address, project, strategy = sys.argv[1:4]
 client = QueueClient(address)
@@ -39,12 +31,11 @@ learner = ActiveLearner(client, project, LogisticRegression(max_iter=300),
                         eval_method=lambda m, X, y: [0.0], acquisition_function=strategy,
                         record=False)
 learner.fetch_labels()
-before = rss_mb()
+before = status_mb("VmRSS")
 start = time.perf_counter()
 result = learner.run_once()
 seconds = time.perf_counter() - start
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec
-peak = rss_mb("VmHWM:")
+peak = status_mb("VmHWM")
 print(json.dumps({"status": result.status, "scored": result.n_scored, "rss_before_mb": before,
                   "peak_rss_mb": peak, "seconds": seconds}))
 """
@@ -55,7 +46,6 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200_000)
     args = parser.parse_args()
     from labelgrid.client import QueueClient
-    from labelgrid.stack import wait_serving
 
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(10, 64)).astype(np.float32)
@@ -65,23 +55,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         address = "127.0.0.1:50961"
-        queue = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "labelgrid.cli",
-                "queue",
-                "serve",
-                "--address",
-                address,
-                "--database-url",
-                f"sqlite:///{Path(tmp) / 'mem.db'}",
-                "--log-level",
-                "WARNING",
-            ]
-        )
-        try:
-            wait_serving(address)
+        with sqlite_queue(tmp, address, "mem.db"):
             with QueueClient(address) as client:
                 client.create_project("mem", range(10))
                 labels = [str(v) if i < 1000 else None for i, v in enumerate(y)]
@@ -89,13 +63,7 @@ def main() -> None:
                 client.add_features("mem", X, labels=labels, progress=False)
                 add_seconds = time.perf_counter() - t
             for strategy in ("margin", "batch-margin"):
-                out = subprocess.run(
-                    [sys.executable, "-c", TRAINER, address, "mem", strategy],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                run = json.loads(out.stdout.strip().splitlines()[-1])
+                run = measured_child(TRAINER, address, "mem", strategy)
                 run["growth_mb"] = run["peak_rss_mb"] - run["rss_before_mb"]
                 results[strategy] = run
                 print(
@@ -103,9 +71,6 @@ def main() -> None:
                     f"{run['rss_before_mb']:.0f} -> peak {run['peak_rss_mb']:.0f} MB "
                     f"(+{run['growth_mb']:.0f} MB vs {feature_mb:.1f} MB of features)"
                 )
-        finally:
-            queue.terminate()
-            queue.wait(30)
     path = write(
         "trainer_memory",
         {
