@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,13 @@ def test_roles_tokens_and_project_scopes(secured: ServiceProcess, database_url: 
     )
     assert labeller.progress("cats").labelled == 1
 
+    # the CLI's reads carry a token too, and a refusal is one line, not a traceback
+    agreement = ["agreement", "--server", address, "--project", "cats", "--json"]
+    assert int(json.loads(labelgrid(*agreement, "--token", admin).stdout)["annotations"]) == 1
+    denied = labelgrid(*agreement, "--token", alice)
+    assert denied.returncode == 1 and "Traceback" not in denied.stderr
+    assert denied.stderr.startswith("labelgrid agreement: PERMISSION_DENIED: ")
+
     model = QueueClient(address, token=trainer, retries=0)
     refused(database_url, lambda: model.pop("cats", "model"), Code.PERMISSION_DENIED, "trainer")
     assert [i.item_id for c in model.stream_labelled("cats") for i in c.items] == [item.id]
@@ -133,6 +141,10 @@ def test_tls_and_client_certificates(database_url: str, tmp_path: Path, project_
         with QueueClient(proc.address, tls_ca=paths["ca.crt"], retries=0) as client:
             client.create_project(project_name, ["a"])
             assert client.get_project(project_name).name == project_name
+        health = ["health", "--address", proc.address, "--timeout", "10"]
+        checked = labelgrid(*health, "--tls-ca", paths["ca.crt"])
+        assert checked.returncode == 0 and checked.stdout.strip() == "SERVING", checked.stderr
+        assert labelgrid(*health).returncode == 1  # a plaintext probe cannot reach a TLS port
         with (
             QueueClient(proc.address, retries=0, timeout=3) as plain,
             pytest.raises(grpc.RpcError) as err,
@@ -159,6 +171,11 @@ def test_tls_and_client_certificates(database_url: str, tmp_path: Path, project_
             retries=0,
         ) as client:
             assert [p.name for p in client.list_projects()] == [project_name]
+        health = ["health", "--address", mutual.address, "--tls-ca", paths["ca.crt"]]
+        assert labelgrid(*health).returncode == 1  # no client certificate
+        mine = ["--tls-cert", paths["client.crt"], "--tls-key", paths["client.key"]]
+        checked = labelgrid(*health, *mine)
+        assert checked.returncode == 0 and checked.stdout.strip() == "SERVING", checked.stderr
     finally:
         mutual.kill()
 

@@ -173,7 +173,18 @@ def _health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(args.address) as channel:
+    if args.tls_ca or args.tls_cert:
+
+        def read(path: str | None) -> bytes | None:
+            return open(path, "rb").read() if path else None
+
+        credentials = grpc.ssl_channel_credentials(
+            read(args.tls_ca), read(args.tls_key), read(args.tls_cert)
+        )
+        channel = grpc.secure_channel(args.address, credentials)
+    else:
+        channel = grpc.insecure_channel(args.address)
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
@@ -193,7 +204,7 @@ def _demo_seed(args: argparse.Namespace) -> int:
     from labelgrid.stack import wait_serving
 
     wait_serving(args.server, timeout=args.wait)
-    with QueueClient(args.server) as client:
+    with QueueClient(args.server, token=args.token) as client:
         n = seed_demo(client, args.project, args.n)
     print(f"project {args.project!r} holds the {n} demo items (added once)")
     return 0
@@ -205,7 +216,7 @@ def _agreement(args: argparse.Namespace) -> int:
 
     from labelgrid.client import QueueClient
 
-    with QueueClient(args.server) as client:
+    with QueueClient(args.server, token=args.token) as client:
         found = client.agreement(args.project, consensus=args.consensus)
     if args.json:
         print(json.dumps(MessageToDict(found, preserving_proto_field_name=True), indent=2))
@@ -456,6 +467,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.add_argument("--service", default="", help="service name ('' = the whole server)")
     health.add_argument("--timeout", type=float, default=3.0)
+    health.add_argument(
+        "--tls-ca",
+        default=os.environ.get("LABELGRID_HEALTH_TLS_CA") or None,
+        help="CA of a TLS server's certificate (env LABELGRID_HEALTH_TLS_CA)",
+    )
+    health.add_argument(
+        "--tls-cert",
+        default=os.environ.get("LABELGRID_HEALTH_TLS_CERT") or None,
+        help="client certificate, where the server asks for one (env LABELGRID_HEALTH_TLS_CERT)",
+    )
+    health.add_argument(
+        "--tls-key",
+        default=os.environ.get("LABELGRID_HEALTH_TLS_KEY") or None,
+        help="the client certificate's key (env LABELGRID_HEALTH_TLS_KEY)",
+    )
     health.set_defaults(func=_health)
 
     demo = sub.add_parser("demo", help="the demo dataset")
@@ -465,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--project", default=os.environ.get("LABELGRID_PROJECT", "digits"))
     seed.add_argument("-n", type=int, default=None, help="only the first n images")
     seed.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the queue")
+    seed.add_argument("--token", default=None, help="API token (default: env LABELGRID_TOKEN)")
     seed.set_defaults(func=_demo_seed)
 
     agree = sub.add_parser("agreement", help="how much a project's annotators agree")
@@ -472,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     agree.add_argument("--project", required=True)
     agree.add_argument("--consensus", choices=["majority", "dawid_skene"], default="majority")
     agree.add_argument("--json", action="store_true", help="the full GetAgreement reply")
+    agree.add_argument("--token", default=None, help="API token (default: env LABELGRID_TOKEN)")
     agree.set_defaults(func=_agreement)
 
     exp = sub.add_parser(
@@ -522,11 +550,18 @@ def main(argv: list[str] | None = None) -> int:
     args.command_name = " ".join(
         str(getattr(args, key)) for key in ("command", "action") if getattr(args, key, None)
     )
+    import grpc
+
     try:
         return args.func(args)
     except MissingExtra as exc:
         print(f"labelgrid: {exc}", file=sys.stderr)
         return 2
+    except grpc.RpcError as exc:  # a refusal or an outage: one line, not a traceback
+        code = exc.code().name if callable(getattr(exc, "code", None)) else "UNKNOWN"
+        details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+        print(f"labelgrid {args.command_name}: {code}: {details}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
