@@ -55,8 +55,12 @@ def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
 
 
 def _log_error(method: str, exc: Exception, code: grpc.StatusCode) -> None:
-    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
+    if code == grpc.StatusCode.INTERNAL:  # a bug: the traceback is what we need
         log.exception("rpc failed", extra={"method": method, "code": code.name})
+    elif code == grpc.StatusCode.UNAVAILABLE:
+        # an outage fails every call alike: one line each, not hundreds of equal tracebacks
+        why = f"{type(exc).__name__}: {exc}"[:300]
+        log.warning("rpc unavailable", extra={"method": method, "code": code.name, "why": why})
     else:
         log.info("rpc refused", extra={"method": method, "code": code.name, "why": str(exc)})
 

@@ -6,6 +6,7 @@ duplicated, abandoned leases come back, and priorities never go back to an older
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -197,6 +198,11 @@ def test_database_outage_and_recovery(pg, database_url: str, project_name: str) 
         assert len({item for item, _ in rows}) == len(rows)
         assert len(rows) <= len(ids)
         assert crowd.unavailable > 0 or len(acked) > 100
+        # the service logged the outage as one line per refused call, not a traceback each
+        logged = [json.loads(line) for line in proc.logs().splitlines() if line.startswith("{")]
+        unavailable = [e for e in logged if e.get("msg") == "rpc unavailable"]
+        assert unavailable and all(e["why"] and "exc" not in e for e in unavailable)
+        assert not any(e.get("msg") == "rpc failed" for e in logged)
     finally:
         proc.kill()
 
