@@ -19,6 +19,7 @@ write stay out of it; PATH starts with this venv's bin, so `labelgrid` is this c
 - `<!-- readme-test: serves HOST:PORT ... -->`: a server that runs until stopped: started,
   health-checked on each address, stopped with SIGTERM, and its output must hold no traceback;
 - `<!-- readme-test: continues -->`: Python run after the Python block before it, in one process;
+- `<!-- readme-test: once: REASON -->`: run once only, for what cannot be repeated as written;
 - `<!-- readme-test: skip: REASON -->`: only for what cannot run here (the reason is shown);
 - yaml is parsed; a fence without a language (a layout tree) must name paths that exist.
 
@@ -91,6 +92,7 @@ class Block:
     postgres: bool = False
     serves: tuple[str, ...] = ()
     continues: bool = False
+    once: str | None = None
 
     @property
     def id(self) -> str:
@@ -121,8 +123,9 @@ def _marker(lines: list[str], fence: int) -> str | None:
 def _settings(marker: str | None, where: str) -> dict[str, Any]:
     if marker is None:
         return {}
-    if marker.startswith("skip:"):
-        return {"skip": marker.removeprefix("skip:").strip()}
+    for word in ("skip", "once"):  # these take the rest of the comment as their reason
+        if marker.startswith(f"{word}:"):
+            return {word: marker.removeprefix(f"{word}:").strip()}
     settings: dict[str, Any] = {}
     for part in marker.split(";"):
         word, *args = part.split()
@@ -233,7 +236,14 @@ def run_code(kind: str, code: str, cwd: Path, env: dict[str, str], name: str) ->
     return Result(done.returncode, done.stdout, cwd)
 
 
-def port_taken(address: str) -> bool:
+def listening(address: str) -> bool:
+    host, port = address.replace("0.0.0.0", "127.0.0.1").rsplit(":", 1)
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex((host, int(port))) == 0
+
+
+def bindable(address: str) -> bool:
     host, port = address.rsplit(":", 1)
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -241,20 +251,29 @@ def port_taken(address: str) -> bool:
             probe.bind((host, int(port)))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                return True
+                return False
             raise
-    return False
+    return True
 
 
-def require_free(addresses: tuple[str, ...], what: str) -> None:
+def require_free(addresses: tuple[str, ...], what: str, patience: float = 30) -> None:
     """Fail clearly rather than run a snippet against somebody else's server: gRPC binds with
-    SO_REUSEPORT, so a second server on a taken port would start and share it silently."""
-    taken = [a for a in addresses if port_taken(a)]
-    if taken:
-        raise AssertionError(
-            f"{', '.join(taken)} already in use (a `make run`, or another test?): {what} needs "
-            "the README's own addresses, since the snippets name them; stop it and run again"
-        )
+    SO_REUSEPORT, so a second server on a taken port would start and share it silently.
+    50051 and 50052 lie in Linux's ephemeral range, so an outgoing connection elsewhere on the
+    machine can hold one for a moment: that is waited out, a listener is not."""
+    deadline = time.monotonic() + patience
+    while True:
+        served = [a for a in addresses if listening(a)]
+        taken = served or [a for a in addresses if not bindable(a)]
+        if not taken:
+            return
+        if served or time.monotonic() > deadline:
+            raise AssertionError(
+                f"{', '.join(taken)} already in use (a `make run`, or another test?): {what} "
+                "needs the README's own addresses, since the snippets name them; stop it and "
+                "run again"
+            )
+        time.sleep(0.5)
 
 
 def healthy(address: str) -> bool:
@@ -442,7 +461,7 @@ class Runner:
             self.stack.up()
         code = self.source(block)
         results = []
-        for attempt in range(1 if block.postgres else 2):
+        for attempt in range(1 if block.postgres or block.once else 2):
             result = run_code(block.kind, code, self.scratch, self.env(block), f"{name}_{attempt}")
             assert result.returncode == 0, (
                 f"{block.id} (run {attempt + 1}) exited {result.returncode}:\n{result.output}"
