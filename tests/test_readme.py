@@ -35,6 +35,7 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,6 +55,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from labelgrid import QueueClient
 from labelgrid.trainer_client import TrainerClient
+from tests.conftest import IN_CI
 from tests.support import postgres
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +64,7 @@ BIN = Path(sys.executable).parent  # the venv's bin: `labelgrid` is this checkou
 QUEUE, TRAINER, WEB = "127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:8866"
 STACK_ADDRESSES = (QUEUE, TRAINER, WEB)
 DEMO = "digits"
+NODE_MODULES = REPO / "clients" / "node" / "node_modules" / "@grpc" / "grpc-js"
 LOCK = Path(tempfile.gettempdir()) / "labelgrid-readme-stack.lock"
 RUN_TIMEOUT = 300.0
 START_TIMEOUT = 180.0
@@ -101,6 +104,10 @@ class Block:
     @property
     def kind(self) -> str:
         return KINDS[self.lang]
+
+    @property
+    def needs_node(self) -> bool:
+        return self.kind == "node" or re.search(r"(^|[;&|]\s*)node\s", self.code, re.M) is not None
 
     @property
     def runs(self) -> bool:
@@ -513,8 +520,8 @@ class Runner:
 
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
-    """One stack for the module; a file lock keeps two runs on one machine from taking turns
-    on the README's ports at the same time."""
+    """One stack for the module. A file lock serialises runs on one machine (the README's
+    ports fit one stack): a second run waits for the first."""
     with open(LOCK, "a") as lock:
         deadline = time.monotonic() + 600
         while True:
@@ -527,6 +534,10 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
                 time.sleep(1)
         root = tmp_path_factory.mktemp("readme")
         stack = Stack(mirror(root / "stack"))
+        # `make run` in a mirror would reinstall a stale venv from the mirror's paths
+        stale = subprocess.run(["make", "-q", ".venv/.installed"], cwd=stack.workdir, check=False)
+        if stale.returncode != 0:
+            pytest.fail("the venv is older than pyproject.toml: run `make venv` first")
         try:
             yield Runner(mirror(root / "scratch"), stack)
         finally:
@@ -601,6 +612,11 @@ def test_block(block: Block, runner: Runner, request: pytest.FixtureRequest) -> 
         missing = [p for p in named if not list(REPO.glob(p.rstrip("/")))]
         assert not missing, f"{block.id} names paths that do not exist: {missing}"
         return
+    if block.needs_node and not (shutil.which("node") and NODE_MODULES.exists()):
+        reason = f"{block.id} needs node and {NODE_MODULES} (`make node-deps`)"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
     if block.postgres and runner.pg is None:
         runner.pg = request.getfixturevalue("pg")
         import psycopg
