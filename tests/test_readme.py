@@ -492,7 +492,7 @@ class Runner:
             assert block.postgres, f"{block.id} serves on the stack's ports but needs the stack"
             self.stack.down()
             require_free(STACK_ADDRESSES, block.id)
-        else:
+        elif not block.postgres:
             self.stack.up()
         require_free(block.serves, block.id)
         log = self.scratch / f"{name}.log"
@@ -537,7 +537,7 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
         # `make run` in a mirror would reinstall a stale venv from the mirror's paths
         stale = subprocess.run(["make", "-q", ".venv/.installed"], cwd=stack.workdir, check=False)
         if stale.returncode != 0:
-            pytest.fail("the venv is older than pyproject.toml: run `make venv` first")
+            pytest.fail("the venv (.venv) is missing or older than pyproject.toml: `make venv`")
         try:
             yield Runner(mirror(root / "scratch"), stack)
         finally:
@@ -565,6 +565,12 @@ def _node_labels_ten(results: list[Result]) -> None:
         assert printed["progress"]["total"] == 20, printed
 
 
+def _trained(results: list[Result]) -> None:
+    for r in results:
+        status, score = r.output.split()[-2:]
+        assert status == "ok" and float(score) > 0.8, r.output
+
+
 def _exports_written(results: list[Result]) -> None:
     import csv
 
@@ -583,7 +589,7 @@ EXPECT: dict[str, Callable[[list[Result]], None]] = {
     'print(q.progress("readme-example"))': _every_run(r"^total: 500$"),
     # the widget's add_features is once-only: still 500 items after the second run
     "widget.add_features(digits[:500, :])": _every_run(r"^500$"),
-    "print(run.status, run.score)": _every_run(r"^ok 0\.9\d*$"),
+    "print(run.status, run.score)": _trained,
     "node clients/node/cli.js": _node_labels_ten,
     'print(q.progress("readme-birds").in_review)': _every_run(r"^2$"),
     "labelgrid export readme-birds --server": _exports_written,
@@ -677,4 +683,6 @@ def test_the_parser_reads_markers_and_indented_fences() -> None:
     [("python", "raise SystemExit(3)\n"), ("bash", "false\ntrue\n"), ("node", "process.exit(4)\n")],
 )
 def test_a_failing_snippet_fails(kind: str, code: str, tmp_path: Path) -> None:
+    if kind == "node" and not shutil.which("node"):
+        pytest.skip("no node here")
     assert run_code(kind, code, tmp_path, base_env(), "fails").returncode != 0
