@@ -67,3 +67,25 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
     if not header.startswith("Bearer ") or not header[7:].strip():
         return None
     return header[7:].strip()
+
+
+def listen(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None
+) -> int:
+    """Bind `address` (TLS with `credentials`) and return the port; a taken or unusable
+    address is a ConfigError naming it, not grpc's RuntimeError traceback. The servers are
+    built without SO_REUSEPORT, so a second server on a taken port fails here instead of
+    silently sharing the port with the first."""
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ConfigError(
+            f"cannot listen on {address}: the port is taken (another labelgrid?) or the "
+            "address is not on this machine"
+        )
+    return port

@@ -66,12 +66,7 @@ class QueueServer:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         credentials = server_credentials(s)
-        if credentials is None:
-            self.port = self.server.add_insecure_port(s.address)
-        else:
-            self.port = self.server.add_secure_port(s.address, credentials)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {s.address}")
+        self.port = security.listen(self.server, s.address, credentials)
         await self.server.start()
         if s.web_address:
             await self._start_web()
@@ -132,7 +127,10 @@ class QueueServer:
         try:
             await web.startup()  # binds now, so a taken port fails the start
         except SystemExit:
-            raise OSError(f"cannot listen on {s.web_address} (web)") from None
+            raise ConfigError(
+                f"cannot listen on {s.web_address} (--web-address): the port is taken "
+                "(another labelgrid?) or the address is not on this machine"
+            ) from None
         self._web = web
         self.web_port = web.servers[0].sockets[0].getsockname()[1]
         self._web_loop = asyncio.create_task(web.main_loop())
@@ -216,7 +214,11 @@ def _safe_url(url: str) -> str:
 async def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     server = QueueServer(settings)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()  # what did start (gRPC, the store) closes cleanly
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -208,3 +209,22 @@ def test_limits_name_themselves(database_url: str, project_name: str) -> None:
             assert len(client.pop(project_name, "other", n=3)) == 3
     finally:
         proc.kill()
+
+
+def test_taken_ports_are_refused_in_one_line(tmp_path: Path) -> None:
+    """A second server on a taken port must fail (no SO_REUSEPORT sharing) and say why."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = f"127.0.0.1:{held.getsockname()[1]}"
+        for command in (
+            ["queue", "serve", "--address", taken, "--database-url", url],
+            ["queue", "serve", "--address", "127.0.0.1:0", "--web-address", taken,
+             "--database-url", url],
+            ["trainer", "serve", "--address", taken, "--queue", "127.0.0.1:1"],
+        ):  # fmt: skip
+            out = labelgrid(*command)
+            assert out.returncode == 2, (command, out.stderr)
+            assert f"labelgrid: cannot listen on {taken}" in out.stderr, out.stderr
+            assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr

@@ -256,7 +256,7 @@ def test_a_public_web_address_needs_auth(tmp_path: Path) -> None:
             "--address", "127.0.0.1:0", "--web-address", f"127.0.0.1:{taken}",
             "--database-url", url,
         )  # fmt: skip
-        assert out.returncode != 0 and f"cannot listen on 127.0.0.1:{taken} (web)" in out.stderr
+        assert out.returncode == 2 and f"cannot listen on 127.0.0.1:{taken} (--web" in out.stderr
     finally:
         holder.kill()
     proc = ServiceProcess(

@@ -100,19 +100,15 @@ class TrainerServer:
             "queue service, which must run with --auth too)",
         )
         interceptors = [self.metrics.metrics.interceptor()] if self.metrics else []
-        self.server = grpc.aio.server(interceptors=interceptors)
+        # no SO_REUSEPORT: a second trainer on a taken port fails instead of sharing it
+        self.server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=interceptors)
         trainer_pb2_grpc.add_TrainerServiceServicer_to_server(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         credentials = security.server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)
-        if credentials is None:
-            self.port = self.server.add_insecure_port(s.address)
-        else:
-            self.port = self.server.add_secure_port(s.address, credentials)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {s.address}")
+        self.port = security.listen(self.server, s.address, credentials)
         await self.server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
