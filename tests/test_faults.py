@@ -207,6 +207,51 @@ def test_database_outage_and_recovery(pg, database_url: str, project_name: str) 
         proc.kill()
 
 
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_health_stays_serving_while_the_pool_is_busy(database_url: str, project_name: str) -> None:
+    """A pool taken up by slow calls is load, not an outage: health must stay SERVING (the
+    30-minute soak saw it flap 96 times while 200 labellers kept the pool busy)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    proc = ServiceProcess(
+        database_url,
+        env={"LABELGRID_HEALTH_INTERVAL": "0.2", "LABELGRID_DB_POOL_SIZE": "1"},
+    ).start()
+    dsn = make_url(database_url).set(drivername="postgresql")
+    try:
+        with QueueClient(proc.address) as client:
+            client.create_project(project_name, ["a"])
+            client.add_features(project_name, np.zeros((5, 2), np.float32), progress=False)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert _health(proc.address) == serving
+        with psycopg.connect(dsn.render_as_string(hide_password=False)) as locker:
+            locker.execute("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")  # held until commit
+            waiting: list[int] = []
+
+            def read() -> None:
+                with QueueClient(proc.address, timeout=60) as c:
+                    waiting.append(c.progress(project_name).total)
+
+            readers = [threading.Thread(target=read) for _ in range(4)]
+            for t in readers:
+                t.start()
+            # the readers hold both pooled connections (1 + overflow 1) and wait on the lock
+            deadline = time.monotonic() + 3
+            seen = set()
+            while time.monotonic() < deadline:
+                seen.add(_health(proc.address))
+                time.sleep(0.1)
+            assert not waiting, "the readers should still be blocked by the lock"
+            assert seen == {serving}, seen
+            locker.commit()
+        for t in readers:
+            t.join(60)
+        assert waiting == [5, 5, 5, 5]
+    finally:
+        proc.kill()
+
+
 def test_trainer_killed_mid_run_resumes_and_never_goes_back(
     service: ServiceProcess, database_url: str, project_name: str
 ) -> None:

@@ -6,7 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from queue_service.store.rows import InputRow, input_row
 from queue_service.store.sql import dialect_for
@@ -22,6 +23,7 @@ class Database:
         self.engine = engine
         self.dialect = dialect_for(engine)
         self.q = Queries(self.dialect)
+        self._ping_engine: AsyncEngine | None = None
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -47,9 +49,16 @@ class Database:
         return (await conn.execute(self.q.lease_expiry, {"l": seconds})).scalar_one()
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+        """SELECT 1 on a connection of its own, outside the pool: the health check asks
+        whether the database answers, and a pool busy with a crowd's calls is not an outage
+        (through the pool, the probe timed out under load and health flapped)."""
+        if self._ping_engine is None:
+            self._ping_engine = create_async_engine(self.engine.url, poolclass=NullPool)
+        async with self._ping_engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     async def close(self) -> None:
         await self.dialect.close()
+        if self._ping_engine is not None:
+            await self._ping_engine.dispose()
         await self.engine.dispose()
