@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="server_ab", help="result name in bench/results/")
     args = parser.parse_args()
     size = {
         "seconds": 1.0 if args.quick else 5.0,
@@ -117,9 +118,13 @@ def main() -> None:
             b = statistics.median(x[key] for x in sides["b"])
             row[key] = {"a": a, "b": b, "b_over_a": b / a}
         summary[backend] = row
-    flags = f" --rounds {args.rounds}" + (" --quick" if args.quick else "")
+    flags = f" --rounds {args.rounds} --backends {args.backends}" + (
+        " --quick" if args.quick else ""
+    )
+    if args.out != "server_ab":
+        flags += f" --out {args.out}"
     path = write(
-        "server_ab-quick" if args.quick else "server_ab",
+        args.out + ("-quick" if args.quick else ""),
         {
             "command": f"python -m bench.server_ab --a A --b B{flags}",
             "a": {"python": args.a, "commit": commits["a"]},
