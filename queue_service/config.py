@@ -50,6 +50,10 @@ class Settings:
     metrics_address: str = ""
     #: Seconds between reads of the per-project gauges (leases, unlabelled items).
     metrics_interval: float = 15.0
+    #: Seconds a follow stream (WatchProgress, StreamLabelled follow) waits for a change
+    #: notification before it reads again anyway: the bound on staleness when a notification
+    #: is lost (another replica's, while the PostgreSQL listener reconnects).
+    follow_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

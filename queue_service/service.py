@@ -42,7 +42,6 @@ CONSENSUS_METHODS = {
     queue_pb2.CONSENSUS_DAWID_SKENE: consensus.DAWID_SKENE,
 }
 DEFAULT_CHUNK = 1000
-FOLLOW_POLL_SECONDS = 1.0
 
 
 def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -449,7 +448,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                     continue
             if not request.follow or self.notifier.closing:
                 return
-            await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
+            await self.notifier.wait(project.id, self.settings.follow_poll_seconds)
 
     def _method(self, value: int) -> str:
         if value not in CONSENSUS_METHODS:
@@ -486,7 +485,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)
             if not request.follow or self.notifier.closing:
                 return
-            await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
+            await self.notifier.wait(project.id, self.settings.follow_poll_seconds)
 
     @streaming
     async def StreamUnlabelled(self, request, context):
@@ -532,7 +531,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 yield queue_pb2.WatchProgressResponse(progress=current)
                 last = current
             if self.notifier.generation(project.id) == seen:  # else: changed meanwhile
-                await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
+                await self.notifier.wait(project.id, self.settings.follow_poll_seconds)
 
     @streaming
     async def ExportLabels(self, request, context):
