@@ -21,6 +21,8 @@ class ChangeNotifier:
         self.closing = False
         #: called with the project id of every change made in this process
         self.publish: Callable[[int], None] | None = None
+        #: called once when the server stops (to end the streams waiting on something else)
+        self.on_close: list[Callable[[], None]] = []
 
     def generation(self, project_id: int) -> int:
         """How many changes of the project were notified so far (in this process)."""
@@ -31,6 +33,8 @@ class ChangeNotifier:
         self.closing = True
         for project_id in list(self._events):
             self.notify_remote(project_id)
+        for callback in self.on_close:
+            callback()
 
     def notify(self, project_id: int) -> None:
         """The project changed through this process: wake its waiters and tell the others."""
