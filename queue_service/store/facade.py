@@ -93,6 +93,8 @@ class Store:
         if not isinstance(self.db.dialect, PostgresDialect):
             return LocalFeed()
         _, connect_args = self.engine.dialect.create_connect_args(self.engine.url)
+        for adapter_only in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+            connect_args.pop(adapter_only, None)  # SQLAlchemy's, not asyncpg.connect's
         return PostgresFeed(connect_args)
 
     def leases(self, project: ProjectRow) -> Leases:
