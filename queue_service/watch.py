@@ -12,7 +12,9 @@ watch that sending each value to all of them would pass `budget` messages a seco
 project's pages cost the server stays bounded as they grow (at 1,000 pages and a budget of
 1,000, each gets about one update a second). A read starts after the change that scheduled it,
 so the next value a watcher gets includes every change made before (no one misses their own
-label, they may see it up to `gap` later).
+label, they may see it up to `gap` later). A new value wakes the watchers `batch` at a time,
+with the loop polling its sockets in between, so other calls are not queued behind a
+thousand sends.
 """
 
 from __future__ import annotations
@@ -34,13 +36,32 @@ class _Topic:
         self.error: BaseException | None = None
         self.done = False
         self.watchers = 0
-        self.changed = asyncio.Event()
+        self.waiting: list[asyncio.Future] = []
         self.task: asyncio.Task | None = None
 
-    def publish(self) -> None:
-        """Wake every watcher waiting now; later waiters wait on a fresh event."""
-        changed, self.changed = self.changed, asyncio.Event()
-        changed.set()
+    def wait(self) -> asyncio.Future:
+        if len(self.waiting) > 2 * self.watchers + 16:  # pages that left while nothing changed
+            self.waiting = [w for w in self.waiting if not w.done()]
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiting.append(waiter)
+        return waiter
+
+    def wake_all(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def publish(self, batch: int) -> None:
+        """Wake the waiting watchers `batch` at a time, letting the loop poll its sockets
+        between batches: a thousand sends at once would hold a labeller's call up behind
+        them (their p99) for as long as they take."""
+        waiting, self.waiting = self.waiting, []
+        for start in range(0, len(waiting), batch):
+            for waiter in waiting[start : start + batch]:
+                if not waiter.done():
+                    waiter.set_result(None)
+            await asyncio.sleep(0)
 
 
 class Fanout:
@@ -51,12 +72,14 @@ class Fanout:
         poll: float = 1.0,
         min_gap: float = 0.2,
         budget: float = 1000.0,
+        batch: int = 50,
     ) -> None:
         self.notifier = notifier
         self._read = read
         self.poll = poll
         self.min_gap = min_gap
         self.budget = budget
+        self.batch = batch
         self._topics: dict[int, _Topic] = {}
         self.started = 0  # reads made (for tests)
         notifier.on_close.append(self._close)
@@ -74,7 +97,6 @@ class Fanout:
         seen = 0
         try:
             while True:
-                changed = topic.changed
                 if topic.error is not None:
                     raise topic.error.with_traceback(None)  # raised in every watcher
                 if topic.done or self.notifier.closing:
@@ -83,7 +105,7 @@ class Fanout:
                     seen = topic.version
                     yield topic.value
                     continue
-                await changed.wait()
+                await topic.wait()
         finally:
             topic.watchers -= 1
             if topic.watchers == 0:
@@ -99,7 +121,7 @@ class Fanout:
         """The server is stopping: every watcher ends now."""
         for key, topic in list(self._topics.items()):
             topic.done = True
-            topic.publish()
+            topic.wake_all()
             self._drop(key, topic)
 
     async def _refresh(self, key: int, arg: Any, topic: _Topic) -> None:
@@ -116,14 +138,14 @@ class Fanout:
                 raise
             except Exception as exc:
                 topic.error = exc
-                topic.publish()
+                topic.wake_all()
                 if self._topics.get(key) is topic:
                     del self._topics[key]  # the next watcher starts again
                 return
             if topic.version == 0 or value != topic.value:
                 topic.value = value
                 topic.version += 1
-                topic.publish()
+                await topic.publish(self.batch)
             if self.notifier.generation(key) == wanted:  # else: changed during the read
                 await self.notifier.wait(key, self.poll)
             gap = max(self.min_gap, topic.watchers / self.budget)
