@@ -48,6 +48,7 @@ class QueueServer:
     async def start(self) -> int:
         s = self.settings
         check_security(s)
+        check_positive(s)
         self.store = await Store.open(
             s.database_url, s.db_pool_size, s.sqlite_synchronous, s.db_pool_timeout
         )
@@ -212,6 +213,13 @@ def check_security(s: Settings) -> None:
                 "--auth (LABELGRID_AUTH=true) and create tokens with `labelgrid token create`"
             ),
         )
+
+
+def check_positive(s: Settings) -> None:
+    """Settings that would spin or divide by zero when not positive."""
+    for name in ("follow_poll_seconds", "progress_messages_per_second"):
+        if not getattr(s, name) > 0:
+            raise ConfigError(f"LABELGRID_{name.upper()} must be positive; got {getattr(s, name)}")
 
 
 def server_credentials(s: Settings) -> grpc.ServerCredentials | None:
