@@ -38,7 +38,7 @@ import numpy as np
 from bench.common import write
 from tests.support.ports import free_port
 
-QUICK = {"watchers": [0, 5], "items": 300, "seconds": 1.0, "idle": 0.5}
+QUICK = {"watchers": [0, 5], "items": 2000, "seconds": 1.0, "idle": 0.5}
 FULL = {"watchers": [0, 100, 500, 1000], "items": 5000, "seconds": 10.0, "idle": 3.0}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
