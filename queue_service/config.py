@@ -50,6 +50,13 @@ class Settings:
     metrics_address: str = ""
     #: Seconds between reads of the per-project gauges (leases, unlabelled items).
     metrics_interval: float = 15.0
+    #: Seconds a follow stream (WatchProgress, StreamLabelled follow) waits for a change
+    #: notification before it reads again anyway: the bound on staleness when a notification
+    #: is lost (another replica's, while the PostgreSQL listener reconnects).
+    follow_poll_seconds: float = 1.0
+    #: Most WatchProgress messages a second per project: with more pages open than this
+    #: allows at 5 updates a second, each page is updated less often (queue_service/watch.py).
+    progress_messages_per_second: float = 1000.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -21,6 +21,7 @@ from queue_service.config import Settings, is_loopback, split_address
 from queue_service.metrics import QueueMetrics
 from queue_service.service import QueueService
 from queue_service.store import Store
+from queue_service.store.changes import ChangeFeed
 
 log = logging.getLogger("labelgrid.queue")
 
@@ -42,10 +43,12 @@ class QueueServer:
         self._probe: asyncio.Task | None = None
         self._web: Any = None  # uvicorn.Server
         self._web_loop: asyncio.Task | None = None
+        self._feed: ChangeFeed | None = None
 
     async def start(self) -> int:
         s = self.settings
         check_security(s)
+        check_positive(s)
         self.store = await Store.open(
             s.database_url, s.db_pool_size, s.sqlite_synchronous, s.db_pool_timeout
         )
@@ -67,9 +70,16 @@ class QueueServer:
         )
         credentials = server_credentials(s)
         self.port = security.listen(self.server, s.address, credentials)
+        # changes made here are told to the other replicas (once the feed has started)
+        self._feed = self.store.change_feed()
+        self.service.notifier.publish = self._feed.publish
         await self.server.start()
         if s.web_address:
             await self._start_web()
+        # changes made through other replicas wake this one's watchers (store/changes.py)
+        await self._feed.start(
+            self.service.notifier.notify_remote, self.service.notifier.notify_waiting
+        )
         await self._set_health(True)
         self._probe = asyncio.create_task(self._probe_database())
         if self.metrics is not None:
@@ -179,6 +189,8 @@ class QueueServer:
             await asyncio.gather(self.server.stop(self.settings.shutdown_grace), self._stop_web())
         if self.metrics is not None:
             await self.metrics.stop()
+        if self._feed is not None:
+            await self._feed.close()
         if self.store is not None:
             await self.store.close()
         log.info("queue service stopped")
@@ -199,6 +211,13 @@ def check_security(s: Settings) -> None:
                 "--auth (LABELGRID_AUTH=true) and create tokens with `labelgrid token create`"
             ),
         )
+
+
+def check_positive(s: Settings) -> None:
+    """Settings that would spin or divide by zero when not positive."""
+    for name in ("follow_poll_seconds", "progress_messages_per_second"):
+        if not getattr(s, name) > 0:
+            raise ConfigError(f"LABELGRID_{name.upper()} must be positive; got {getattr(s, name)}")
 
 
 def server_credentials(s: Settings) -> grpc.ServerCredentials | None:

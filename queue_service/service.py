@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -28,7 +29,7 @@ from queue_service.errors import (
 from queue_service.notify import ChangeNotifier
 from queue_service.schema import UNRANKED
 from queue_service.store import AnnotationRow, InputRow, ProjectRow, RowBlock, Store, failures
-from queue_service.watch import SharedReads
+from queue_service.watch import Fanout
 
 log = logging.getLogger("labelgrid.queue")
 
@@ -42,7 +43,6 @@ CONSENSUS_METHODS = {
     queue_pb2.CONSENSUS_DAWID_SKENE: consensus.DAWID_SKENE,
 }
 DEFAULT_CHUNK = 1000
-FOLLOW_POLL_SECONDS = 1.0
 
 
 def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -113,8 +113,13 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         self.store = store
         self.settings = settings
         self.notifier = ChangeNotifier()
-        # one progress read serves every WatchProgress stream of a project (watch.py)
-        self.progress_reads = SharedReads(self.notifier, self._read_progress)
+        # one progress read per change, sent to every WatchProgress stream of a project
+        self.progress = Fanout(
+            self.notifier,
+            self._read_progress,
+            poll=settings.follow_poll_seconds,
+            budget=settings.progress_messages_per_second,
+        )
         self.auth = authenticator
         # Streamed replies stay well under the receive limit a default client has (4 MiB).
         self.reply_budget = min(settings.max_message_bytes, 4 * 1024 * 1024) * 3 // 4
@@ -453,7 +458,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                     continue
             if not request.follow or self.notifier.closing:
                 return
-            await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
+            await self.notifier.wait(project.id, self.settings.follow_poll_seconds)
 
     def _method(self, value: int) -> str:
         if value not in CONSENSUS_METHODS:
@@ -490,7 +495,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)
             if not request.follow or self.notifier.closing:
                 return
-            await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
+            await self.notifier.wait(project.id, self.settings.follow_poll_seconds)
 
     @streaming
     async def StreamUnlabelled(self, request, context):
@@ -522,21 +527,16 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             row.worker_stats = await asyncio.to_thread(crowd.worker_report, project, votes)
         return queue_pb2.GetProgressResponse(progress=convert.progress(row))
 
-    async def _read_progress(self, project: ProjectRow) -> queue_pb2.Progress:
-        return convert.progress(await self.store.progress(project))
+    async def _read_progress(self, project: ProjectRow) -> queue_pb2.WatchProgressResponse:
+        progress = convert.progress(await self.store.progress(project))
+        return queue_pb2.WatchProgressResponse(progress=progress)  # one message for every stream
 
     @streaming
     async def WatchProgress(self, request, context):
         project = await self._project(request.project)
-        last = None
-        while not self.notifier.closing:
-            seen = self.notifier.generation(project.id)
-            current = await self.progress_reads.get(project.id, project)  # as of `seen` or later
-            if current != last:
-                yield queue_pb2.WatchProgressResponse(progress=current)
-                last = current
-            if self.notifier.generation(project.id) == seen:  # else: changed meanwhile
-                await self.notifier.wait(project.id, FOLLOW_POLL_SECONDS)
+        async with contextlib.aclosing(self.progress.watch(project.id, project)) as replies:
+            async for reply in replies:
+                yield reply
 
     @streaming
     async def ExportLabels(self, request, context):

@@ -69,3 +69,24 @@ def test_soak_harness_short(tmp_path: Path, pg) -> None:
     assert results["labeller_errors"] == []
     assert set(results["events"]) >= {"queue_killed_s", "postgres_stopped_s"}
     assert not any(" INTERNAL" in status for status in results["statuses"])
+
+
+def test_watchers_harness_quick(tmp_path: Path, pg) -> None:
+    """Both backends, both transports, two replicas: every run labelled, and with watchers
+    open the progress reached them (on the second replica too, by LISTEN/NOTIFY or the poll)."""
+    runs = _run(tmp_path, "bench.watchers", "--quick")["watchers-quick"]["runs"]
+    kinds = {(r["backend"], r["transport"], r["replicas"], r["watchers"]) for r in runs}
+    assert kinds == {
+        *(
+            (b, t, 1, w)
+            for b in ("sqlite", "postgres")
+            for t in ("grpc", "connect")
+            for w in (0, 5)
+        ),
+        ("postgres", "grpc", 2, 0),
+        ("postgres", "grpc", 2, 5),
+    }
+    for r in runs:
+        assert r["pairs"] > 0 and r["server_cpu_ms_per_change"] > 0
+        total = [a + b for a, b in zip(r["deliveries"], r["deliveries_after_window"], strict=True)]
+        assert all(n > 0 for n in total) == (r["watchers"] > 0), r

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from queue_service.db import create_engine, migrate
 from queue_service.principal import Principal
+from queue_service.store.changes import ChangeFeed, LocalFeed, PostgresFeed
 from queue_service.store.database import Database
 from queue_service.store.ingest import Ingest
 from queue_service.store.leases import DirectLeases, Leases, SingleLeases
@@ -85,6 +86,16 @@ class Store:
 
     async def ping(self) -> None:
         await self.db.ping()
+
+    def change_feed(self) -> ChangeFeed:
+        """How this replica tells the others of its changes and hears of theirs: LISTEN/NOTIFY
+        on its own connection (PostgreSQL); nothing on SQLite (one process)."""
+        if not isinstance(self.db.dialect, PostgresDialect):
+            return LocalFeed()
+        _, connect_args = self.engine.dialect.create_connect_args(self.engine.url)
+        for adapter_only in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+            connect_args.pop(adapter_only, None)  # SQLAlchemy's, not asyncpg.connect's
+        return PostgresFeed(connect_args)
 
     def leases(self, project: ProjectRow) -> Leases:
         """How this project's items are leased: k = 1 on the item, k > 1 by assignments."""

@@ -61,6 +61,15 @@ SET_PRIORITIES = sa.text(
 )
 ANALYZE = sa.text("ANALYZE items, item_inputs, assignments")
 
+# Changes fanned out to the other replicas (store/changes.py): LISTEN on this channel (asyncpg
+# `add_listener`), and one NOTIFY per changed project, its id as the payload, every project
+# changed since the last flush in one round trip. NOTIFY stays within one database.
+CHANGES_CHANNEL = "labelgrid_changes"
+NOTIFY_CHANGES = "SELECT pg_notify($1, p::text) FROM unnest($2::int[]) AS p"
+# the listener's connection, found by name in pg_stat_activity (operators, tests)
+LISTENER_APPLICATION = "labelgrid-listener"
+KEEPALIVE = "SELECT 1"
+
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 
 
