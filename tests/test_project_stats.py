@@ -15,6 +15,8 @@ from tests.support.crowd import (
     expected_workers,
     label_by_plan,
 )
+from tests.support.servers import ServiceProcess
+from tests.test_security import make_token
 
 
 @pytest.mark.parametrize(("overlap", "plan"), [(1, PLAN_1), (3, PLAN_3)])
@@ -42,8 +44,14 @@ def test_stats_equal_the_labels_given(
     if overlap == 3:  # ann: a a b a b against a a b - b; item 3 is a tie
         assert (got["ann"].compared, got["ann"].agreed) == (5, 4)
         assert (got["cat"].compared, got["cat"].agreed) == (5, 2)
-        # where there is a clear majority, the same as GetAgreement's per-worker figures
-        # (which count an item with a tie against the lowest label instead)
+        # the same as GetAgreement's per-worker figures for those the tie does not touch
+        # (GetAgreement gives a tied item to its lowest label, "a": ann's label there)
+        theirs = {w.worker_id: w for w in client.agreement("crowd").workers}
+        for name in ("bob", "cat"):
+            assert (theirs[name].compared, theirs[name].agreement_with_consensus) == (
+                got[name].compared,
+                got[name].agreement_with_consensus,
+            )
     # labels over time: with an automatic width and with a 1-second width
     for width in (0, 1):
         stats = client.project_stats("crowd", bucket_seconds=width)
@@ -64,3 +72,23 @@ def test_stats_refuse_bad_requests(client: QueueClient) -> None:
         client.project_stats("p", bucket_seconds=-5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "bucket_seconds" in err.value.details()
+
+
+def test_stats_are_for_admins_only(database_url: str) -> None:
+    service = ServiceProcess(
+        database_url, {"LABELGRID_AUTH": "true", "LABELGRID_AUTH_CACHE_SECONDS": "0"}
+    ).start()
+    try:
+        admin = make_token(database_url, "root", "admin")
+        with QueueClient(service.address, token=admin, retries=0) as root:
+            root.create_project("p", ["a"])
+            assert root.project_stats("p").bucket_seconds == 1
+        for role in ("trainer", "labeller"):
+            value = make_token(database_url, role, role)
+            with QueueClient(service.address, token=value, retries=0) as other:
+                with pytest.raises(grpc.RpcError) as err:
+                    other.project_stats("p")
+                assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert f"role {role!r} may not call GetProjectStats" in err.value.details()
+    finally:
+        service.kill()

@@ -136,9 +136,8 @@ class Encoder:
         yield from _some(self.end())
 
     def begin(self) -> bytes:
-        if self.fmt == "csv":
+        if self.fmt == "csv":  # the header goes out with the first rows (or at the end)
             self._csv.writerow(self.columns)
-            return self._take()
         if self.fmt == "parquet":
             self._parquet = _Parquet(self.project, self.with_consensus)
         return b""
@@ -155,7 +154,7 @@ class Encoder:
     def end(self) -> bytes:
         if self._parquet is not None:
             return self._parquet.end()
-        return b""
+        return self._take() if self.fmt == "csv" else b""
 
     def _take(self) -> bytes:
         data = self._buffer.getvalue().encode("utf-8")
