@@ -174,6 +174,18 @@ def test_the_owners_view(browser, secured: ServiceProcess, database_url: str, tm
         page.get_by_text("Saved:").wait_for()
         assert root.get_project("crowd").instructions == "# Birds\n\nLook for **beaks**."
 
+        # a network failure is shown in words, and cleared by the next call that succeeds
+        save = "**/labelgrid.v1.QueueService/SetProjectInstructions"
+        page.route(save, lambda route: route.abort("connectionrefused"))
+        page.get_by_role("button", name="Save instructions").click()
+        page.get_by_text("Not saved.").wait_for()
+        error = page.locator("#error")
+        assert error.is_visible() and "fetch" in error.inner_text().lower()
+        page.unroute(save)
+        page.get_by_role("button", name="Save instructions").click()
+        error.wait_for(state="hidden")
+        page.get_by_text("Saved:").wait_for()
+
         # exports: each button's download is the bytes `labelgrid export` writes
         for fmt, label in FORMATS.items():
             with page.expect_download() as download:
@@ -214,6 +226,13 @@ def test_the_owners_view(browser, secured: ServiceProcess, database_url: str, tm
             with pytest.raises(grpc.RpcError) as err:
                 lena.pop("crowd", "")
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        # an owner's link with the token: nothing to type, and the token leaves the address
+        linked = Labeller(browser, f"{secured.web_url}/?view=owner&project=crowd&token={admin}")
+        linked.page.locator("#dashboard").wait_for()
+        assert "token" not in linked.page.url
+        assert linked.page.locator("#owner-name").inner_text() == "root"
+        linked.close()
 
         # the token is remembered; the page fits a phone
         page.reload()

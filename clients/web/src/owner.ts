@@ -47,11 +47,16 @@ function clearError(): void {
   delete box.dataset.code;
 }
 
-/** One RPC-using step: a success clears the error shown, a failure shows it. */
-async function step<T>(call: () => Promise<T>): Promise<T | undefined> {
+// errors a background refresh may clear when it succeeds again (the network is back); the
+// refusal of something the owner did stays until their next action succeeds
+const TRANSIENT = new Set(["unavailable", "unknown", "deadline_exceeded", "internal", "canceled"]);
+
+/** One RPC-using step: a success clears the error shown (a background step only a network
+ * error), a failure shows it. */
+async function step<T>(call: () => Promise<T>, background = false): Promise<T | undefined> {
   try {
     const out = await call();
-    clearError();
+    if (!background || TRANSIENT.has($("error").dataset.code ?? "")) clearError();
     return out;
   } catch (err) {
     showError(err);
@@ -197,7 +202,7 @@ async function watch(): Promise<void> {
     try {
       for await (const reply of client.watchProgress({ project: projectName })) {
         if (reply.progress) showProgress(reply.progress);
-        clearError();
+        if (TRANSIENT.has($("error").dataset.code ?? "")) clearError();
       }
     } catch (err) {
       showError(err);
@@ -221,7 +226,7 @@ function scheduleStats(): void {
 }
 
 async function refreshStats(): Promise<void> {
-  const stats = await step(() => client.getProjectStats({ project: projectName }));
+  const stats = await step(() => client.getProjectStats({ project: projectName }), true);
   if (stats) {
     const width = Number(stats.bucketSeconds);
     const buckets = stats.buckets.map((b) => ({ start: Number(b.start?.seconds ?? 0n), labels: Number(b.labels) }));
@@ -257,7 +262,7 @@ async function refreshStats(): Promise<void> {
 }
 
 async function refreshAgreement(): Promise<void> {
-  const reply = await step(() => client.getAgreement({ project: projectName }));
+  const reply = await step(() => client.getAgreement({ project: projectName }), true);
   const a = reply?.agreement;
   if (!a) return;
   const body = $("o-agreement-body");
@@ -281,7 +286,7 @@ async function refreshAgreement(): Promise<void> {
 }
 
 async function refreshRuns(): Promise<void> {
-  const reply = await step(() => client.listTrainingRuns({ project: projectName }));
+  const reply = await step(() => client.listTrainingRuns({ project: projectName }), true);
   if (!reply) return;
   const scored = reply.runs.filter((r) => r.score !== undefined);
   $("o-curve-chart").replaceChildren(
@@ -439,6 +444,7 @@ async function open(): Promise<void> {
 
 /** The owner's view instead of the labeller's page. */
 export function startOwner(): void {
+  token = localStorage.getItem(OWNER_TOKEN_KEY) ?? ""; // a link's token was stored after this module loaded
   $("owner").hidden = false;
   $("project-title").textContent = "owner";
   void open();
