@@ -299,7 +299,7 @@ async function refreshRuns(): Promise<void> {
             String(r.nLabels),
             r.score === undefined ? "–" : `${r.score.toFixed(3)}${r.scoreStd !== undefined ? ` ± ${r.scoreStd.toFixed(3)}` : ""}`,
             r.status,
-            r.startedAt ? timestampDate(r.startedAt).toLocaleString() : "",
+            r.startedAt?.seconds ? timestampDate(r.startedAt).toLocaleString() : "",
           ]),
         )
       : h("p", { textContent: "No training runs recorded yet." }),
