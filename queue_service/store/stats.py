@@ -44,9 +44,13 @@ class Stats:
                     self.q.activity, {**params, "brk": BREAK_SECONDS}
                 )
             }
-            for w, compared, agreed in await conn.execute(
-                self.q.agreement, {**params, "imp": IMPORT_WORKER}
-            ):
+            # without overlap no item has two ordinary labels: nothing to compare
+            agreement = (
+                await conn.execute(self.q.agreement, {**params, "imp": IMPORT_WORKER})
+                if project.max_overlap > 1
+                else ()
+            )
+            for w, compared, agreed in agreement:
                 if w in workers:
                     workers[w].compared = int(compared)
                     workers[w].agreed = int(agreed or 0)

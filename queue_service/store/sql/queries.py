@@ -336,21 +336,26 @@ class StatsQueries:
     bucket leaves the database (window functions: SQLite >= 3.25, any PostgreSQL)."""
 
     def __init__(self, d: Dialect) -> None:
+        # the first and the last label's times (ids follow time closely enough to pick a
+        # bucket width; two index lookups instead of a scan)
         self.span = text(
-            "SELECT MIN(created_at), MAX(created_at) FROM annotations WHERE project_id = :p"
+            "SELECT (SELECT created_at FROM annotations WHERE project_id = :p ORDER BY id "
+            "LIMIT 1), (SELECT created_at FROM annotations WHERE project_id = :p "
+            "ORDER BY id DESC LIMIT 1)"
         )
         self.buckets = text(
             f"SELECT {d.bucket} AS b, COUNT(*) FROM annotations WHERE project_id = :p "
             "GROUP BY 1 ORDER BY 1"
         )
-        # the gap before each label of a worker; gaps over :brk seconds are breaks
+        # the gap before each label of a worker; gaps over :brk seconds are breaks. One
+        # worker's labels are made one after another, so their ids are in time order: the
+        # window runs in the order of ix_annotations_worker, with no sort of the project
         self.activity = text(
             "SELECT worker_id, COUNT(*), MIN(created_at), MAX(created_at), "
             "COALESCE(SUM(CASE WHEN gap <= :brk THEN gap END), 0), "
             "COUNT(CASE WHEN gap <= :brk THEN 1 END) FROM (SELECT worker_id, created_at, "
-            "created_at - LAG(created_at) OVER (PARTITION BY worker_id ORDER BY created_at, id)"
-            " AS gap FROM annotations WHERE project_id = :p) t "
-            "GROUP BY worker_id ORDER BY worker_id"
+            "created_at - LAG(created_at) OVER (PARTITION BY worker_id ORDER BY id) AS gap "
+            "FROM annotations WHERE project_id = :p) t GROUP BY worker_id ORDER BY worker_id"
         )
         # ordinary labels of completed items with >= 2 of them, each compared with its
         # item's majority answer (labels are stored canonical: a multi-label set sorted)
