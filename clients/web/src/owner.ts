@@ -108,6 +108,8 @@ function askToken(): void {
   $<HTMLInputElement>("admin-token").focus();
 }
 
+let me = ""; // the owner's own token name: no button to revoke it
+
 /** True when the caller may use the owner's view: auth is off, or the token is an admin's. */
 async function checkToken(): Promise<boolean> {
   let who;
@@ -138,7 +140,8 @@ async function checkToken(): Promise<boolean> {
   clearError();
   $("admin-form").hidden = true;
   $("owner-who").hidden = false;
-  $("owner-name").textContent = who.authEnabled ? (who.token?.name ?? "") : "anyone (no auth)";
+  me = who.token?.name ?? "";
+  $("owner-name").textContent = who.authEnabled ? me : "anyone (no auth)";
   return true;
 }
 
@@ -395,7 +398,7 @@ function tokenRow(t: Token): (string | Node)[] {
     Role[t.role].toLowerCase(),
     t.projects.join(", ") || "all",
     live ? "live" : `revoked ${timestampDate(t.revokedAt!).toLocaleString()}`,
-    live ? button : "",
+    live && t.name !== me ? button : live ? "(you)" : "",
   ];
 }
 
