@@ -22,6 +22,7 @@ from queue_service.store import (
     ItemRow,
     ProgressRow,
     ProjectRow,
+    ProjectStatsRow,
     RowBlock,
     TrainingRunRow,
 )
@@ -271,6 +272,32 @@ def progress(row: ProgressRow) -> queue_pb2.Progress:
         annotations=row.annotations,
         in_review=row.in_review,
         worker_stats=worker_stats(row.worker_stats),
+    )
+
+
+def project_stats(row: ProjectStatsRow) -> queue_pb2.GetProjectStatsResponse:
+    workers = []
+    for w in row.workers:
+        msg = queue_pb2.WorkerActivity(
+            worker_id=w.worker_id,
+            labels=w.labels,
+            first_label_at=timestamp(w.first_at),
+            last_label_at=timestamp(w.last_at),
+            active_seconds=w.active_seconds,
+            compared=w.compared,
+            agreed=w.agreed,
+        )
+        if w.active_seconds > 0:
+            msg.labels_per_minute = 60.0 * w.active_gaps / w.active_seconds
+        if w.compared:
+            msg.agreement_with_consensus = w.agreed / w.compared
+        workers.append(msg)
+    return queue_pb2.GetProjectStatsResponse(
+        workers=workers,
+        buckets=[
+            queue_pb2.TimeBucket(start=timestamp(start), labels=n) for start, n in row.buckets
+        ],
+        bucket_seconds=row.bucket_seconds,
     )
 
 

@@ -38,6 +38,7 @@ MAX_LEASE_SECONDS = 7 * 24 * 3600
 MAX_NAME_CHARS = 200
 MAX_OVERLAP = 100
 MAX_INSTRUCTIONS_CHARS = 100_000
+MAX_BUCKET_SECONDS = 366 * 24 * 3600
 CONSENSUS_METHODS = {
     queue_pb2.CONSENSUS_MAJORITY: consensus.MAJORITY,
     queue_pb2.CONSENSUS_DAWID_SKENE: consensus.DAWID_SKENE,
@@ -594,6 +595,18 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         return queue_pb2.GetAgreementResponse(
             agreement=convert.agreement_message(measured, workers)
         )
+
+    # -- the owner's view (issue 15) -----------------------------------------------------
+
+    @unary
+    async def GetProjectStats(self, request, context):
+        project = await self._project(request.project)
+        width = request.bucket_seconds
+        if not 0 <= width <= MAX_BUCKET_SECONDS:
+            raise InvalidArgument(
+                f"bucket_seconds must be between 0 and {MAX_BUCKET_SECONDS}; got {width}"
+            )
+        return convert.project_stats(await self.store.project_stats(project, width))
 
     # -- API tokens (issue 16) -----------------------------------------------------------
 

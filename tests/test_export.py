@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from labelgrid import QueueClient, export
+from labelgrid_proto import exportfile
 from labelgrid_proto.v1 import arrays_pb2, queue_pb2
 from tests.support.servers import ServiceProcess
 
@@ -263,7 +264,7 @@ def test_streams_in_pieces(
 ) -> None:
     """Small replies and row groups: the bytes come in several chunks, and Parquet has a
     row group per ROW_GROUP rows, the file still reading back whole."""
-    monkeypatch.setattr(export, "ROW_GROUP", 3)
+    monkeypatch.setattr(exportfile, "ROW_GROUP", 3)  # where the encoder lives
     whole = READERS["parquet"](export_bytes(client, project_name, "parquet"), False)
     for fmt in export.FORMATS:
         parts = list(export.chunks(client, project_name, fmt, chunk_size=1))

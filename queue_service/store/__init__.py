@@ -2,9 +2,10 @@
 
 `Store` (facade.py) is the one object the handlers use; it hands each operation to a
 concern: projects, ingest, leases (k = 1) and shared (k > 1, with slots), priorities,
-streams, progress, tokens and runs. They share a `Database` (database.py): the engine, its
-`Dialect` (sql/postgres.py or sql/sqlite.py: all SQL that differs) and the statements both
-databases share (sql/queries.py), built once when the store opens.
+streams, progress, stats (the owner's view), tokens and runs. They share a `Database`
+(database.py): the engine, its `Dialect` (sql/postgres.py or sql/sqlite.py: all SQL that
+differs) and the statements both databases share (sql/queries.py), built once when the
+store opens.
 """
 
 from queue_service.store.facade import Store
@@ -17,6 +18,7 @@ from queue_service.store.rows import (
     ItemRow,
     ProgressRow,
     ProjectRow,
+    ProjectStatsRow,
     RowBlock,
     SubmitResult,
     TrainingRunRow,
@@ -35,6 +37,7 @@ __all__ = [
     "Leases",
     "ProgressRow",
     "ProjectRow",
+    "ProjectStatsRow",
     "RowBlock",
     "Store",
     "SubmitResult",

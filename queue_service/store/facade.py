@@ -30,6 +30,7 @@ from queue_service.store.rows import (
     ItemRow,
     ProgressRow,
     ProjectRow,
+    ProjectStatsRow,
     RowBlock,
     SubmitResult,
     TrainingRunRow,
@@ -38,6 +39,7 @@ from queue_service.store.rows import (
 from queue_service.store.runs import Runs
 from queue_service.store.shared import SharedLeases
 from queue_service.store.sql.postgres import PostgresDialect
+from queue_service.store.stats import Stats
 from queue_service.store.streams import Streams
 from queue_service.store.tokens import Tokens
 
@@ -63,6 +65,7 @@ class Store:
         self._tokens = Tokens(self.db)
         self._runs = Runs(self.db)
         self._progress = Progress(self.db)
+        self._stats = Stats(self.db)
 
     @classmethod
     async def open(
@@ -184,6 +187,10 @@ class Store:
 
     async def progress(self, project: ProjectRow) -> ProgressRow:
         return await self._progress.read(project)
+
+    async def project_stats(self, project: ProjectRow, bucket_seconds: int = 0) -> ProjectStatsRow:
+        """Per-worker activity and labels per time bucket (0: a width picked to fit)."""
+        return await self._stats.read(project, bucket_seconds)
 
     # -- API tokens and training history -------------------------------------------------
 

@@ -165,3 +165,25 @@ class TrainingRunRow:
     seconds: float
     started_at: float
     trainer: str
+
+
+@dataclass
+class WorkerActivityRow:
+    """One worker's labelling: counts and times from one aggregate over their annotations."""
+
+    worker_id: str
+    labels: int
+    first_at: float
+    last_at: float
+    active_seconds: float
+    active_gaps: int
+    compared: int = 0
+    agreed: int = 0
+
+
+@dataclass
+class ProjectStatsRow:
+    workers: list[WorkerActivityRow]
+    # (bucket start in seconds since the epoch, labels)
+    buckets: list[tuple[float, int]]
+    bucket_seconds: int

@@ -1,5 +1,6 @@
-"""One ASGI app for browsers: Connect at `/labelgrid.v1.QueueService/<Method>`, and the built
-labelling page (`static/`, from clients/web) at `/`."""
+"""One ASGI app for browsers: Connect at `/labelgrid.v1.QueueService/<Method>`, the owner's
+export downloads at `/export` (export.py), and the built page (`static/`, from clients/web)
+at `/`."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 
 from queue_service.service import QueueService
 from queue_service.web.connect import connect_app
+from queue_service.web.export import export_download
 
 STATIC = Path(__file__).parent / "static"
 PREFIX = "/labelgrid.v1.QueueService/"
+EXPORT = "/export"
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -104,12 +107,14 @@ async def _plain(send: Send, status: int, text: bytes) -> None:
 
 
 def web_app(service: QueueService, read_max_bytes: int, static: Path = STATIC) -> Callable:
-    """The ASGI app: Connect for the queue service's own handlers, and the page."""
+    """The ASGI app: Connect for the queue service's own handlers, exports, and the page."""
     rpc = connect_app(service, read_max_bytes)
     files = StaticFiles(static)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(PREFIX):
+        if scope["type"] == "http" and scope["path"] == EXPORT:
+            await export_download(service, scope, receive, send)
+        elif scope["type"] == "http" and not scope["path"].startswith(PREFIX):
             await files(scope, receive, send)
         else:
             await rpc(scope, receive, send)

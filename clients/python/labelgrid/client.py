@@ -417,6 +417,16 @@ class QueueClient:
         )
         return self._retry(lambda: self.stub.GetAgreement(request, timeout=self.timeout)).agreement
 
+    def project_stats(
+        self, project: str, *, bucket_seconds: int = 0
+    ) -> queue_pb2.GetProjectStatsResponse:
+        """The owner's statistics (admin tokens): per worker, labels, first and last label,
+        active time, labels per minute and agreement with the majority answer; and labels
+        per time bucket of `bucket_seconds` (0: a width giving at most about 60 buckets).
+        Aggregated in the database, so it stays cheap on large projects."""
+        request = queue_pb2.GetProjectStatsRequest(project=project, bucket_seconds=bucket_seconds)
+        return self._retry(lambda: self.stub.GetProjectStats(request, timeout=self.timeout))
+
     # -- training history -----------------------------------------------------------------
 
     def record_training_run(self, project: str, run: queue_pb2.TrainingRun) -> int:

@@ -13,6 +13,7 @@ import {
 } from "./gen/labelgrid/v1/queue_pb";
 import { asPicture, decodeArray, formatValue } from "./ndarray";
 import { renderMarkdown } from "./markdown";
+import { OWNER_TOKEN_KEY, startOwner } from "./owner";
 import "./style.css";
 
 // -- state -------------------------------------------------------------------------------
@@ -22,9 +23,12 @@ const DEPTH = 2; // leases held: the item shown and one prefetched
 const MAX_TABLE = 500;
 
 const params = new URLSearchParams(location.search);
+// the project owner's view (owner.ts) instead of the labeller's page
+const ownerView = params.get("view") === "owner" || location.hash === "#owner";
 if (params.has("token")) {
-  // a labeller link: keep the token, and take it out of the address bar and history
-  localStorage.setItem(KEYS.token, params.get("token") ?? "");
+  // a link with a token: keep it (an admin's for the owner's view), and take it out of the
+  // address bar and history
+  localStorage.setItem(ownerView ? OWNER_TOKEN_KEY : KEYS.token, params.get("token") ?? "");
   params.delete("token");
   const rest = params.toString();
   history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
@@ -479,7 +483,7 @@ function releaseAll(): void {
   held = [];
 }
 
-addEventListener("pagehide", releaseAll);
+if (!ownerView) addEventListener("pagehide", releaseAll);
 // back from the back/forward cache: the leases were given back, start afresh
 addEventListener("pageshow", (e) => {
   if (e.persisted) location.reload();
@@ -755,4 +759,5 @@ async function main(): Promise<void> {
   await start();
 }
 
-void main();
+if (ownerView) startOwner();
+else void main();

@@ -26,6 +26,8 @@ class Dialect(Protocol):
     lock: str
     key_lock: str
     skip: str
+    # the time bucket of `created_at` for a bucket width `:w` (seconds), as an integer
+    bucket: str
     # held around every write transaction (SQLite serialises this process's writers)
     write_lock: AbstractAsyncContextManager[Any]
 

@@ -97,6 +97,8 @@ class PostgresDialect:
     lock = "FOR UPDATE"
     key_lock = "FOR NO KEY UPDATE"
     skip = "FOR UPDATE SKIP LOCKED"
+    # the time bucket (width :w seconds) of an annotation (a cast alone would round)
+    bucket = "CAST(FLOOR(created_at / :w) AS BIGINT)"
     # row locks and SKIP LOCKED keep concurrent writers apart; nothing to hold in-process
     write_lock = contextlib.nullcontext()
 

@@ -48,6 +48,7 @@ class Queries:
         self.shared = SharedQueries(d)
         self.reads = ReadQueries(d)
         self.admin = AdminQueries(d)
+        self.stats = StatsQueries(d)
         self.inputs = expanding(
             f"SELECT item_id, {INPUT_COLS} FROM item_inputs WHERE item_id IN :ids"
         )
@@ -327,6 +328,51 @@ class ReadQueries:
         )
         self.last_annotation = text(
             "SELECT COALESCE(MAX(id), 0) FROM annotations WHERE project_id = :p"
+        )
+
+
+class StatsQueries:
+    """The owner's statistics: one aggregate each, so only a row per worker or per time
+    bucket leaves the database (window functions: SQLite >= 3.25, any PostgreSQL)."""
+
+    def __init__(self, d: Dialect) -> None:
+        # the first and the last label's times (ids follow time closely enough to pick a
+        # bucket width; two index lookups instead of a scan)
+        self.span = text(
+            "SELECT (SELECT created_at FROM annotations WHERE project_id = :p ORDER BY id "
+            "LIMIT 1), (SELECT created_at FROM annotations WHERE project_id = :p "
+            "ORDER BY id DESC LIMIT 1)"
+        )
+        self.buckets = text(
+            f"SELECT {d.bucket} AS b, COUNT(*) FROM annotations WHERE project_id = :p "
+            "GROUP BY 1 ORDER BY 1"
+        )
+        # the gap before each label of a worker; gaps over :brk seconds are breaks. One
+        # worker's labels are made one after another, so their ids are in time order: the
+        # window runs in the order of ix_annotations_worker, with no sort of the project
+        self.activity = text(
+            "SELECT worker_id, COUNT(*), MIN(created_at), MAX(created_at), "
+            "COALESCE(SUM(CASE WHEN gap <= :brk THEN gap END), 0), "
+            "COUNT(CASE WHEN gap <= :brk THEN 1 END) FROM (SELECT worker_id, created_at, "
+            "created_at - LAG(created_at) OVER (PARTITION BY worker_id ORDER BY id) AS gap "
+            "FROM annotations WHERE project_id = :p) t GROUP BY worker_id ORDER BY worker_id"
+        )
+        # ordinary labels of completed items with >= 2 of them, each compared with its
+        # item's majority answer (labels are stored canonical: a multi-label set sorted)
+        self.agreement = text(
+            "WITH v AS (SELECT a.item_id, a.worker_id, a.labels FROM annotations a "
+            f"JOIN items it ON it.id = a.item_id WHERE a.project_id = :p AND a.kind = {LABEL} "
+            f"AND a.worker_id <> :imp AND it.status = {DONE}), "
+            "answers AS (SELECT item_id, labels, COUNT(*) AS n FROM v GROUP BY item_id, labels), "
+            "tops AS (SELECT item_id, MAX(n) AS top FROM answers GROUP BY item_id "
+            "HAVING SUM(n) >= 2), "
+            "majority AS (SELECT a.item_id, MIN(a.labels) AS labels FROM answers a "
+            "JOIN tops t ON t.item_id = a.item_id AND a.n = t.top GROUP BY a.item_id "
+            "HAVING COUNT(*) = 1) "
+            "SELECT v.worker_id, COUNT(*), "
+            "SUM(CASE WHEN m.labels = v.labels THEN 1 ELSE 0 END) FROM v "
+            "JOIN tops t ON t.item_id = v.item_id "
+            "LEFT JOIN majority m ON m.item_id = v.item_id GROUP BY v.worker_id"
         )
 
 

@@ -34,6 +34,9 @@ class SqliteDialect:
     lock = ""
     key_lock = ""
     skip = ""
+    # the time bucket (width :w seconds) of an annotation: created_at is never negative,
+    # so truncation is the floor
+    bucket = "CAST(created_at / :w AS INTEGER)"
 
     _READ = {"sqlite_begin": "DEFERRED"}
 

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .queue_pb2 import AddFeaturesRequest, AddFeaturesResponse, CreateProjectRequest, CreateProjectResponse, CreateTokenRequest, CreateTokenResponse, ExportLabelsRequest, ExportLabelsResponse, GetAgreementRequest, GetAgreementResponse, GetProgressRequest, GetProgressResponse, GetProjectRequest, GetProjectResponse, ListLeasesRequest, ListLeasesResponse, ListProjectsRequest, ListProjectsResponse, ListTokensRequest, ListTokensResponse, ListTrainingRunsRequest, ListTrainingRunsResponse, PopRequest, PopResponse, RecordTrainingRunRequest, RecordTrainingRunResponse, ReleaseRequest, ReleaseResponse, RevokeTokenRequest, RevokeTokenResponse, SetProjectInstructionsRequest, SetProjectInstructionsResponse, StreamLabelledRequest, StreamLabelledResponse, StreamUnlabelledRequest, StreamUnlabelledResponse, SubmitRequest, SubmitResponse, UndoRequest, UndoResponse, UpdatePrioritiesRequest, UpdatePrioritiesResponse, WatchProgressRequest, WatchProgressResponse, WhoAmIRequest, WhoAmIResponse
+from .queue_pb2 import AddFeaturesRequest, AddFeaturesResponse, CreateProjectRequest, CreateProjectResponse, CreateTokenRequest, CreateTokenResponse, ExportLabelsRequest, ExportLabelsResponse, GetAgreementRequest, GetAgreementResponse, GetProgressRequest, GetProgressResponse, GetProjectRequest, GetProjectResponse, GetProjectStatsRequest, GetProjectStatsResponse, ListLeasesRequest, ListLeasesResponse, ListProjectsRequest, ListProjectsResponse, ListTokensRequest, ListTokensResponse, ListTrainingRunsRequest, ListTrainingRunsResponse, PopRequest, PopResponse, RecordTrainingRunRequest, RecordTrainingRunResponse, ReleaseRequest, ReleaseResponse, RevokeTokenRequest, RevokeTokenResponse, SetProjectInstructionsRequest, SetProjectInstructionsResponse, StreamLabelledRequest, StreamLabelledResponse, StreamUnlabelledRequest, StreamUnlabelledResponse, SubmitRequest, SubmitResponse, UndoRequest, UndoResponse, UpdatePrioritiesRequest, UpdatePrioritiesResponse, WatchProgressRequest, WatchProgressResponse, WhoAmIRequest, WhoAmIResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -169,6 +169,15 @@ class QueueService(Protocol):
         """
         Who the calling token is (any valid token). The trainer service checks its callers'
         tokens with this, so it needs no database of its own.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_project_stats(self, request: GetProjectStatsRequest, ctx: RequestContext[GetProjectStatsRequest, GetProjectStatsResponse], /) -> GetProjectStatsResponse:
+        """
+        -- the owner's view (issue 15) -----------------------------------------------------
+        Per-worker activity (labels, pace, agreement with the consensus) and labels per time
+        bucket, each computed by one aggregate query in the database (cheap at 10^6 labels:
+        nothing per annotation leaves the database). Admins only.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -438,6 +447,17 @@ class QueueServiceASGIApplication(ConnectASGIApplication[QueueService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.who_am_i,
+                ),
+                "/labelgrid.v1.QueueService/GetProjectStats": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetProjectStats",
+                        service_name="labelgrid.v1.QueueService",
+                        input=GetProjectStatsRequest,
+                        output=GetProjectStatsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_project_stats,
                 ),
             },
             interceptors=interceptors,
@@ -1002,6 +1022,32 @@ class QueueServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def get_project_stats(
+        self,
+        request: GetProjectStatsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetProjectStatsResponse:
+        """
+        -- the owner's view (issue 15) -----------------------------------------------------
+        Per-worker activity (labels, pace, agreement with the consensus) and labels per time
+        bucket, each computed by one aggregate query in the database (cheap at 10^6 labels:
+        nothing per annotation leaves the database). Admins only.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetProjectStats",
+                service_name="labelgrid.v1.QueueService",
+                input=GetProjectStatsRequest,
+                output=GetProjectStatsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class QueueServiceSync(Protocol):
     """
@@ -1135,6 +1181,15 @@ class QueueServiceSync(Protocol):
         """
         Who the calling token is (any valid token). The trainer service checks its callers'
         tokens with this, so it needs no database of its own.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_project_stats(self, request: GetProjectStatsRequest, ctx: RequestContext[GetProjectStatsRequest, GetProjectStatsResponse], /) -> GetProjectStatsResponse:
+        """
+        -- the owner's view (issue 15) -----------------------------------------------------
+        Per-worker activity (labels, pace, agreement with the consensus) and labels per time
+        bucket, each computed by one aggregate query in the database (cheap at 10^6 labels:
+        nothing per annotation leaves the database). Admins only.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1402,6 +1457,17 @@ class QueueServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.who_am_i,
+                ),
+                "/labelgrid.v1.QueueService/GetProjectStats": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetProjectStats",
+                        service_name="labelgrid.v1.QueueService",
+                        input=GetProjectStatsRequest,
+                        output=GetProjectStatsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_project_stats,
                 ),
             },
             interceptors=interceptors,
@@ -1960,6 +2026,32 @@ class QueueServiceClientSync(ConnectClientSync):
                 service_name="labelgrid.v1.QueueService",
                 input=WhoAmIRequest,
                 output=WhoAmIResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def get_project_stats(
+        self,
+        request: GetProjectStatsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetProjectStatsResponse:
+        """
+        -- the owner's view (issue 15) -----------------------------------------------------
+        Per-worker activity (labels, pace, agreement with the consensus) and labels per time
+        bucket, each computed by one aggregate query in the database (cheap at 10^6 labels:
+        nothing per annotation leaves the database). Admins only.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetProjectStats",
+                service_name="labelgrid.v1.QueueService",
+                input=GetProjectStatsRequest,
+                output=GetProjectStatsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

@@ -638,3 +638,51 @@ class WhoAmIResponse(_message.Message):
     auth_enabled: bool
     token: Token
     def __init__(self, auth_enabled: _Optional[bool] = ..., token: _Optional[_Union[Token, _Mapping]] = ...) -> None: ...
+
+class GetProjectStatsRequest(_message.Message):
+    __slots__ = ("project", "bucket_seconds")
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    project: str
+    bucket_seconds: int
+    def __init__(self, project: _Optional[str] = ..., bucket_seconds: _Optional[int] = ...) -> None: ...
+
+class WorkerActivity(_message.Message):
+    __slots__ = ("worker_id", "labels", "first_label_at", "last_label_at", "active_seconds", "labels_per_minute", "compared", "agreed", "agreement_with_consensus")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LABEL_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_LABEL_AT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_FIELD_NUMBER: _ClassVar[int]
+    AGREED_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_WITH_CONSENSUS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    labels: int
+    first_label_at: _timestamp_pb2.Timestamp
+    last_label_at: _timestamp_pb2.Timestamp
+    active_seconds: float
+    labels_per_minute: float
+    compared: int
+    agreed: int
+    agreement_with_consensus: float
+    def __init__(self, worker_id: _Optional[str] = ..., labels: _Optional[int] = ..., first_label_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_label_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active_seconds: _Optional[float] = ..., labels_per_minute: _Optional[float] = ..., compared: _Optional[int] = ..., agreed: _Optional[int] = ..., agreement_with_consensus: _Optional[float] = ...) -> None: ...
+
+class TimeBucket(_message.Message):
+    __slots__ = ("start", "labels")
+    START_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    labels: int
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[int] = ...) -> None: ...
+
+class GetProjectStatsResponse(_message.Message):
+    __slots__ = ("workers", "buckets", "bucket_seconds")
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerActivity]
+    buckets: _containers.RepeatedCompositeFieldContainer[TimeBucket]
+    bucket_seconds: int
+    def __init__(self, workers: _Optional[_Iterable[_Union[WorkerActivity, _Mapping]]] = ..., buckets: _Optional[_Iterable[_Union[TimeBucket, _Mapping]]] = ..., bucket_seconds: _Optional[int] = ...) -> None: ...

@@ -151,6 +151,11 @@ class QueueServiceStub:
                 request_serializer=labelgrid_dot_v1_dot_queue__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=labelgrid_dot_v1_dot_queue__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.GetProjectStats = channel.unary_unary(
+                '/labelgrid.v1.QueueService/GetProjectStats',
+                request_serializer=labelgrid_dot_v1_dot_queue__pb2.GetProjectStatsRequest.SerializeToString,
+                response_deserializer=labelgrid_dot_v1_dot_queue__pb2.GetProjectStatsResponse.FromString,
+                _registered_method=True)
 
 
 class QueueServiceServicer:
@@ -321,6 +326,16 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProjectStats(self, request, context):
+        """-- the owner's view (issue 15) -----------------------------------------------------
+        Per-worker activity (labels, pace, agreement with the consensus) and labels per time
+        bucket, each computed by one aggregate query in the database (cheap at 10^6 labels:
+        nothing per annotation leaves the database). Admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -438,6 +453,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=labelgrid_dot_v1_dot_queue__pb2.WhoAmIRequest.FromString,
                     response_serializer=labelgrid_dot_v1_dot_queue__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'GetProjectStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProjectStats,
+                    request_deserializer=labelgrid_dot_v1_dot_queue__pb2.GetProjectStatsRequest.FromString,
+                    response_serializer=labelgrid_dot_v1_dot_queue__pb2.GetProjectStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1063,6 +1083,33 @@ class QueueService:
             '/labelgrid.v1.QueueService/WhoAmI',
             labelgrid_dot_v1_dot_queue__pb2.WhoAmIRequest.SerializeToString,
             labelgrid_dot_v1_dot_queue__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProjectStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/labelgrid.v1.QueueService/GetProjectStats',
+            labelgrid_dot_v1_dot_queue__pb2.GetProjectStatsRequest.SerializeToString,
+            labelgrid_dot_v1_dot_queue__pb2.GetProjectStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
