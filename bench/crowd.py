@@ -97,6 +97,7 @@ class Stats:
         self.progress_bytes = 0
         self.startup: list[float] = []  # page start to the first item on screen
         self.empty_clicks = 0  # clicks that found no prefetched item
+        self.retried = 0  # requests retried after the server closed an idle connection
 
     def inside(self, t: float) -> bool:
         return self.t0 <= t < self.t1
@@ -117,6 +118,7 @@ class Stats:
             "progress_bytes": self.progress_bytes,
             "startup": self.startup,
             "empty_clicks": self.empty_clicks,
+            "retried": self.retried,
         }
 
 
@@ -151,25 +153,35 @@ class Page:
         import aiohttp
 
         t = time.monotonic()
-        try:
-            async with self.http.post(
-                SERVICE + method,
-                data=request.SerializeToString(),
-                headers=UNARY_HEADERS,
-                timeout=aiohttp.ClientTimeout(total=60),
-            ) as r:
-                body = await r.read()
-                if r.status != 200:
-                    try:
-                        code = json.loads(body).get("code", f"http_{r.status}")
-                    except ValueError:
-                        code = f"http_{r.status}"
-                    self.stats.error(method, code, t)
-                    raise Failed(code)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            if not self.stopping:
-                self.stats.error(method, type(exc).__name__, t)
-            raise Failed(type(exc).__name__) from None
+        for attempt in (1, 2):
+            try:
+                async with self.http.post(
+                    SERVICE + method,
+                    data=request.SerializeToString(),
+                    headers=UNARY_HEADERS,
+                    timeout=aiohttp.ClientTimeout(total=60),
+                ) as r:
+                    body = await r.read()
+                    if r.status != 200:
+                        try:
+                            code = json.loads(body).get("code", f"http_{r.status}")
+                        except ValueError:
+                            code = f"http_{r.status}"
+                        self.stats.error(method, code, t)
+                        raise Failed(code)
+                break
+            except aiohttp.ServerDisconnectedError:
+                # uvicorn closes a keep-alive connection idle for 5 s; a request sent on it as
+                # it closes is retried once on a new connection, as browsers do
+                if attempt == 2 or self.stopping:
+                    if not self.stopping:
+                        self.stats.error(method, "ServerDisconnectedError", t)
+                    raise Failed("ServerDisconnectedError") from None
+                self.stats.retried += 1
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if not self.stopping:
+                    self.stats.error(method, type(exc).__name__, t)
+                raise Failed(type(exc).__name__) from None
         if self.stats.inside(t):
             self.stats.rtt.setdefault(method, []).append(time.monotonic() - t)
         return reply_type.FromString(body)
@@ -407,7 +419,10 @@ def _simulator(
     spread: float,
     without: list[str],
 ) -> None:
-    """One simulator process: its share of the crowd as asyncio tasks."""
+    """One simulator process: its share of the crowd as asyncio tasks, at a lower priority
+    than the server (LABELGRID_CROWD_SIM_NICE, default 10): the labellers' browsers would be
+    on their own machines."""
+    os.nice(int(os.environ.get("LABELGRID_CROWD_SIM_NICE", "10")))
 
     async def run() -> None:
         start, measure_from, measure_to = go.get()
@@ -645,10 +660,13 @@ def run_step(
         "offered_labels_per_s": round(offered, 1),
         "click_to_next": click,
         "clicks_without_prefetched_item": sum(r["empty_clicks"] for r in results),
+        "requests_retried_after_idle_close": sum(r["retried"] for r in results),
         "rtt": {m: percentiles(v) for m, v in sorted(rtt.items())},
         "startup_to_first_item": percentiles([x for r in results for x in r["startup"]]),
         "server_cpu_ms_per_label": round(cpu_ms, 3) if cpu_ms is not None else None,
         "server_cpu_share": round((cpu1 - cpu0) / wall, 3),
+        # at this CPU per label, the labellers one whole core would serve (a projection)
+        "labellers_per_server_core": round(1000 / cpu_ms * args.pace) if cpu_ms else None,
         # the event loop's thread; the rest is aiosqlite's and gRPC's threads
         "server_main_thread_cpu_share": round((main1 - main0) / wall, 3),
         "database_cpu_ms_per_label": round((db1 - db0) * 1000 / acked, 3)
@@ -733,6 +751,7 @@ def main() -> None:
     if args.quick:
         args.steps, args.warmup, args.window, args.spread = "5,15", 2.0, 5.0, 1.0
         args.pace = min(args.pace, 1.0)
+        args.keep_going = True
     args.without = [w for w in args.without.split(",") if w]
     servers = [tuple(s.split("=", 1)) for s in args.servers.split(",") if s] or [("this", ".")]
     steps = [int(x) for x in args.steps.split(",")]
@@ -785,9 +804,10 @@ def main() -> None:
         {
             "command": "python -m bench.crowd " + " ".join(sys.argv[1:]),
             "conditions": (
-                "one server process and the simulator processes on the same 2 cores, shared "
-                "with other engineers' jobs (see load_average per step); loopback HTTP/1.1; "
-                "auth off"
+                "one server process and the simulator processes (at nice "
+                f"{os.environ.get('LABELGRID_CROWD_SIM_NICE', '10')}) on the same 2 cores, "
+                "shared with other engineers' jobs (see load_average per step); loopback "
+                "HTTP/1.1; auth off"
             ),
             "parameters": {k: v for k, v in vars(args).items()},
             "servers": {

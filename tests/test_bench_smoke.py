@@ -69,3 +69,20 @@ def test_soak_harness_short(tmp_path: Path, pg) -> None:
     assert results["labeller_errors"] == []
     assert set(results["events"]) >= {"queue_killed_s", "postgres_stopped_s"}
     assert not any(" INTERNAL" in status for status in results["statuses"])
+
+
+def test_crowd_harness_quick(tmp_path: Path, pg) -> None:
+    """A few browser-protocol labellers for seconds on both backends: labels acknowledged,
+    every one of them read back from the database, no errors, no item labelled twice."""
+    results = _run(tmp_path, "bench.crowd", "--quick")["crowd-quick"]
+    for backend in ("sqlite", "postgres"):
+        steps = results["backends"][backend]["steps"]
+        assert [s["labellers"] for s in steps] == [5, 15]
+        for s in steps:
+            assert s["labels"] > 0 and s["acknowledged_total"] >= s["labels"]
+            assert s["acknowledged_lost"] == 0
+            assert s["items_labelled_twice"] == 0
+            assert s["errors"] == {} and s["errors_outside_window"] == {}
+            assert s["server_cpu_ms_per_label"] > 0
+            assert s["rtt"]["Submit"]["n"] > 0 and s["progress_messages_per_s"] > 0
+        assert s["database_cpu_ms_per_label"] is not None or backend == "sqlite"
