@@ -277,6 +277,8 @@ class Page:
                 try:
                     await asyncio.wait_for(self.arrived.wait(), max(0.0, self.end - click))
                 except TimeoutError:
+                    if self.stats.inside(click):  # still waiting at the end: at least this
+                        self.stats.clicks.append(time.monotonic() - click)
                     return
             if self.stats.inside(click):
                 self.stats.clicks.append(time.monotonic() - click)
@@ -388,7 +390,8 @@ class Page:
 
     def _runs_due(self) -> None:
         self.runs_timer = None
-        self._spawn(self.fetch_runs())
+        if not self.stopping:
+            self._spawn(self.fetch_runs())
 
     async def fetch_runs(self) -> None:
         from labelgrid_proto.v1 import queue_pb2 as pb
