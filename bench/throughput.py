@@ -57,9 +57,18 @@ FULL = {
 # -- processes -------------------------------------------------------------------------------
 
 
-def start_queue(url: str, tmp: Path, python: str = sys.executable) -> tuple[subprocess.Popen, str]:
+def start_queue(
+    url: str,
+    tmp: Path,
+    python: str = sys.executable,
+    extra_args: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[subprocess.Popen, str]:
     """A `labelgrid queue serve` process; `python` may be another checkout's interpreter
-    (bench/server_ab.py runs two versions of the server under the same clients)."""
+    (bench/server_ab.py runs two versions of the server under the same clients);
+    `extra_args` such as `--web-address`, and `cwd` with a PYTHONPATH in `extra_env` to run
+    another source tree under this interpreter (bench/crowd.py)."""
     from labelgrid.stack import wait_serving
 
     port = free_port()
@@ -69,6 +78,7 @@ def start_queue(url: str, tmp: Path, python: str = sys.executable) -> tuple[subp
         "LABELGRID_MAX_LEASES_PER_WORKER": "100000",
         "LABELGRID_LOG_LEVEL": "WARNING",
         "LABELGRID_MAX_POP": "1000",
+        **(extra_env or {}),
     }
     log = open(tmp / f"queue-{port}.log", "wb")
     proc = subprocess.Popen(
@@ -82,12 +92,13 @@ def start_queue(url: str, tmp: Path, python: str = sys.executable) -> tuple[subp
             f"127.0.0.1:{port}",
             "--database-url",
             url,
+            *extra_args,
         ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         # another checkout's server runs from its own tree (its packages, not this one's)
-        cwd=None if python == sys.executable else Path(python).absolute().parents[2],
+        cwd=cwd or (None if python == sys.executable else Path(python).absolute().parents[2]),
     )
     wait_serving(f"127.0.0.1:{port}")
     return proc, f"127.0.0.1:{port}"

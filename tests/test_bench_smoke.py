@@ -90,3 +90,20 @@ def test_watchers_harness_quick(tmp_path: Path, pg) -> None:
         assert r["pairs"] > 0 and r["server_cpu_ms_per_change"] > 0
         total = [a + b for a, b in zip(r["deliveries"], r["deliveries_after_window"], strict=True)]
         assert all(n > 0 for n in total) == (r["watchers"] > 0), r
+
+
+def test_crowd_harness_quick(tmp_path: Path, pg) -> None:
+    """A few browser-protocol labellers for seconds on both backends: labels acknowledged,
+    every one of them read back from the database, no errors, no item labelled twice."""
+    results = _run(tmp_path, "bench.crowd", "--quick")["crowd-quick"]
+    for backend in ("sqlite", "postgres"):
+        steps = results["backends"][backend]["steps"]
+        assert [s["labellers"] for s in steps] == [5, 15]
+        for s in steps:
+            assert s["labels"] > 0 and s["acknowledged_total"] >= s["labels"]
+            assert s["acknowledged_lost"] == 0
+            assert s["items_labelled_twice"] == 0
+            assert s["errors"] == {} and s["errors_outside_window"] == {}
+            assert s["server_cpu_ms_per_label"] > 0
+            assert s["rtt"]["Submit"]["n"] > 0 and s["progress_messages_per_s"] > 0
+        assert s["database_cpu_ms_per_label"] is not None or backend == "sqlite"
