@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "queue_service.store",
             "queue_service.schema",
             "queue_service.db",
+            "queue_service.sqlite_driver",  # the SQLite adapter db.py builds engines with
             "queue_service.errors",
             "queue_service.consensus",
             "queue_service.principal",
