@@ -64,7 +64,7 @@ compose-down:
 
 test: $(STAMP) node-deps web-deps
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
 ## Benchmarks side by side with superintendent 0.6.0 (its own venv); writes bench/results/.
 bench: $(STAMP) $(PEER)/.installed
