@@ -8,7 +8,6 @@ the widget handles keys.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -21,22 +20,11 @@ import pytest
 from labelgrid import QueueClient
 from labelgrid.demo import seed_demo
 from labelgrid.stack import page_command
-from tests.conftest import IN_CI
+from tests.support.browser import ARTIFACTS, launch_chromium
 from tests.support.ports import free_port
 from tests.support.servers import ServiceProcess
 from tests.support.snapshot import query
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM = os.environ.get("LABELGRID_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 N_ITEMS = 50
 ANIMALS = ["cat", "dog", "bird"]
 
@@ -85,19 +73,7 @@ def page_server(service: ServiceProcess, tmp_path: Path, page_project: str) -> I
 
 @pytest.fixture
 def chromium() -> Iterator[Any]:
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail(f"Chromium is required under CI: {CHROMIUM} not found")
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    yield from launch_chromium()
 
 
 def _start(browser: Any, url: str, worker: str, width: int = 1000, enter: bool = False) -> Any:

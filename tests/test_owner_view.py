@@ -18,10 +18,9 @@ import pytest
 
 from labelgrid import QueueClient
 from labelgrid_proto.v1 import queue_pb2
-from tests.conftest import IN_CI
+from tests.support.browser import ARTIFACTS, launch_chromium
 from tests.support.crowd import PLAN_3, expected_buckets, expected_workers, label_by_plan
 from tests.support.servers import ServiceProcess
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.test_security import make_token
 from tests.test_webapp import Labeller, annotations, wait_for
 
@@ -32,17 +31,7 @@ RUNS = [(5, 0.41, 1), (10, 0.55, 2), (15, 0.62, 3)]  # (labels, score, model ver
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail(f"Chromium is required under CI: {CHROMIUM} not found")
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture

@@ -21,10 +21,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from labelgrid import QueueClient
 from labelgrid.demo import seed_demo
 from labelgrid_proto.v1 import arrays_pb2, queue_pb2
-from tests.conftest import IN_CI
+from tests.support.browser import ARTIFACTS, launch_chromium
 from tests.support.servers import ServiceProcess
 from tests.support.snapshot import query
-from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from tests.test_security import make_token
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -33,17 +32,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        if IN_CI:
-            pytest.fail(f"Chromium is required under CI: {CHROMIUM} not found")
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture
