@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, fields
 
 from labelgrid_serving.security import is_loopback
+from labelgrid_serving.settings import parse_env
 from queue_service.db import DEFAULT_DATABASE_URL
 
 
@@ -64,23 +65,9 @@ class Settings:
         for f in fields(cls):
             env = os.environ.get(f"LABELGRID_{f.name.upper()}")
             if env is not None:
-                values[f.name] = _parse(env, f.default, f.name)
+                values[f.name] = parse_env(env, f.default, f"LABELGRID_{f.name.upper()}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
-
-
-def _parse(text: str, default: object, name: str) -> object:
-    if isinstance(default, bool):
-        lowered = text.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off", ""):
-            return False
-        raise ValueError(f"LABELGRID_{name.upper()}={text!r} is not a boolean")
-    try:
-        return type(default)(text)
-    except ValueError:
-        raise ValueError(f"LABELGRID_{name.upper()}={text!r} is not a valid value") from None
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from labelgrid_serving.settings import parse_env
+
 ENV = {
     "address": "LABELGRID_TRAINER_ADDRESS",
     "queue_address": "LABELGRID_SERVER",
@@ -56,7 +58,7 @@ class TrainerSettings:
         for f in fields(cls):
             text = os.environ.get(ENV[f.name])
             if text is not None:
-                values[f.name] = _parse(text, f.default, ENV[f.name])
+                values[f.name] = parse_env(text, f.default, ENV[f.name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
@@ -68,17 +70,3 @@ class TrainerSettings:
             "tls_cert": self.queue_tls_cert or None,
             "tls_key": self.queue_tls_key or None,
         }
-
-
-def _parse(text: str, default: object, name: str) -> object:
-    if isinstance(default, bool):
-        lowered = text.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off", ""):
-            return False
-        raise ValueError(f"{name}={text!r} is not a boolean")
-    try:
-        return type(default)(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r} is not a valid value") from None
