@@ -136,41 +136,43 @@ class _Recorder(grpc.aio.ServerInterceptor):
         return handler
 
 
+class _Measured:
+    """What both wrappers account for a call: the in-flight gauge while it runs, and its
+    status and duration when it ends (CANCELLED when cancelled, else the context's code)."""
+
+    __slots__ = ("context", "gauge", "record", "started")
+
+    def __init__(self, context: grpc.aio.ServicerContext, record: Callable, gauge: Gauge) -> None:
+        self.context, self.record, self.gauge = context, record, gauge
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+        self.gauge.inc()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.gauge.dec()
+        if kind is None:
+            code = _code(self.context, grpc.StatusCode.OK)
+        elif issubclass(kind, asyncio.CancelledError):
+            code = grpc.StatusCode.CANCELLED
+        else:
+            code = _code(self.context, grpc.StatusCode.UNKNOWN)
+        self.record(code, self.started)
+
+
 def _wrap(behavior: Callable, record: Callable, gauge: Gauge) -> Callable:
     if inspect.isasyncgenfunction(behavior):
 
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started, code = time.perf_counter(), None
-            gauge.inc()
-            try:
+            with _Measured(context, record, gauge):
                 async for message in behavior(request, context):
                     yield message
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except BaseException:
-                code = _code(context, grpc.StatusCode.UNKNOWN)
-                raise
-            finally:
-                gauge.dec()
-                record(code or _code(context, grpc.StatusCode.OK), started)
 
         return stream
 
     async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        started, code = time.perf_counter(), None
-        gauge.inc()
-        try:
+        with _Measured(context, record, gauge):
             result = behavior(request, context)
             return await result if inspect.isawaitable(result) else result
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except BaseException:
-            code = _code(context, grpc.StatusCode.UNKNOWN)
-            raise
-        finally:
-            gauge.dec()
-            record(code or _code(context, grpc.StatusCode.OK), started)
 
     return call
