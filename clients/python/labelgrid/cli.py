@@ -343,6 +343,19 @@ def _stack(args: argparse.Namespace) -> int:
     )
 
 
+def _security_flags(parser: argparse.ArgumentParser, auth_help: str) -> None:
+    """The flags both servers take alike (labelgrid_serving.security reads them)."""
+    parser.add_argument("--auth", action="store_true", help=auth_help)
+    parser.add_argument(
+        "--insecure-no-auth", action="store_true", help="allow a non-loopback address without auth"
+    )
+    parser.add_argument("--tls-cert", help="PEM certificate chain (env LABELGRID_TLS_CERT)")
+    parser.add_argument("--tls-key", help="PEM private key (env LABELGRID_TLS_KEY)")
+    parser.add_argument(
+        "--tls-client-ca", help="require client certificates signed by this CA (PEM)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labelgrid", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -366,17 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="largest message accepted (env LABELGRID_MAX_MESSAGE_BYTES)",
     )
-    serve.add_argument(
-        "--auth", action="store_true", help="require API tokens (env LABELGRID_AUTH=true)"
-    )
-    serve.add_argument(
-        "--insecure-no-auth", action="store_true", help="allow a non-loopback address without auth"
-    )
-    serve.add_argument("--tls-cert", help="PEM certificate chain (env LABELGRID_TLS_CERT)")
-    serve.add_argument("--tls-key", help="PEM private key (env LABELGRID_TLS_KEY)")
-    serve.add_argument(
-        "--tls-client-ca", help="require client certificates signed by this CA (PEM)"
-    )
+    _security_flags(serve, "require API tokens (env LABELGRID_AUTH=true)")
     serve.add_argument(
         "--metrics-address",
         help="serve Prometheus metrics over HTTP on HOST:PORT (env LABELGRID_METRICS_ADDRESS)",
@@ -418,18 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     tserve.add_argument(
         "--queue", help="the queue service's HOST:PORT (env LABELGRID_SERVER; 127.0.0.1:50051)"
     )
-    tserve.add_argument(
-        "--auth",
-        action="store_true",
-        help="require API tokens, checked with the queue service (env LABELGRID_AUTH=true)",
-    )
-    tserve.add_argument(
-        "--insecure-no-auth", action="store_true", help="allow a non-loopback address without auth"
-    )
-    tserve.add_argument("--tls-cert", help="PEM certificate chain (env LABELGRID_TLS_CERT)")
-    tserve.add_argument("--tls-key", help="PEM private key (env LABELGRID_TLS_KEY)")
-    tserve.add_argument(
-        "--tls-client-ca", help="require client certificates signed by this CA (PEM)"
+    _security_flags(
+        tserve, "require API tokens, checked with the queue service (env LABELGRID_AUTH=true)"
     )
     tserve.add_argument(
         "--queue-tls-ca", help="CA of the queue service's certificate (env LABELGRID_QUEUE_TLS_CA)"
