@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 #: Where results go; LABELGRID_BENCH_RESULTS redirects them (the CI smoke run uses a
 #: temporary folder so it never overwrites the recorded figures).
 RESULTS = Path(os.environ.get("LABELGRID_BENCH_RESULTS", Path(__file__).parent / "results"))
@@ -112,3 +114,17 @@ def sqlite_queue(tmp: str | Path, address: str, db: str = "bench.db") -> Iterato
     finally:
         queue.terminate()
         queue.wait(30)
+
+
+def percentiles(values: list[float]) -> dict[str, float | int | None]:
+    """Latencies in seconds as n, p50/p95/p99 and max in ms (None when there are none)."""
+    if not values:
+        return {"n": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    a = np.asarray(values) * 1000
+    return {
+        "n": len(values),
+        "p50_ms": round(float(np.percentile(a, 50)), 2),
+        "p95_ms": round(float(np.percentile(a, 95)), 2),
+        "p99_ms": round(float(np.percentile(a, 99)), 2),
+        "max_ms": round(float(a.max()), 1),
+    }

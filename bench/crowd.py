@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import write
+from bench.common import percentiles, write
 from bench.throughput import start_queue
 from tests.support.ports import free_port
 
@@ -485,19 +485,6 @@ def status_mb(pid: int, field: str) -> float:
 
 def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-
-
-def percentiles(values: list[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"n": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
-    a = np.asarray(values) * 1000
-    return {
-        "n": len(values),
-        "p50_ms": round(float(np.percentile(a, 50)), 2),
-        "p95_ms": round(float(np.percentile(a, 95)), 2),
-        "p99_ms": round(float(np.percentile(a, 99)), 2),
-        "max_ms": round(float(a.max()), 1),
-    }
 
 
 def _wait_http(base: str, timeout: float = 60) -> None:

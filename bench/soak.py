@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import status_mb, write
+from bench.common import percentiles, status_mb, write
 from tests.support.ports import free_port
 
 RETRY = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"}
@@ -55,19 +55,6 @@ def proc_stats(pid: int) -> dict[str, float]:
     """Resident memory (MB) and open file descriptors of a process."""
     rss = status_mb("VmRSS", pid) or 0.0
     return {"rss_mb": round(rss, 1), "open_fds": len(os.listdir(f"/proc/{pid}/fd"))}
-
-
-def percentiles(values: list[float]) -> dict[str, float | int]:
-    if not values:
-        return {"n": 0}
-    a = np.asarray(values) * 1000
-    return {
-        "n": len(values),
-        "p50_ms": round(float(np.percentile(a, 50)), 2),
-        "p95_ms": round(float(np.percentile(a, 95)), 2),
-        "p99_ms": round(float(np.percentile(a, 99)), 2),
-        "max_ms": round(float(a.max()), 1),
-    }
 
 
 class Service:

@@ -57,6 +57,14 @@ FULL = {
 # -- processes -------------------------------------------------------------------------------
 
 
+#: The service's settings for the throughput runs: a pool for 128 labellers, no lease cap.
+TUNED_ENV = {
+    "LABELGRID_DB_POOL_SIZE": "40",
+    "LABELGRID_MAX_LEASES_PER_WORKER": "100000",
+    "LABELGRID_MAX_POP": "1000",
+}
+
+
 def start_queue(
     url: str,
     tmp: Path,
@@ -64,22 +72,18 @@ def start_queue(
     extra_args: tuple[str, ...] = (),
     extra_env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    tuned: bool = True,
 ) -> tuple[subprocess.Popen, str]:
     """A `labelgrid queue serve` process; `python` may be another checkout's interpreter
     (bench/server_ab.py runs two versions of the server under the same clients);
     `extra_args` such as `--web-address`, and `cwd` with a PYTHONPATH in `extra_env` to run
-    another source tree under this interpreter (bench/crowd.py)."""
+    another source tree under this interpreter (bench/crowd.py); `tuned=False` keeps the
+    service's default pool and limits (bench/watchers.py measures those)."""
     from labelgrid.stack import wait_serving
 
     port = free_port()
-    env = {
-        **os.environ,
-        "LABELGRID_DB_POOL_SIZE": "40",
-        "LABELGRID_MAX_LEASES_PER_WORKER": "100000",
-        "LABELGRID_LOG_LEVEL": "WARNING",
-        "LABELGRID_MAX_POP": "1000",
-        **(extra_env or {}),
-    }
+    env = {**os.environ, **(TUNED_ENV if tuned else {}), "LABELGRID_LOG_LEVEL": "WARNING"}
+    env.update(extra_env or {})
     log = open(tmp / f"queue-{port}.log", "wb")
     proc = subprocess.Popen(
         [

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import write
+from bench.throughput import start_queue
 from tests.support.ports import free_port
 
 QUICK = {"watchers": [0, 5], "items": 2000, "seconds": 1.0, "idle": 0.5}
@@ -80,31 +81,11 @@ class Server:
 
 
 def start_server(url: str, tmp: Path) -> Server:
-    from labelgrid.stack import wait_serving
-
-    port, web = free_port(), free_port()
-    env = {**os.environ, "LABELGRID_LOG_LEVEL": "WARNING"}
-    log = open(tmp / f"queue-{port}.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "labelgrid.cli",
-            "queue",
-            "serve",
-            "--address",
-            f"127.0.0.1:{port}",
-            "--web-address",
-            f"127.0.0.1:{web}",
-            "--database-url",
-            url,
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    web = free_port()
+    proc, address = start_queue(
+        url, tmp, extra_args=("--web-address", f"127.0.0.1:{web}"), tuned=False
     )
-    wait_serving(f"127.0.0.1:{port}")
-    return Server(proc, f"127.0.0.1:{port}", f"http://127.0.0.1:{web}")
+    return Server(proc, address, f"http://127.0.0.1:{web}")
 
 
 # -- the watchers (one process per replica) --------------------------------------------------
