@@ -11,13 +11,17 @@ Connect protocol in its binary encoding (`application/proto`; streams
 `accept-encoding` a browser sends:
 
 - on start: GetProject, ListLeases (its own live leases), Pop(n = 2 - those), then
-  WatchProgress (a server stream, open the whole time) and ListTrainingRuns;
+  WatchProgress (a server stream, open the whole time), whose first message makes it
+  ask ListTrainingRuns;
 - one label every `--pace` seconds on average (uniform 0.5-1.5 x pace, counted from when the
   item is on screen): the click shows the prefetched item at once if one is held, and queues
   Submit(pop_next) then a refill Pop if fewer than 2 leases are held, one step after another
   (the page's `serial` chain);
-- on each progress message whose last_annotation_id moved, ListTrainingRuns at most every
-  3 s (the page's `lookForRuns`), and every 10 s regardless.
+- WatchProgress with its worker id (its own count, not the crowd's); ListTrainingRuns when
+  a message's last_training_run_id differs from what the last fetch saw, at most every 3 s
+  (the page's `lookForRuns`). A stand-in trainer records a training run every
+  `--record-runs-every` seconds (30; over gRPC, as the trainer service does), so every page
+  fetches the runs once per run.
 
 Click-to-next-item is the time from the click to having the next item to show: zero when the
 prefetched item is there, else until the Submit's next (or the refill) arrives. The Submit
@@ -42,6 +46,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -59,7 +64,7 @@ PROJECT = "crowd"
 OPTIONS = [str(i) for i in range(10)]
 DEPTH = 2  # leases a page holds: the item shown and one prefetched (main.ts DEPTH)
 RUNS_EVERY = 3.0  # main.ts RUNS_EVERY_MS
-RUNS_INTERVAL = 10.0  # main.ts: a look every 10 s regardless
+RUNS_SPREAD = 2.0  # main.ts RUNS_SPREAD_MS
 # What Chromium's fetch sends; the server then gzips unary replies, as it does for a browser.
 UNARY_HEADERS = {
     "content-type": "application/proto",
@@ -143,7 +148,8 @@ class Page:
         self.refilling: asyncio.Task | None = None
         self.runs_at = 0.0
         self.runs_timer: asyncio.TimerHandle | None = None
-        self.last_annotation: int | None = None
+        self.runs_known = -1  # main.ts runsKnown: the newest run id the last fetch saw
+        self.last_run = -1  # the newest run id progress told of
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
 
@@ -230,9 +236,6 @@ class Page:
                 self.stats.startup.append(time.monotonic() - t)
             if "watch" not in self.without:
                 self._spawn(self.watch())
-            if "runs" not in self.without:
-                self._spawn(self.fetch_runs())
-                self._spawn(self.runs_every())
             try:
                 await self.label()
             finally:
@@ -339,7 +342,8 @@ class Page:
 
         from labelgrid_proto.v1 import queue_pb2 as pb
 
-        body = pb.WatchProgressRequest(project=PROJECT).SerializeToString()
+        request = pb.WatchProgressRequest(project=PROJECT, worker_id=self.worker)
+        body = request.SerializeToString()
         envelope = b"\x00" + len(body).to_bytes(4, "big") + body
         while True:
             t = time.monotonic()
@@ -369,23 +373,22 @@ class Page:
             await asyncio.sleep(2.0)
 
     def on_progress(self, progress: Any, size: int) -> None:
-        # The page also finds its own count in progress.workers; the simulator does not
-        # (an O(N) loop per message per page, which a browser does on its own machine).
         now = time.monotonic()
         if self.stats.inside(now):
             self.stats.progress_messages += 1
             self.stats.progress_bytes += size
         if self.shown is None and not self.held and progress.available > 0:
             self._spawn(self.refill())
-        last = progress.last_annotation_id
-        if self.last_annotation is not None and last != self.last_annotation:
+        self.last_run = progress.last_training_run_id
+        if self.last_run != self.runs_known:  # a run was recorded since the last fetch
             self.look_for_runs()
-        self.last_annotation = last
 
     def look_for_runs(self) -> None:
         if self.runs_timer is not None or "runs" in self.without:
             return
-        wait = max(0.0, self.runs_at + RUNS_EVERY - time.monotonic())
+        # a new run reaches every page at once: spread their fetches over RUNS_SPREAD
+        spread = self.rng.uniform(0, RUNS_SPREAD) if self.runs_known >= 0 else 0.0
+        wait = max(spread, self.runs_at + RUNS_EVERY - time.monotonic())
         self.runs_timer = asyncio.get_running_loop().call_later(wait, self._runs_due)
 
     def _runs_due(self) -> None:
@@ -397,6 +400,7 @@ class Page:
         from labelgrid_proto.v1 import queue_pb2 as pb
 
         self.runs_at = time.monotonic()
+        wanted = self.last_run
         try:
             await self.call(
                 "ListTrainingRuns",
@@ -404,13 +408,8 @@ class Page:
                 pb.ListTrainingRunsResponse,
             )
         except Failed:
-            pass
-
-    async def runs_every(self) -> None:
-        while True:
-            await asyncio.sleep(RUNS_INTERVAL)
-            if time.monotonic() - self.runs_at > RUNS_INTERVAL:
-                self.look_for_runs()
+            return
+        self.runs_known = wanted
 
 
 def _simulator(
@@ -515,6 +514,23 @@ def _stored(url: str, pg: Any) -> dict[int, list[str]]:
     return out
 
 
+def _record_runs(address: str, every: float, stop: threading.Event) -> None:
+    """A trainer's RecordTrainingRun every `every` seconds (0: none) until `stop`."""
+    from labelgrid.client import QueueClient
+    from labelgrid_proto.v1 import queue_pb2 as pb
+
+    if every <= 0:
+        return
+    with QueueClient(address, timeout=60) as client:
+        version = 0
+        while not stop.wait(every):
+            version += 1
+            run = pb.TrainingRun(
+                status="ok", message="crowd", n_labels=version, model_version=version
+            )
+            client.stub.RecordTrainingRun(pb.RecordTrainingRunRequest(project=PROJECT, run=run))
+
+
 def run_step(
     backend: str, n: int, args: argparse.Namespace, tmp: Path, pg: Any, server: tuple[str, str]
 ) -> dict[str, Any]:
@@ -566,6 +582,11 @@ def run_step(
         for _ in sims:
             go.put((start, measure_from, measure_to))
         load_start = loadavg()
+        trainer_stop = threading.Event()
+        trainer = threading.Thread(
+            target=_record_runs, args=(address, args.record_runs_every, trainer_stop), daemon=True
+        )
+        trainer.start()
 
         pg_root = pg.proc.pid if pg is not None and backend == "postgres" else None
         rss: list[float] = []
@@ -610,6 +631,8 @@ def run_step(
         )
         hwm = status_mb(proc.pid, "VmHWM")
         results = [out.get(timeout=300) for _ in sims]
+        trainer_stop.set()
+        trainer.join(30)
         if spy is not None:
             spy.wait(60)
         for p in sims:
@@ -719,6 +742,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--window", type=float, default=30.0, help="measured seconds per step")
     parser.add_argument("--target-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--record-runs-every",
+        type=float,
+        default=30.0,
+        help="seconds between the stand-in trainer's RecordTrainingRun calls (0: none)",
+    )
     parser.add_argument("--pool-size", type=int, default=40, help="LABELGRID_DB_POOL_SIZE")
     parser.add_argument("--sim-processes", type=int, default=0, help="0: one per 400 labellers")
     parser.add_argument(
@@ -741,6 +770,7 @@ def main() -> None:
     if args.quick:
         args.steps, args.warmup, args.window, args.spread = "5,15", 2.0, 5.0, 1.0
         args.pace = min(args.pace, 1.0)
+        args.record_runs_every = min(args.record_runs_every, 3.0) or 0.0
         args.keep_going = True
     args.without = [w for w in args.without.split(",") if w]
     servers = [tuple(s.split("=", 1)) for s in args.servers.split(",") if s] or [("this", ".")]

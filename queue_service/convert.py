@@ -272,6 +272,7 @@ def progress(row: ProgressRow) -> queue_pb2.Progress:
         annotations=row.annotations,
         in_review=row.in_review,
         worker_stats=worker_stats(row.worker_stats),
+        last_training_run_id=row.last_training_run_id,
     )
 
 

@@ -29,7 +29,7 @@ from queue_service.errors import (
 from queue_service.notify import ChangeNotifier
 from queue_service.schema import UNRANKED
 from queue_service.store import AnnotationRow, InputRow, ProjectRow, RowBlock, Store, failures
-from queue_service.watch import Fanout
+from queue_service.watch import Fanout, ProgressViews
 
 log = logging.getLogger("labelgrid.queue")
 
@@ -528,16 +528,20 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             row.worker_stats = await asyncio.to_thread(crowd.worker_report, project, votes)
         return queue_pb2.GetProgressResponse(progress=convert.progress(row))
 
-    async def _read_progress(self, project: ProjectRow) -> queue_pb2.WatchProgressResponse:
-        progress = convert.progress(await self.store.progress(project))
-        return queue_pb2.WatchProgressResponse(progress=progress)  # one message for every stream
+    async def _read_progress(self, project: ProjectRow) -> ProgressViews:
+        row = await self.store.progress(project)
+        full = queue_pb2.WatchProgressResponse(progress=convert.progress(row))
+        return ProgressViews(full, row.workers)  # built once for every stream
 
     @streaming
     async def WatchProgress(self, request, context):
         project = await self._project(request.project)
-        async with contextlib.aclosing(self.progress.watch(project.id, project)) as replies:
-            async for reply in replies:
-                yield reply
+        worker = request.worker_id
+        if worker:
+            _need(worker, "worker_id")
+        async with contextlib.aclosing(self.progress.watch(project.id, project)) as views:
+            async for view in views:
+                yield view.for_worker(worker)
 
     @streaming
     async def ExportLabels(self, request, context):
@@ -576,6 +580,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     async def RecordTrainingRun(self, request, context):
         project = await self._project(request.project)
         run_id = await self.store.record_run(project, convert.training_run_row(request.run))
+        self.notifier.notify(project.id)  # pages see the new run through their progress
         return queue_pb2.RecordTrainingRunResponse(id=run_id)
 
     @unary

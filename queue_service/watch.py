@@ -158,3 +158,33 @@ def _retrieve(future: asyncio.Future) -> None:
     if not future.cancelled():
         with contextlib.suppress(BaseException):
             future.exception()
+
+
+class ProgressViews:
+    """One project's progress as every watcher is sent it: the whole message (every worker's
+    count) for those that ask for it, and for a labeller's page the message without the
+    crowd plus that labeller's own count, so what a page receives stays small however many
+    others label. Built once per value and shared; equal when the progress is."""
+
+    __slots__ = ("_brief", "_counts", "full")
+
+    def __init__(self, full: Any, counts: dict[str, int]) -> None:
+        self.full = full
+        self._counts = counts
+        self._brief = type(full)()
+        self._brief.CopyFrom(full)
+        del self._brief.progress.workers[:]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProgressViews) and self.full == other.full
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def for_worker(self, worker_id: str) -> Any:
+        """The message for `worker_id`'s page (the whole one when no worker is named)."""
+        if not worker_id:
+            return self.full
+        reply = type(self.full)()
+        reply.CopyFrom(self._brief)
+        reply.progress.workers.add(worker_id=worker_id, labelled=self._counts.get(worker_id, 0))
+        return reply

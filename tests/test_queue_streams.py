@@ -58,3 +58,51 @@ def test_watch_progress_sends_changes(client: QueueClient, project_name: str) ->
         pass
     assert progress.labelled == 1 and progress.fraction == 0.5
     stream.cancel()
+
+
+def _next_where(received: queue.Queue, test) -> queue_pb2.Progress:
+    while not test(progress := received.get(timeout=10).progress):
+        pass
+    return progress
+
+
+def test_watch_progress_for_one_worker_and_new_training_runs(
+    client: QueueClient, project_name: str
+) -> None:
+    """A labeller's page asks with its worker id: it gets its own count only (0 before its
+    first label), while a watcher without one still gets every worker's; a recorded training
+    run reaches both as a new last_training_run_id."""
+    client.create_project(project_name, ["a"])
+    client.add_features(project_name, ["x", "y", "z"])
+    mine: queue.Queue = queue.Queue()
+    everyone: queue.Queue = queue.Queue()
+    own = client.stub.WatchProgress(
+        queue_pb2.WatchProgressRequest(project=project_name, worker_id="ann")
+    )
+    full = client.stub.WatchProgress(queue_pb2.WatchProgressRequest(project=project_name))
+    _drain_into(own, mine)
+    _drain_into(full, everyone)
+    first = mine.get(timeout=10).progress
+    assert [(w.worker_id, w.labelled) for w in first.workers] == [("ann", 0)]
+    assert first.last_training_run_id == 0
+    for worker, n in (("bob", 2), ("ann", 1)):
+        for item in client.pop(project_name, worker, n=n):
+            client.submit(project_name, item, "a", worker)
+    seen = _next_where(mine, lambda p: p.labelled == 3)
+    assert [(w.worker_id, w.labelled) for w in seen.workers] == [("ann", 1)]
+    assert seen.annotations == 3 and seen.available == 0
+    whole = _next_where(everyone, lambda p: p.labelled == 3)
+    assert [(w.worker_id, w.labelled) for w in whole.workers] == [("ann", 1), ("bob", 2)]
+    run = queue_pb2.TrainingRun(status="ok", message="", n_labels=3, model_version=1)
+    recorded = client.stub.RecordTrainingRun(
+        queue_pb2.RecordTrainingRunRequest(project=project_name, run=run)
+    ).id
+    assert recorded > 0
+    assert _next_where(mine, lambda p: p.last_training_run_id != 0).last_training_run_id == (
+        recorded
+    )
+    assert _next_where(everyone, lambda p: p.last_training_run_id != 0).last_training_run_id == (
+        recorded
+    )
+    own.cancel()
+    full.cancel()

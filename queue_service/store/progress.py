@@ -34,7 +34,6 @@ class Progress:
             for text, n in await conn.execute(self.q.label_counts, params):
                 for label in json.loads(text):
                     out.labels[label] = out.labels.get(label, 0) + n
-            out.last_annotation_id = (
-                await conn.execute(self.q.last_annotation, params)
-            ).scalar_one()
+            last = (await conn.execute(self.q.last_ids, params)).one()
+            out.last_annotation_id, out.last_training_run_id = last
         return out

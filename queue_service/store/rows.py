@@ -151,6 +151,7 @@ class ProgressRow:
     annotations: int = 0
     in_review: int = 0
     worker_stats: list = field(default_factory=list)
+    last_training_run_id: int = 0
 
 
 @dataclass

@@ -192,8 +192,11 @@ class AsyncQueueClient:
         )
         return reply.progress
 
-    async def watch_progress(self, project: str) -> AsyncIterator[queue_pb2.Progress]:
-        async for reply in self.stub.WatchProgress(
-            queue_pb2.WatchProgressRequest(project=project), metadata=self.metadata
-        ):
+    async def watch_progress(
+        self, project: str, worker_id: str = ""
+    ) -> AsyncIterator[queue_pb2.Progress]:
+        """Progress now and at each change; with `worker_id`, `workers` holds only that
+        worker's count (what a labeller's view needs, small however large the crowd)."""
+        request = queue_pb2.WatchProgressRequest(project=project, worker_id=worker_id)
+        async for reply in self.stub.WatchProgress(request, metadata=self.metadata):
             yield reply.progress

@@ -51,8 +51,12 @@ let refilling: Promise<void> | null = null;
 let watchAbort: AbortController | null = null;
 let lastProgress: Progress | null = null;
 let runsFetchedAt = 0;
+// the newest training run's id as of the last ListTrainingRuns (-1: not asked yet)
+let runsKnown = -1n;
 let runsTimer: number | undefined;
 const RUNS_EVERY_MS = 3000;
+// a new run reaches every open page at once: each asks within this spread, not all together
+const RUNS_SPREAD_MS = 2000;
 let latestRun: TrainingRun | null = null;
 
 // what the tests read
@@ -515,11 +519,12 @@ function showModel(): void {
   el.model.dataset.score = run.score !== undefined ? String(run.score) : "";
 }
 
-/** Look for a new training run soon: at once, or when RUNS_EVERY_MS have passed since the
- * last look (progress changes with every label; the trainer records a run after some). */
+/** Fetch the training runs soon: at once, or when RUNS_EVERY_MS have passed since the last
+ * look (progress tells the newest run's id, so the page asks only when there is a new one). */
 function lookForRuns(): void {
   if (runsTimer !== undefined) return;
-  const wait = Math.max(0, runsFetchedAt + RUNS_EVERY_MS - Date.now());
+  const spread = runsKnown < 0n ? 0 : Math.random() * RUNS_SPREAD_MS; // the first look at once
+  const wait = Math.max(spread, runsFetchedAt + RUNS_EVERY_MS - Date.now());
   runsTimer = window.setTimeout(() => {
     runsTimer = undefined;
     void fetchRuns().catch(() => undefined);
@@ -528,13 +533,14 @@ function lookForRuns(): void {
 
 async function fetchRuns(): Promise<void> {
   runsFetchedAt = Date.now();
+  const wanted = lastProgress?.lastTrainingRunId ?? -1n;
   const reply = await client.listTrainingRuns({ project: projectName });
+  runsKnown = wanted;
   latestRun = reply.runs.at(-1) ?? null;
   showModel();
 }
 
 function showProgress(p: Progress): void {
-  const before = lastProgress;
   lastProgress = p;
   const total = Number(p.total);
   const labelled = Number(p.labelled);
@@ -548,16 +554,17 @@ function showProgress(p: Progress): void {
   el.mine.textContent = `You: ${mine} label${mine === 1n ? "" : "s"}`;
   el.mine.dataset.count = String(mine);
   if (!shown && !held.length && p.available > 0n) void refill().catch(showError);
-  // new labels make the trainer run: look for a new run
-  if (before && before.lastAnnotationId !== p.lastAnnotationId) lookForRuns();
+  // the trainer recorded a run since the page last asked
+  if (p.lastTrainingRunId !== runsKnown) lookForRuns();
 }
 
 async function watchProgress(): Promise<void> {
+  watchAbort?.abort(); // a new name: the stream asks for this worker's count, not the last one's
   for (;;) {
     const abort = new AbortController();
     watchAbort = abort;
     try {
-      for await (const reply of client.watchProgress({ project: projectName }, { signal: abort.signal })) {
+      for await (const reply of client.watchProgress({ project: projectName, workerId: worker }, { signal: abort.signal })) {
         if (reply.progress) showProgress(reply.progress);
       }
     } catch (err) {
@@ -694,13 +701,11 @@ async function start(): Promise<void> {
     showError(err);
   }
   if (!shown) display(null);
-  void watchProgress();
-  void fetchRuns().catch(() => undefined);
+  void watchProgress(); // its first message has the newest run's id: the page asks for it
   if (started) return; // a change of name starts again: one timer is enough
   started = true;
   setInterval(() => {
     showModel(); // "trained … ago" moves on
-    if (Date.now() - runsFetchedAt > 10000) lookForRuns();
   }, 10000);
 }
 

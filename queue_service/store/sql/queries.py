@@ -326,8 +326,10 @@ class ReadQueries:
         self.label_counts = text(
             "SELECT labels, COUNT(*) FROM annotations WHERE project_id = :p GROUP BY labels"
         )
-        self.last_annotation = text(
-            "SELECT COALESCE(MAX(id), 0) FROM annotations WHERE project_id = :p"
+        # the newest annotation and training run, in one round trip
+        self.last_ids = text(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM annotations WHERE project_id = :p), "
+            "(SELECT COALESCE(MAX(id), 0) FROM training_runs WHERE project_id = :p)"
         )
 
 

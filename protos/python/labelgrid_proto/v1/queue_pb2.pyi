@@ -382,7 +382,7 @@ class LabelCount(_message.Message):
     def __init__(self, label: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("total", "labelled", "leased", "available", "fraction", "workers", "labels", "last_annotation_id", "annotations", "in_review", "worker_stats")
+    __slots__ = ("total", "labelled", "leased", "available", "fraction", "workers", "labels", "last_annotation_id", "annotations", "in_review", "worker_stats", "last_training_run_id")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     LABELLED_FIELD_NUMBER: _ClassVar[int]
     LEASED_FIELD_NUMBER: _ClassVar[int]
@@ -394,6 +394,7 @@ class Progress(_message.Message):
     ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
     IN_REVIEW_FIELD_NUMBER: _ClassVar[int]
     WORKER_STATS_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRAINING_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     total: int
     labelled: int
     leased: int
@@ -405,7 +406,8 @@ class Progress(_message.Message):
     annotations: int
     in_review: int
     worker_stats: _containers.RepeatedCompositeFieldContainer[WorkerStats]
-    def __init__(self, total: _Optional[int] = ..., labelled: _Optional[int] = ..., leased: _Optional[int] = ..., available: _Optional[int] = ..., fraction: _Optional[float] = ..., workers: _Optional[_Iterable[_Union[WorkerCount, _Mapping]]] = ..., labels: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., last_annotation_id: _Optional[int] = ..., annotations: _Optional[int] = ..., in_review: _Optional[int] = ..., worker_stats: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ...) -> None: ...
+    last_training_run_id: int
+    def __init__(self, total: _Optional[int] = ..., labelled: _Optional[int] = ..., leased: _Optional[int] = ..., available: _Optional[int] = ..., fraction: _Optional[float] = ..., workers: _Optional[_Iterable[_Union[WorkerCount, _Mapping]]] = ..., labels: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., last_annotation_id: _Optional[int] = ..., annotations: _Optional[int] = ..., in_review: _Optional[int] = ..., worker_stats: _Optional[_Iterable[_Union[WorkerStats, _Mapping]]] = ..., last_training_run_id: _Optional[int] = ...) -> None: ...
 
 class WorkerStats(_message.Message):
     __slots__ = ("worker_id", "labels", "agreement_with_consensus", "compared", "seconds_per_label")
@@ -428,10 +430,12 @@ class GetProgressResponse(_message.Message):
     def __init__(self, progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
 
 class WatchProgressRequest(_message.Message):
-    __slots__ = ("project",)
+    __slots__ = ("project", "worker_id")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     project: str
-    def __init__(self, project: _Optional[str] = ...) -> None: ...
+    worker_id: str
+    def __init__(self, project: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class WatchProgressResponse(_message.Message):
     __slots__ = ("progress",)
