@@ -150,6 +150,7 @@ class Page:
         self.runs_timer: asyncio.TimerHandle | None = None
         self.runs_known = -1  # main.ts runsKnown: the newest run id the last fetch saw
         self.last_run = -1  # the newest run id progress told of
+        self.runs_asking = False  # a ListTrainingRuns in flight
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
 
@@ -384,7 +385,7 @@ class Page:
             self.look_for_runs()
 
     def look_for_runs(self) -> None:
-        if self.runs_timer is not None or "runs" in self.without:
+        if self.runs_timer is not None or self.runs_asking or "runs" in self.without:
             return
         # a new run reaches every page at once: spread their fetches over RUNS_SPREAD
         spread = self.rng.uniform(0, RUNS_SPREAD) if self.runs_known >= 0 else 0.0
@@ -401,15 +402,20 @@ class Page:
 
         self.runs_at = time.monotonic()
         wanted = self.last_run
+        self.runs_asking = True
         try:
             await self.call(
                 "ListTrainingRuns",
                 pb.ListTrainingRunsRequest(project=PROJECT),
                 pb.ListTrainingRunsResponse,
             )
+            self.runs_known = wanted
         except Failed:
-            return
-        self.runs_known = wanted
+            pass
+        finally:
+            self.runs_asking = False
+        if self.last_run != self.runs_known and not self.stopping:
+            self.look_for_runs()  # a run recorded while it asked
 
 
 def _simulator(

@@ -34,6 +34,7 @@ def _queue_serve(args: argparse.Namespace) -> int:
     from queue_service.server import serve
 
     logs.configure(args.log_level)
+    from labelgrid_serving import loop as serving_loop
     from labelgrid_serving.security import ConfigError
 
     settings = Settings.from_env(
@@ -49,7 +50,7 @@ def _queue_serve(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
     )
     try:
-        asyncio.run(serve(settings))
+        serving_loop.run(serve(settings))
     except ConfigError as exc:
         print(f"labelgrid: {exc}", file=sys.stderr)
         return 2
@@ -120,6 +121,7 @@ def _token(args: argparse.Namespace) -> int:
 
 @needs("trainer")
 def _trainer_serve(args: argparse.Namespace) -> int:
+    from labelgrid_serving import loop as serving_loop
     from labelgrid_serving.security import ConfigError
     from queue_service import logs
     from trainer_service.config import TrainerSettings
@@ -141,7 +143,7 @@ def _trainer_serve(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
     )
     try:
-        asyncio.run(serve(settings, jobs=jobs))
+        serving_loop.run(serve(settings, jobs=jobs))
     except ConfigError as exc:
         print(f"labelgrid: {exc}", file=sys.stderr)
         return 2

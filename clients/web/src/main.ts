@@ -53,6 +53,7 @@ let lastProgress: Progress | null = null;
 let runsFetchedAt = 0;
 // the newest training run's id as of the last ListTrainingRuns (-1: not asked yet)
 let runsKnown = -1n;
+let runsAsking = false; // a ListTrainingRuns in flight: the next look waits for its answer
 let runsTimer: number | undefined;
 const RUNS_EVERY_MS = 3000;
 // a new run reaches every open page at once: each asks within this spread, not all together
@@ -522,7 +523,7 @@ function showModel(): void {
 /** Fetch the training runs soon: at once, or when RUNS_EVERY_MS have passed since the last
  * look (progress tells the newest run's id, so the page asks only when there is a new one). */
 function lookForRuns(): void {
-  if (runsTimer !== undefined) return;
+  if (runsTimer !== undefined || runsAsking) return;
   const spread = runsKnown < 0n ? 0 : Math.random() * RUNS_SPREAD_MS; // the first look at once
   const wait = Math.max(spread, runsFetchedAt + RUNS_EVERY_MS - Date.now());
   runsTimer = window.setTimeout(() => {
@@ -534,10 +535,17 @@ function lookForRuns(): void {
 async function fetchRuns(): Promise<void> {
   runsFetchedAt = Date.now();
   const wanted = lastProgress?.lastTrainingRunId ?? -1n;
-  const reply = await client.listTrainingRuns({ project: projectName });
-  runsKnown = wanted;
-  latestRun = reply.runs.at(-1) ?? null;
-  showModel();
+  runsAsking = true;
+  try {
+    const reply = await client.listTrainingRuns({ project: projectName });
+    runsKnown = wanted;
+    latestRun = reply.runs.at(-1) ?? null;
+    showModel();
+  } finally {
+    runsAsking = false;
+    // a run recorded while the page asked: look again (after RUNS_EVERY_MS)
+    if (lastProgress && lastProgress.lastTrainingRunId !== runsKnown) lookForRuns();
+  }
 }
 
 function showProgress(p: Progress): void {
