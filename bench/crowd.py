@@ -406,7 +406,7 @@ class Page:
         try:
             await self.call(
                 "ListTrainingRuns",
-                pb.ListTrainingRunsRequest(project=PROJECT),
+                pb.ListTrainingRunsRequest(project=PROJECT, newest=1),
                 pb.ListTrainingRunsResponse,
             )
             self.runs_known = wanted

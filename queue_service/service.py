@@ -586,7 +586,9 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     @unary
     async def ListTrainingRuns(self, request, context):
         project = await self._project(request.project)
-        runs = await self.store.list_runs(project)
+        if request.newest < 0:
+            raise InvalidArgument(f"newest is {request.newest}; give 0 (every run) or more")
+        runs = await self.store.list_runs(project, request.newest)
         return queue_pb2.ListTrainingRunsResponse(runs=[convert.training_run(r) for r in runs])
 
     # -- agreement ------------------------------------------------------------------------

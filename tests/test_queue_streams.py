@@ -5,6 +5,8 @@ from __future__ import annotations
 import queue
 import threading
 
+import grpc
+
 from labelgrid import QueueClient
 from labelgrid_proto.v1 import queue_pb2
 
@@ -106,3 +108,20 @@ def test_watch_progress_for_one_worker_and_new_training_runs(
     )
     own.cancel()
     full.cancel()
+
+
+def test_list_training_runs_newest(client: QueueClient, project_name: str) -> None:
+    """`newest` gives the last runs, oldest first; a negative one is refused."""
+    client.create_project(project_name, ["a"])
+    for version in (1, 2, 3):
+        run = queue_pb2.TrainingRun(status="ok", message=f"run {version}", model_version=version)
+        client.record_training_run(project_name, run)
+    assert [r.model_version for r in client.list_training_runs(project_name)] == [1, 2, 3]
+    assert [r.model_version for r in client.list_training_runs(project_name, newest=2)] == [2, 3]
+    assert [r.model_version for r in client.list_training_runs(project_name, newest=9)] == [1, 2, 3]
+    try:
+        client.list_training_runs(project_name, newest=-1)
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "newest" in exc.details()
+    else:
+        raise AssertionError("newest=-1 was accepted")

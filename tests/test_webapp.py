@@ -374,10 +374,15 @@ def test_progress_of_others_model_score_and_instructions(
             started_at=Timestamp(seconds=int(time.time()) - 120),
         ),
     )
-    page.keyboard.press("2")  # a change of progress makes the page look for new runs
+    # no click: the progress stream tells of the new run (last_training_run_id), and the page
+    # asks for it
     page.get_by_text(
         re.compile(r"Model score 0\.875 ± 0\.020 on 4 labels, trained 2 min ago")
     ).wait_for(timeout=15_000)
+    queue.record_training_run(
+        "q", queue_pb2.TrainingRun(status="ok", score=0.9, n_labels=5, model_version=2)
+    )
+    page.get_by_text(re.compile(r"Model score 0\.900 on 5 labels")).wait_for(timeout=15_000)
     page.screenshot(path=str(ARTIFACTS / "webapp-text-progress.png"))
     gus.close()
 

@@ -211,5 +211,5 @@ class Store:
     async def record_run(self, project: ProjectRow, run: TrainingRunRow) -> int:
         return await self._runs.record(project, run)
 
-    async def list_runs(self, project: ProjectRow) -> list[TrainingRunRow]:
-        return await self._runs.all(project)
+    async def list_runs(self, project: ProjectRow, newest: int = 0) -> list[TrainingRunRow]:
+        return await self._runs.all(project, newest)

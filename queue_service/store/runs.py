@@ -17,7 +17,12 @@ class Runs:
                 await conn.execute(self.q.insert_run, {"p": project.id, **vars(run)})
             ).scalar_one()
 
-    async def all(self, project: ProjectRow) -> list[TrainingRunRow]:
+    async def all(self, project: ProjectRow, newest: int = 0) -> list[TrainingRunRow]:
+        """Every run oldest first, or only the `newest` last ones (still oldest first)."""
         async with self.db.read() as conn:
-            rows = await conn.execute(self.q.runs, {"p": project.id})
+            if newest:
+                rows = list(await conn.execute(self.q.newest_runs, {"p": project.id, "n": newest}))
+                rows.reverse()
+            else:
+                rows = list(await conn.execute(self.q.runs, {"p": project.id}))
             return [TrainingRunRow(**r._mapping) for r in rows]

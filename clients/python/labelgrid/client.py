@@ -435,8 +435,9 @@ class QueueClient:
             lambda: self.stub.RecordTrainingRun(request, timeout=self.timeout), False
         ).id
 
-    def list_training_runs(self, project: str) -> list[queue_pb2.TrainingRun]:
-        request = queue_pb2.ListTrainingRunsRequest(project=project)
+    def list_training_runs(self, project: str, newest: int = 0) -> list[queue_pb2.TrainingRun]:
+        """The project's recorded runs oldest first; only the last `newest` when given."""
+        request = queue_pb2.ListTrainingRunsRequest(project=project, newest=newest)
         return list(
             self._retry(lambda: self.stub.ListTrainingRuns(request, timeout=self.timeout)).runs
         )

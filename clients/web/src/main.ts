@@ -537,7 +537,7 @@ async function fetchRuns(): Promise<void> {
   const wanted = lastProgress?.lastTrainingRunId ?? -1n;
   runsAsking = true;
   try {
-    const reply = await client.listTrainingRuns({ project: projectName });
+    const reply = await client.listTrainingRuns({ project: projectName, newest: 1 });
     runsKnown = wanted;
     latestRun = reply.runs.at(-1) ?? null;
     showModel();

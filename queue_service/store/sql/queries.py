@@ -405,3 +405,6 @@ class AdminQueries:
             "RETURNING id"
         )
         self.runs = text(f"SELECT {RUN_COLS} FROM training_runs WHERE project_id = :p ORDER BY id")
+        self.newest_runs = text(
+            f"SELECT {RUN_COLS} FROM training_runs WHERE project_id = :p ORDER BY id DESC LIMIT :n"
+        )

@@ -502,10 +502,12 @@ class RecordTrainingRunResponse(_message.Message):
     def __init__(self, id: _Optional[int] = ...) -> None: ...
 
 class ListTrainingRunsRequest(_message.Message):
-    __slots__ = ("project",)
+    __slots__ = ("project", "newest")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIELD_NUMBER: _ClassVar[int]
     project: str
-    def __init__(self, project: _Optional[str] = ...) -> None: ...
+    newest: int
+    def __init__(self, project: _Optional[str] = ..., newest: _Optional[int] = ...) -> None: ...
 
 class ListTrainingRunsResponse(_message.Message):
     __slots__ = ("runs",)
