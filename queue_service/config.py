@@ -56,8 +56,12 @@ class Settings:
     #: is lost (another replica's, while the PostgreSQL listener reconnects).
     follow_poll_seconds: float = 1.0
     #: Most WatchProgress messages a second per project: with more pages open than this
-    #: allows at 5 updates a second, each page is updated less often (queue_service/watch.py).
+    #: allows at one update per progress_min_seconds, each page is updated less often
+    #: (queue_service/watch.py).
     progress_messages_per_second: float = 1000.0
+    #: Seconds between two progress reads of a project at least, so between two updates of a
+    #: page: people read a counter about once a second, and each update is a send per page.
+    progress_min_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -119,6 +119,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             self.notifier,
             self._read_progress,
             poll=settings.follow_poll_seconds,
+            min_gap=settings.progress_min_seconds,
             budget=settings.progress_messages_per_second,
         )
         self.auth = authenticator

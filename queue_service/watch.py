@@ -70,7 +70,7 @@ class Fanout:
         notifier: ChangeNotifier,
         read: Callable[[Any], Awaitable[Any]],
         poll: float = 1.0,
-        min_gap: float = 0.2,
+        min_gap: float = 1.0,
         budget: float = 1000.0,
         batch: int = 50,
     ) -> None:

@@ -52,7 +52,7 @@ def test_reads_are_spaced_by_the_budget_and_everyone_gets_the_last_value(
 
     async def run() -> tuple[Source, list[list[int]]]:
         notifier, source = ChangeNotifier(), Source()
-        fanout = Fanout(notifier, source.read, poll=60, budget=budget)
+        fanout = Fanout(notifier, source.read, poll=60, min_gap=0.2, budget=budget)
         seen: list[list[int]] = [[] for _ in range(40)]
         tasks = [asyncio.create_task(_collect(fanout, s)) for s in seen]
         await asyncio.sleep(0.3)
