@@ -118,7 +118,15 @@ class PostgresFeed:
             began = loop.time()
             try:
                 await self._session()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                # a connection cut by PostgreSQL's restart mid-statement (seen under uvloop:
+                # "cannot switch to state 12; another operation is in progress")
+                asyncpg.InternalClientError,
+            ) as exc:
                 log.warning(
                     "change feed: no connection to PostgreSQL; retrying",
                     extra={"error": f"{type(exc).__name__}: {exc}", "retry_in": delay},
