@@ -62,9 +62,15 @@ compose-up:
 compose-down:
 	docker compose --env-file .env -f docker/docker-compose.yml down
 
+## The suite runs on PYTEST_WORKERS pytest-xdist workers (`make test PYTEST_WORKERS=0`: one
+## process). Each worker has its own throwaway PostgreSQL; --dist loadgroup keeps the tests
+## marked xdist_group (tests/test_readme.py's `make run` stack on the README's fixed ports)
+## on one worker.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP) node-deps web-deps
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 ## Benchmarks side by side with superintendent 0.6.0 (its own venv); writes bench/results/.
 bench: $(STAMP) $(PEER)/.installed

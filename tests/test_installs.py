@@ -15,6 +15,9 @@ from packaging.requirements import Requirement
 
 from tests.conftest import IN_CI
 
+# One worker under pytest-xdist: the module-scoped base install (a pip install of this
+# checkout, ~10 s) is then made once, not once per worker.
+pytestmark = pytest.mark.xdist_group("installs")
 ROOT = Path(__file__).resolve().parents[1]
 # Server, trainer and notebook packages the thin client must never pull in.
 FORBIDDEN = {
