@@ -27,6 +27,31 @@ SLOW_FIRST = (
 )
 
 
+# Modules that run whole on one pytest-xdist worker, in file order: tests/test_readme.py (its
+# blocks rely on the ones before them and share one `make run` stack on the README's fixed
+# ports) and tests/test_installs.py (one module-scoped pip install of the checkout).
+ONE_WORKER = ("tests/test_readme.py", "tests/test_installs.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadgroup` (make test) with the ONE_WORKER modules as one work unit each.
+
+    Not the xdist_group marker: pytest-xdist 3.8 groups by renaming item._nodeid, which
+    pytest 9.2 no longer reads (nodeid comes from item._id), so the marker is silently
+    ignored and the README blocks were split across workers."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class Scheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER else super()._split_scope(nodeid)
+
+    return Scheduling(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         name = item.path.name

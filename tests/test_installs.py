@@ -15,9 +15,8 @@ from packaging.requirements import Requirement
 
 from tests.conftest import IN_CI
 
-# One worker under pytest-xdist: the module-scoped base install (a pip install of this
-# checkout, ~10 s) is then made once, not once per worker.
-pytestmark = pytest.mark.xdist_group("installs")
+# Under pytest-xdist this module runs whole on one worker (tests/conftest.py, ONE_WORKER), so
+# its module-scoped base install (a pip install of this checkout, ~10 s) is made once.
 ROOT = Path(__file__).resolve().parents[1]
 # Server, trainer and notebook packages the thin client must never pull in.
 FORBIDDEN = {
