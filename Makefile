@@ -63,9 +63,9 @@ compose-down:
 	docker compose --env-file .env -f docker/docker-compose.yml down
 
 ## The suite runs on PYTEST_WORKERS pytest-xdist workers (`make test PYTEST_WORKERS=0`: one
-## process). Each worker has its own throwaway PostgreSQL; --dist loadgroup keeps the tests
-## marked xdist_group (tests/test_readme.py's `make run` stack on the README's fixed ports)
-## on one worker.
+## process). Each worker has its own throwaway PostgreSQL; with --dist loadgroup,
+## tests/conftest.py keeps tests/test_readme.py (its `make run` stack on the README's fixed
+## ports) and tests/test_installs.py whole on one worker (ONE_WORKER).
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP) node-deps web-deps
