@@ -62,9 +62,15 @@ compose-up:
 compose-down:
 	docker compose --env-file .env -f docker/docker-compose.yml down
 
+## The suite runs on PYTEST_WORKERS pytest-xdist workers (`make test PYTEST_WORKERS=0`: one
+## process). Each worker has its own throwaway PostgreSQL; with --dist loadgroup,
+## tests/conftest.py keeps tests/test_readme.py (its `make run` stack on the README's fixed
+## ports) and tests/test_installs.py whole on one worker (ONE_WORKER).
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP) node-deps web-deps
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 ## Benchmarks side by side with superintendent 0.6.0 (its own venv); writes bench/results/.
 bench: $(STAMP) $(PEER)/.installed

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import krippendorff
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
 from queue_service.consensus import Consensus, Votes
 
@@ -65,6 +64,10 @@ def krippendorff_alpha(counts: np.ndarray) -> float:
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 2 or len(np.union1d(a, b)) < 2:
         return math.nan
+    # imported here, not at the top: scikit-learn takes ~1 s of CPU to import, which every
+    # queue service start paid before serving, and only the agreement statistics use it
+    from sklearn.metrics import cohen_kappa_score
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(cohen_kappa_score(a, b))

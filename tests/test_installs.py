@@ -15,6 +15,8 @@ from packaging.requirements import Requirement
 
 from tests.conftest import IN_CI
 
+# Under pytest-xdist this module runs whole on one worker (tests/conftest.py, ONE_WORKER), so
+# its module-scoped base install (a pip install of this checkout, ~10 s) is made once.
 ROOT = Path(__file__).resolve().parents[1]
 # Server, trainer and notebook packages the thin client must never pull in.
 FORBIDDEN = {

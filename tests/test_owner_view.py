@@ -136,6 +136,9 @@ def test_the_owners_view(browser, secured: ServiceProcess, database_url: str, tm
         # agreement: what GetAgreement says
         found = root.agreement("crowd")
         body = page.locator("#o-agreement-body")
+        # the panel fills in when the page's own GetAgreement answers, which can come after
+        # the worker rows (its first call in a server imports scikit-learn)
+        wait_for(lambda: body.get_attribute("data-items") is not None, 30, what="agreement")
         assert body.get_attribute("data-items") == str(found.items) == "5"
         assert "ann / bob" in body.inner_text()
 

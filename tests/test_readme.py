@@ -58,6 +58,9 @@ from labelgrid.trainer_client import TrainerClient
 from tests.conftest import IN_CI
 from tests.support import postgres
 
+# Under pytest-xdist (`make test`) this module runs whole on one worker, in file order
+# (tests/conftest.py, ONE_WORKER): the blocks rely on the ones before them and share one
+# module-scoped stack on the README's fixed ports.
 REPO = Path(__file__).resolve().parents[1]
 DOCS = ("README.md", "protos/README.md")
 BIN = Path(sys.executable).parent  # the venv's bin: `labelgrid` is this checkout's

@@ -7,7 +7,7 @@ so a missing extra says what to run instead of failing deep inside an import.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 
 #: extra name -> the modules it provides (checked in this order).
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -28,12 +28,19 @@ def install_command(extra: str) -> str:
 
 
 def require(extra: str, what: str) -> None:
-    """Raise MissingExtra (one line: what needs it, and the command) unless `extra` imports."""
+    """Raise MissingExtra (one line: what needs it, and the command) unless `extra` is
+    installed. Each module is found, not imported: `import sklearn` alone costs ~1 s of CPU,
+    which `labelgrid queue serve` paid on every start although only the agreement statistics
+    use it (they import it when first asked)."""
     for module in EXTRAS[extra]:
         try:
-            importlib.import_module(module)
-        except ImportError as exc:
+            found = importlib.util.find_spec(module)
+        except (ImportError, ValueError) as exc:
+            found, cause = None, exc
+        else:
+            cause = None
+        if found is None:
             raise MissingExtra(
                 f"{what} needs labelgrid[{extra}] ({module} is not installed): "
                 f"{install_command(extra)}"
-            ) from exc
+            ) from cause
