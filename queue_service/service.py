@@ -504,6 +504,23 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         limit = self._chunk(request.chunk_size)
         cursor = request.after_item_id
         while True:
+            if request.packed and request.ids_only:
+                rows = await self.store.unlabelled_chunk(project, cursor, limit, True)
+                if rows:
+                    cursor = rows[-1].id
+                    yield convert.packed_ids(rows)
+                if len(rows) < limit:
+                    return
+                continue
+            if request.packed:
+                block = await self.store.unlabelled_packed(project, cursor, limit)
+                if block is not None:
+                    for reply in convert.packed_block(block, self.reply_budget):
+                        yield reply
+                    if len(block.ids) < limit:
+                        return
+                    cursor = block.ids[-1]
+                    continue
             rows = await self.store.unlabelled_chunk(project, cursor, limit, request.ids_only)
             if request.packed and not request.ids_only:
                 for reply in convert.packed_unlabelled(rows, self.reply_budget):

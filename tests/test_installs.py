@@ -37,6 +37,8 @@ FORBIDDEN = {
     "pandas",
     "grpcio-reflection",
     "pyarrow",
+    "dask",
+    "distributed",
     "connectrpc",
     "uvicorn",
 }

@@ -12,6 +12,7 @@ from queue_service.store.rows import (
     AnnotationRow,
     InputRow,
     ItemRow,
+    PackedRows,
     ProjectRow,
     VoteRow,
     input_row,
@@ -69,6 +70,14 @@ class Streams:
     async def item_inputs(self, ids: Sequence[int]) -> dict[int, InputRow]:
         async with self.db.read() as conn:
             return await self.db.inputs(conn, ids)
+
+    async def unlabelled_packed(
+        self, project: ProjectRow, after: int, limit: int
+    ) -> PackedRows | None:
+        """The next chunk packed by the database, when it can (PostgreSQL) and the items are
+        all arrays of one dtype and shape; None otherwise (read `unlabelled_chunk`)."""
+        async with self.db.read() as conn:
+            return await self.db.dialect.packed_unlabelled(conn, project.id, after, limit)
 
     async def unlabelled_chunk(
         self, project: ProjectRow, after: int, limit: int, ids_only: bool = False
