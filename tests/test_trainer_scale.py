@@ -1,0 +1,232 @@
+"""The trainer at scale (issue 17): a feature cache that makes a run cost what changed,
+scoring over processes or a Dask cluster with the same priorities, a candidate pool under a
+score budget, and the phases of every run recorded with it. Real queue services on both
+backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from labelgrid import QueueClient
+from labelgrid_proto.v1 import queue_pb2
+from tests.support.snapshot import query
+from trainer_service import scoring
+from trainer_service.cache import FeatureCache
+from trainer_service.loop import ActiveLearner, candidates
+
+
+def _data(n: int, d: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centers = rng.normal(size=(3, d)) * 2
+    return (centers[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+def _project(client: QueueClient, name: str, n: int = 300, labelled: int = 30) -> np.ndarray:
+    X, y = _data(n)
+    client.create_project(name, ["0", "1", "2"])
+    labels = [str(v) if i < labelled else None for i, v in enumerate(y)]
+    return np.asarray(client.add_features(name, X, labels=labels, progress=False))
+
+
+def _learner(client: QueueClient, name: str, cache_dir: Path | None, **kw) -> ActiveLearner:
+    return ActiveLearner(
+        client,
+        name,
+        LogisticRegression(max_iter=500),
+        eval_method=lambda m, X, y: [0.0],
+        shuffle_prop=0.0,
+        chunk_size=kw.pop("chunk_size", 64),
+        cache_dir=cache_dir,
+        **kw,
+    )
+
+
+def _priorities(database_url: str, ids: np.ndarray) -> dict[int, float]:
+    rows = query(database_url, "SELECT id, priority FROM items")
+    wanted = set(ids.tolist())
+    return {int(i): float(p) for i, p in rows if int(i) in wanted}
+
+
+def test_runs_pull_only_new_items_and_a_restart_reuses_the_cache(
+    client: QueueClient, database_url: str, project_name: str, tmp_path: Path
+) -> None:
+    ids = _project(client, project_name)
+    learner = _learner(client, project_name, tmp_path)
+    first = learner.run_once()
+    assert first.status == "ok" and first.n_scored == 270
+    cache = learner.cache()
+    assert len(cache) == 270 and cache.cursor == int(ids.max())
+    assert [name for name, _ in first.phases] == ["pull", "fit", "score", "push"]
+
+    X, _ = _data(40, seed=1)
+    new = np.asarray(client.add_features(project_name, X, progress=False))
+    second = learner.run_once()
+    assert second.n_scored == 310
+    assert len(cache) == 310  # only the 40 new items travelled
+    assert cache.cursor == int(new.max())
+    stored = np.asarray(cache.rows())[cache.positions(new)]
+    assert np.array_equal(stored, X)
+
+    # a restarted trainer (a new learner on the same directory) finds the cache as it was
+    size = cache.disk_bytes()
+    again = _learner(client, project_name, tmp_path)
+    result = again.run_once()
+    assert result.status == "ok" and result.n_scored == 310
+    assert len(again.cache()) == 310 and again.cache().disk_bytes() == size
+
+    # and ranks exactly as the uncached path (every feature streamed) does
+    cached = _priorities(database_url, new)
+    uncached = _learner(client, project_name, tmp_path / "other")
+    uncached._uncacheable = True
+    assert uncached.run_once().n_scored == 310
+    assert _priorities(database_url, new) == cached
+
+
+def test_an_item_reopened_behind_the_cursor_is_fetched(
+    client: QueueClient, project_name: str, tmp_path: Path
+) -> None:
+    _project(client, project_name, n=100, labelled=0)
+    for worker in ("a", "b", "c"):
+        items = client.pop(project_name, worker, n=4)
+        for item, label in zip(items, ["0", "1", "2", "0"], strict=True):
+            client.submit(project_name, item, label, worker)
+    learner = _learner(client, project_name, tmp_path)
+    assert learner.run_once().n_scored == 88
+    reopened, _ = client.undo(project_name, "a")  # done when the cache passed it: not cached
+    result = learner.run_once()
+    assert result.n_scored == 89
+    assert learner.cache().positions(np.asarray([reopened.id]))[0] >= 0
+
+
+def test_phases_are_recorded_and_listed(
+    client: QueueClient, project_name: str, tmp_path: Path
+) -> None:
+    _project(client, project_name, n=120)
+    learner = _learner(client, project_name, tmp_path)
+    learner.record = True
+    result = learner.run_once()
+    runs = client.list_training_runs(project_name)
+    assert [(p.name, p.seconds) for p in runs[-1].phases] == result.phases
+    assert all(s >= 0 for _, s in result.phases)
+    assert sum(s for _, s in result.phases) <= result.seconds
+
+
+def test_a_run_with_bad_phases_is_refused(client: QueueClient, project_name: str) -> None:
+    client.create_project(project_name, ["a", "b"])
+    bad = [
+        [queue_pb2.RunPhase(name="", seconds=1.0)],
+        [queue_pb2.RunPhase(name="fit", seconds=-1.0)],
+        [queue_pb2.RunPhase(name="fit", seconds=float("nan"))],
+        [queue_pb2.RunPhase(name=f"p{i}", seconds=0.0) for i in range(17)],
+    ]
+    for phases in bad:
+        run = queue_pb2.TrainingRun(status="ok", phases=phases)
+        with pytest.raises(grpc.RpcError) as err:
+            client.record_training_run(project_name, run)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "phase" in err.value.details()
+    assert client.list_training_runs(project_name) == []
+
+
+def test_packed_ids_only_lists_the_pool(client: QueueClient, project_name: str) -> None:
+    ids = _project(client, project_name, n=50, labelled=10)
+    client.update_priorities(project_name, ids[10:], np.arange(40, dtype=float), model_version=1)
+    replies = list(
+        client.stream_unlabelled(project_name, chunk_size=16, ids_only=True, packed=True)
+    )
+    assert all(not r.items and not r.HasField("rows") for r in replies)
+    assert [i for r in replies for i in r.ids] == ids[10:].tolist()
+    assert [p for r in replies for p in r.priorities] == list(np.arange(40, dtype=float))
+
+
+def test_packed_stream_of_mixed_inputs_still_arrives_whole(
+    client: QueueClient, project_name: str
+) -> None:
+    """The database packs chunks of one dtype and shape; anything else goes row by row."""
+    client.create_project(project_name, ["a", "b"])
+    a = client.add_features(project_name, np.ones((5, 3), np.float32), progress=False)
+    b = client.add_features(project_name, ["some text"], progress=False)
+    c = client.add_features(project_name, np.zeros((4, 2), np.int16), progress=False)
+    got: dict[int, object] = {}
+    for ids, inputs in client.unlabelled(project_name, chunk_size=3):
+        got.update(zip(ids, inputs, strict=True))
+    assert sorted(got) == sorted([*a, *b, *c])
+    assert got[b[0]] == "some text"
+    assert np.array_equal(got[a[4]], np.ones(3, np.float32))
+    assert got[c[0]].dtype == np.int16 and got[c[0]].shape == (2,)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_processes_and_dask_give_the_in_process_priorities(
+    client: QueueClient, database_url: str, project_name: str, tmp_path: Path
+) -> None:
+    ids = _project(client, project_name, n=600, labelled=60)
+    results = {}
+    for name in ("in-process", "processes", "dask"):
+        if name == "dask":
+            distributed = pytest.importorskip("distributed")
+            cluster = distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            dask_client = distributed.Client(cluster)
+            scorer: scoring.Scorer = scoring.DaskScorer(dask_client)
+        elif name == "processes":
+            scorer = scoring.Processes(2)
+        else:
+            scorer = scoring.InProcess()
+        learner = _learner(client, project_name, tmp_path, scorer=scorer, chunk_size=100)
+        try:
+            assert learner.run_once().n_scored == 540
+        finally:
+            scorer.close()
+            if name == "dask":
+                dask_client.close()
+                cluster.close()
+        results[name] = _priorities(database_url, ids[60:])
+    assert results["processes"] == results["in-process"]
+    assert results["dask"] == results["in-process"]
+
+
+def test_a_score_budget_scores_a_candidate_pool(
+    client: QueueClient, database_url: str, project_name: str, tmp_path: Path
+) -> None:
+    ids = _project(client, project_name, n=330, labelled=30)
+    learner = _learner(client, project_name, tmp_path, score_budget=100)
+    first = learner.run_once()
+    assert first.n_scored == 100
+    before = _priorities(database_url, ids[30:])
+    top_before = sorted(before, key=lambda i: -before[i])[:50]
+    second = learner.run_once()
+    assert second.n_scored == 100
+    after = _priorities(database_url, ids[30:])
+    changed = {i for i in after if after[i] != before[i]}
+    assert len(changed) <= 100 and set(top_before) <= changed  # last run's top half re-scored
+    lowest_scored = min(after[i] for i in changed)
+    assert all(after[i] < lowest_scored for i in after if i not in changed)
+
+
+def test_candidates_take_the_top_half_and_a_sample() -> None:
+    prios = np.array([5.0, -np.inf, 3.0, 9.0, -np.inf, 1.0, 7.0, 2.0])
+    chosen = candidates(prios, 4, np.random.default_rng(0))
+    assert len(chosen) == 4 and len(set(chosen.tolist())) == 4
+    assert {3, 6} <= set(chosen.tolist())  # the two highest
+    assert candidates(prios, 100, np.random.default_rng(0)).tolist() == list(range(8))
+
+
+def test_the_cache_drops_rows_a_dead_run_did_not_commit(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.append(np.array([1, 2]), "<f4", (3,), np.ones((2, 3), np.float32).tobytes())
+    cache.commit(2)
+    cache.append(np.array([3]), "<f4", (3,), np.zeros((1, 3), np.float32).tobytes())  # no commit
+    reopened = FeatureCache(tmp_path)
+    assert len(reopened) == 2 and reopened.cursor == 2
+    assert reopened.ids().tolist() == [1, 2]
+    assert (tmp_path / "rows.bin").stat().st_size == 2 * 12
+    with pytest.raises(Exception, match="shape"):
+        reopened.append(np.array([4]), "<f4", (4,), bytes(16))
