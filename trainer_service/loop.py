@@ -90,8 +90,10 @@ class RunResult:
         return msg
 
 
-#: ids per reply of the pool's ids (16 bytes each)
+#: ids per reply of the pool's ids (16 bytes each), and items per query of new features
+#: (the queue service's default LABELGRID_MAX_CHUNK_ITEMS is 10,000)
 POOL_CHUNK = 10000
+FEATURE_CHUNK = 5000
 
 
 def candidates(priorities: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
@@ -416,7 +418,7 @@ class ActiveLearner:
         cache = self.cache()
         cursor = None
         stream = self.client.stream_unlabelled(
-            self.project, after, chunk_size=self.chunk_size, packed=True
+            self.project, after, chunk_size=FEATURE_CHUNK, packed=True
         )
         try:
             for reply in stream:
