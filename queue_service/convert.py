@@ -388,7 +388,7 @@ def packed_block(block: PackedRows, budget: int) -> Iterator[queue_pb2.StreamUnl
             rows=arrays_pb2.NDArray(
                 dtype=block.dtype,
                 shape=[end - start, *inner],
-                data=bytes(data[start * stride : end * stride]),
+                data=block.data if end - start == n else bytes(data[start * stride : end * stride]),
             ),
             cursor=block.ids[end - 1],
         )

@@ -60,18 +60,14 @@ SET_PRIORITIES = sa.text(
     "items.project_id = :proj"
 )
 ANALYZE = sa.text("ANALYZE items, item_inputs, assignments")
-# $1 project, $2 after id, $3 n: the next n unlabelled items packed by the database (ids,
-# priorities, input bytes concatenated in id order), and whether they are all arrays of one
-# dtype and shape; one row instead of n, so no per-row work in Python (StreamUnlabelled).
-PACKED_UNLABELLED = (
-    "SELECT array_agg(id ORDER BY id) AS ids, array_agg(priority ORDER BY id) AS priorities, "
-    "string_agg(data, ''::bytea ORDER BY id) AS data, min(dtype) AS dtype, "
-    f"min(shape) AS shape, bool_and(kind = {KIND_ARRAY} AND data IS NOT NULL) AND "
-    "min(dtype) = max(dtype) AND min(shape) IS NOT DISTINCT FROM max(shape) AND "
-    "count(shape) IN (0, count(*)) AS uniform "
-    "FROM (SELECT it.id, it.priority, i.kind, i.dtype, i.shape, i.data FROM items it "
+# $1 project, $2 after id, $3 n: the next n unlabelled items with their inputs, straight on
+# asyncpg (its C decoder; SQLAlchemy's row layer was most of StreamUnlabelled's time).
+# `i.item_id > $2` too: without it the planner merge-joins item_inputs from its first row,
+# so every chunk re-read all the rows before the cursor (quadratic in the pool).
+UNLABELLED_RAW = (
+    "SELECT it.id, it.priority, i.kind, i.dtype, i.shape, i.data FROM items it "
     "JOIN item_inputs i ON i.item_id = it.id WHERE it.project_id = $1 AND "
-    f"it.status <> {DONE} AND it.id > $2 ORDER BY it.id LIMIT $3) t"
+    f"it.status <> {DONE} AND it.id > $2 AND i.item_id > $2 ORDER BY it.id LIMIT $3"
 )
 
 # Changes fanned out to the other replicas (store/changes.py): LISTEN on this channel (asyncpg
@@ -180,18 +176,27 @@ class PostgresDialect:
     async def packed_unlabelled(
         self, conn: AsyncConnection, project_id: int, after: int, limit: int
     ) -> PackedRows | None:
-        """The next `limit` unlabelled items packed in one row; None when they are not all
-        arrays of one dtype and shape (the caller then reads them row by row)."""
+        """The next `limit` unlabelled items packed: ids, priorities and their input bytes
+        joined; None when they are not all arrays of one dtype and shape (the caller then
+        reads them row by row)."""
         raw = await conn.get_raw_connection()
-        row = await raw.driver_connection.fetchrow(  # type: ignore[union-attr]
-            PACKED_UNLABELLED, project_id, after, limit
+        rows = await raw.driver_connection.fetch(  # type: ignore[union-attr]
+            UNLABELLED_RAW, project_id, after, limit
         )
-        if row["ids"] is None:
+        if not rows:
             return PackedRows([], [], "", "", b"")
-        if not row["uniform"]:
+        first = rows[0]
+        kind, dtype, shape = first[2], first[3], first[4]
+        if kind != KIND_ARRAY or any(
+            r[2] != kind or r[3] != dtype or r[4] != shape or r[5] is None for r in rows
+        ):
             return None
         return PackedRows(
-            row["ids"], row["priorities"], row["dtype"], row["shape"] or "", row["data"]
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            dtype,
+            shape or "",
+            b"".join([r[5] for r in rows]),
         )
 
     # -- bulk inserts -------------------------------------------------------------------

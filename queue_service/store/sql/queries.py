@@ -313,7 +313,7 @@ class ReadQueries:
             "SELECT it.id, it.priority, i.kind, i.dtype, i.shape, i.data, i.text, "
             "i.metadata FROM items it JOIN item_inputs i ON i.item_id = it.id "
             f"WHERE it.project_id = :p AND it.status <> {DONE} AND it.id > :c "
-            "ORDER BY it.id LIMIT :n"
+            "AND i.item_id > :c ORDER BY it.id LIMIT :n"
         )
         self.status_counts = text(
             "SELECT status, CASE WHEN status = 1 AND lease_expires_at <= "
