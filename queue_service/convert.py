@@ -394,14 +394,6 @@ def packed_block(block: PackedRows, budget: int) -> Iterator[queue_pb2.StreamUnl
         )
 
 
-def packed_ids(rows: list[ItemRow]) -> queue_pb2.StreamUnlabelledResponse:
-    """Ids and priorities only (packed + ids_only): what a trainer's cache needs to know
-    which items are still in the pool."""
-    return queue_pb2.StreamUnlabelledResponse(
-        ids=[r.id for r in rows], priorities=[r.priority for r in rows], cursor=rows[-1].id
-    )
-
-
 def packed_unlabelled(
     rows: list[ItemRow], budget: int
 ) -> Iterator[queue_pb2.StreamUnlabelledResponse]:

@@ -531,11 +531,13 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         pending: asyncio.Future | None = None
         while True:
             if request.packed and request.ids_only:
-                rows = await self.store.unlabelled_chunk(project, cursor, limit, True)
-                if rows:
-                    cursor = rows[-1].id
-                    yield convert.packed_ids(rows)
-                if len(rows) < limit:
+                ids, priorities = await self.store.unlabelled_ids(project, cursor, limit)
+                if ids:
+                    cursor = ids[-1]
+                    yield queue_pb2.StreamUnlabelledResponse(
+                        ids=ids, priorities=priorities, cursor=cursor
+                    )
+                if len(ids) < limit:
                     return
                 continue
             if request.packed:

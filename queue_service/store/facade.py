@@ -191,6 +191,11 @@ class Store:
     ) -> PackedRows | None:
         return await self._streams.unlabelled_packed(project, after, limit)
 
+    async def unlabelled_ids(
+        self, project: ProjectRow, after: int, limit: int
+    ) -> tuple[list[int], list[float]]:
+        return await self._streams.unlabelled_ids(project, after, limit)
+
     async def progress(self, project: ProjectRow) -> ProgressRow:
         return await self._progress.read(project)
 

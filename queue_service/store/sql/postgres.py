@@ -69,6 +69,11 @@ UNLABELLED_RAW = (
     "JOIN item_inputs i ON i.item_id = it.id WHERE it.project_id = $1 AND "
     f"it.status <> {DONE} AND it.id > $2 AND i.item_id > $2 ORDER BY it.id LIMIT $3"
 )
+# $1 project, $2 after id, $3 n: the ids and priorities of the next n unlabelled items
+UNLABELLED_IDS_RAW = (
+    f"SELECT id, priority FROM items WHERE project_id = $1 AND status <> {DONE} AND id > $2 "
+    "ORDER BY id LIMIT $3"
+)
 
 # Changes fanned out to the other replicas (store/changes.py): LISTEN on this channel (asyncpg
 # `add_listener`), and one NOTIFY per changed project, its id as the payload, every project
@@ -198,6 +203,17 @@ class PostgresDialect:
             shape or "",
             b"".join([r[5] for r in rows]),
         )
+
+    async def unlabelled_ids(
+        self, conn: AsyncConnection, project_id: int, after: int, limit: int
+    ) -> tuple[list[int], list[float]] | None:
+        """The ids and priorities of the next `limit` unlabelled items, straight on asyncpg
+        (a trainer reads a million of them each run)."""
+        raw = await conn.get_raw_connection()
+        rows = await raw.driver_connection.fetch(  # type: ignore[union-attr]
+            UNLABELLED_IDS_RAW, project_id, after, limit
+        )
+        return [r[0] for r in rows], [r[1] for r in rows]
 
     # -- bulk inserts -------------------------------------------------------------------
 
