@@ -16,7 +16,7 @@ from labelgrid import QueueClient
 from labelgrid_proto.v1 import queue_pb2
 from tests.support.snapshot import query
 from trainer_service import scoring
-from trainer_service.cache import FeatureCache
+from trainer_service.cache import FeatureCache, Uncacheable
 from trainer_service.loop import ActiveLearner, candidates
 
 
@@ -73,8 +73,14 @@ def test_runs_pull_only_new_items_and_a_restart_reuses_the_cache(
     stored = np.asarray(cache.rows())[cache.positions(new)]
     assert np.array_equal(stored, X)
 
+    # a second trainer on the same directory, while this one holds it, reads uncached
+    blocked = _learner(client, project_name, tmp_path)
+    assert blocked.run_once().n_scored == 310
+    assert blocked._uncacheable and len(cache) == 310
+
     # a restarted trainer (a new learner on the same directory) finds the cache as it was
     size = cache.disk_bytes()
+    learner.close()
     again = _learner(client, project_name, tmp_path)
     result = again.run_once()
     assert result.status == "ok" and result.n_scored == 310
@@ -224,6 +230,9 @@ def test_the_cache_drops_rows_a_dead_run_did_not_commit(tmp_path: Path) -> None:
     cache.append(np.array([1, 2]), "<f4", (3,), np.ones((2, 3), np.float32).tobytes())
     cache.commit(2)
     cache.append(np.array([3]), "<f4", (3,), np.zeros((1, 3), np.float32).tobytes())  # no commit
+    with pytest.raises(Uncacheable, match="another trainer"):
+        FeatureCache(tmp_path)
+    cache.close()  # the process that appended died
     reopened = FeatureCache(tmp_path)
     assert len(reopened) == 2 and reopened.cursor == 2
     assert reopened.ids().tolist() == [1, 2]

@@ -13,11 +13,14 @@ one's features), holding:
 - `rows.bin`: their features, one fixed-size row each (the project's dtype and shape);
 - `meta.json`: dtype, shape, how many rows are complete, and the cursor (the highest item id
   the stream of new items has passed). It is written last, atomically, so rows appended by a
-  run that died half-way are ignored and overwritten by the next.
+  run that died half-way are ignored and overwritten by the next;
+- `lock`: held (flock) by the one learner using the directory: a second trainer pointed at
+  the same directory reads the project uncached rather than interleave appends.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -60,6 +63,12 @@ class FeatureCache:
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.dir / "lock", "a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise Uncacheable(f"another trainer is using the feature cache {self.dir}") from None
         self._ids_path = self.dir / "ids.i8"
         self._rows_path = self.dir / "rows.bin"
         self._meta_path = self.dir / "meta.json"
@@ -174,6 +183,12 @@ class FeatureCache:
         if cursor is not None:
             self.meta.cursor = max(self.meta.cursor, int(cursor))
         self._save()
+
+    def close(self) -> None:
+        """Release the directory for another learner (a restarted one)."""
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in (self._ids_path, self._rows_path) if p.exists())

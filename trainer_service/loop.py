@@ -211,6 +211,9 @@ class ActiveLearner:
         """Stop this learner's own scoring workers and drop a temporary cache."""
         if self._own_scorer:
             self.scorer.close()
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
         if self._tmp is not None:
             self._tmp.cleanup()
 

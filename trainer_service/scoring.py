@@ -15,6 +15,7 @@ import logging
 import multiprocessing as mp
 import os
 import pickle
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,7 @@ class Processes:
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._pool: cf.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()  # the trainer's jobs share one pool
 
     def score(
         self,
@@ -139,11 +141,15 @@ class Processes:
         except Exception as exc:  # a lambda from a notebook, say: score here instead
             log.info("scoring in process: the model or hooks do not pickle (%s)", exc)
             return InProcess().score(task, rows, positions, chunk)
-        if self._pool is None:
-            self._pool = cf.ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        with self._lock:
+            if self._pool is None:
+                self._pool = cf.ProcessPoolExecutor(
+                    self.workers, mp_context=mp.get_context("spawn")
+                )
+            pool = self._pool
         shape = tuple(rows.shape[1:])
         futures = [
-            self._pool.submit(
+            pool.submit(
                 _process_chunk,
                 task_bytes,
                 str(path),
@@ -157,9 +163,10 @@ class Processes:
         return np.concatenate([f.result() for f in futures])
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 # -- Dask -----------------------------------------------------------------------------------
