@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -325,8 +326,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--name", default="million")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         out = run(args, Path(tmp))
+    # the machine is shared: how busy it was (1, 5, 15-minute load averages, 2 cores)
+    out["load_average"] = {"start": load_before, "end": os.getloadavg()}
     out["extrapolation_10m_x_512"] = extrapolate(out, args.items, args.dim)
     command = (
         f"python -m bench.million --items {args.items} --dim {args.dim} --labels {args.labels} "
