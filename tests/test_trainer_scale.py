@@ -5,6 +5,8 @@ backends."""
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import grpc
@@ -13,7 +15,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from labelgrid import QueueClient
+from labelgrid.trainer_client import TrainerClient
 from labelgrid_proto.v1 import queue_pb2
+from tests.support.servers import ServiceProcess, TrainerProcess
 from tests.support.snapshot import query
 from trainer_service import scoring
 from trainer_service.cache import FeatureCache, Uncacheable
@@ -239,3 +243,44 @@ def test_the_cache_drops_rows_a_dead_run_did_not_commit(tmp_path: Path) -> None:
     assert (tmp_path / "rows.bin").stat().st_size == 2 * 12
     with pytest.raises(Exception, match="shape"):
         reopened.append(np.array([4]), "<f4", (4,), bytes(16))
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_restarted_trainer_service_reuses_its_feature_cache(
+    service: ServiceProcess, project_name: str, tmp_path: Path
+) -> None:
+    with QueueClient(service.address) as client:
+        _project(client, project_name, n=300, labelled=30)
+    cache = tmp_path / "cache"
+    env = {"LABELGRID_TRAINER_CACHE_DIR": str(cache), "LABELGRID_TRAINER_WORKERS": "2"}
+    seen: list[tuple[int, float, dict]] = []
+    for _ in range(2):  # the same trainer, started twice
+        trainer = TrainerProcess(service.address, env=env).start()
+        try:
+            with TrainerClient(trainer.address) as tc:
+                tc.start_job(
+                    project_name,
+                    "sklearn.linear_model:LogisticRegression",
+                    {"max_iter": 500},
+                    shuffle_prop=0.0,
+                )
+                deadline = time.monotonic() + 120
+                while tc.status(project_name).runs < 1 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                run = tc.status(project_name).last_run
+        finally:
+            trainer.kill()
+        assert run.status == "ok" and run.n_scored == 270
+        assert [p.name for p in run.phases] == ["pull", "fit", "score", "push"]
+        (folder,) = cache.iterdir()
+        assert folder.name.startswith(project_name)
+        rows = folder / "rows.bin"
+        seen.append(
+            (
+                rows.stat().st_size,
+                rows.stat().st_mtime,
+                json.loads((folder / "meta.json").read_text()),
+            )
+        )
+    assert seen[0][0] == 270 * 8 * 4 and seen[0][2]["count"] == 270
+    assert seen[1] == seen[0]  # the restarted trainer appended nothing: it read its cache
