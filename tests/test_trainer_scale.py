@@ -284,3 +284,52 @@ def test_a_restarted_trainer_service_reuses_its_feature_cache(
         )
     assert seen[0][0] == 270 * 8 * 4 and seen[0][2]["count"] == 270
     assert seen[1] == seen[0]  # the restarted trainer appended nothing: it read its cache
+
+
+SCORER_CHILD = """
+import sys, time
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from trainer_service import acquisition, scoring
+X = np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32)
+model = LogisticRegression().fit(X, np.arange(400) % 2)
+rows = np.memmap(sys.argv[1], dtype=np.float32, mode="w+", shape=X.shape)
+rows[:] = X
+rows.flush()
+scorer = scoring.Processes(2)
+task = scoring.Task(model, acquisition.margin, False, None)
+scorer.score(task, rows, np.arange(400), 100, path=sys.argv[1])
+print(" ".join(str(p) for p in scorer._pool._processes), flush=True)
+time.sleep(600)
+"""
+
+
+def test_scoring_workers_exit_when_their_trainer_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", SCORER_CHILD, str(tmp_path / "rows.bin")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    workers = [int(p) for p in child.stdout.readline().split()]
+    assert len(workers) == 2
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    deadline = time.monotonic() + 60
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in workers if os.path.exists(f"/proc/{p}") and _not_zombie(p)]
+    assert alive == []
+
+
+def _not_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except OSError:
+        return False

@@ -16,6 +16,7 @@ import multiprocessing as mp
 import os
 import pickle
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,19 @@ class InProcess:
 _task_cache: tuple[bytes, Task] | None = None
 
 
+def _exit_with_parent(parent: int) -> None:
+    """In a worker process: exit once the trainer that started it is gone. A trainer killed
+    outright (SIGKILL, OOM) cannot shut its pool down, and spawned workers would otherwise
+    wait on their queue forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def _process_chunk(
     task_bytes: bytes, path: str, dtype: str, shape: tuple[int, ...], count: int, pos: np.ndarray
 ) -> np.ndarray:
@@ -144,7 +158,10 @@ class Processes:
         with self._lock:
             if self._pool is None:
                 self._pool = cf.ProcessPoolExecutor(
-                    self.workers, mp_context=mp.get_context("spawn")
+                    self.workers,
+                    mp_context=mp.get_context("spawn"),
+                    initializer=_exit_with_parent,
+                    initargs=(os.getpid(),),
                 )
             pool = self._pool
         shape = tuple(rows.shape[1:])
