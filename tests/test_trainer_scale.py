@@ -333,3 +333,65 @@ def _not_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except OSError:
         return False
+
+
+def test_a_cache_whose_rows_are_shorter_than_its_meta_starts_again(tmp_path: Path) -> None:
+    # meta.json counts 4 rows but rows.bin holds 1 (data lost to a power cut, a full disk):
+    # no row of zeros is served as an item's features, the cache starts again
+    cache = FeatureCache(tmp_path)
+    cache.append(np.arange(1, 5), "<f4", (2,), np.arange(1, 9, dtype=np.float32).tobytes())
+    cache.commit(4)
+    cache.close()
+    with open(tmp_path / "rows.bin", "r+b") as f:
+        f.truncate(8)
+    reopened = FeatureCache(tmp_path)
+    assert len(reopened) == 0 and reopened.cursor == 0
+    assert reopened.positions(np.arange(1, 5)).tolist() == [-1, -1, -1, -1]
+    assert (tmp_path / "rows.bin").stat().st_size == 0
+    assert (tmp_path / "ids.i8").stat().st_size == 0
+    reopened.append(np.array([7]), "<f4", (2,), np.array([5, 6], np.float32).tobytes())
+    reopened.commit(7)
+    reopened.close()
+    again = FeatureCache(tmp_path)
+    assert again.ids().tolist() == [7] and again.rows().tolist() == [[5.0, 6.0]]
+    again.close()
+
+
+def test_a_cache_whose_rows_file_is_gone_starts_again(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.append(np.array([1, 2]), "<f4", (2,), np.ones((2, 2), np.float32).tobytes())
+    cache.commit(2)
+    cache.close()
+    (tmp_path / "rows.bin").unlink()
+    for _ in range(2):  # and not only once
+        reopened = FeatureCache(tmp_path)
+        assert len(reopened) == 0 and reopened.cursor == 0
+        assert reopened.rows().shape[0] == 0
+        reopened.close()
+    assert json.loads((tmp_path / "meta.json").read_text())["count"] == 0
+
+
+class _Unwritable:
+    """Rows of the right length that cannot be written (a write that fails half-way)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def test_an_append_whose_rows_failed_leaves_no_ids_behind(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.append(np.array([1, 2]), "<f4", (2,), np.array([[1, 2], [3, 4]], np.float32).tobytes())
+    with pytest.raises(TypeError):
+        cache.append(np.array([3, 4]), "<f4", (2,), _Unwritable(16))  # ids written, rows not
+    assert len(cache) == 2
+    cache.append(np.array([5, 6]), "<f4", (2,), np.array([[5, 6], [7, 8]], np.float32).tobytes())
+    cache.commit(6)
+    assert cache.ids().tolist() == [1, 2, 5, 6]
+    rows = cache.rows()
+    assert rows[cache.positions(np.array([5, 6]))].tolist() == [[5, 6], [7, 8]]
+    assert (tmp_path / "ids.i8").stat().st_size == 4 * 8
+    assert (tmp_path / "rows.bin").stat().st_size == 4 * 8
+    cache.close()

@@ -81,15 +81,22 @@ class FeatureCache:
             meta = _Meta(raw["dtype"], tuple(raw["shape"]), int(raw["count"]), int(raw["cursor"]))
         except (OSError, ValueError, KeyError, TypeError):
             meta = _Meta()
-        # rows past the recorded count are from a run that did not finish: drop them
+        # A file shorter than the recorded count (missing, or data lost to a power cut or a
+        # full disk): its rows cannot be trusted, so start the cache again from nothing.
         stride = self._stride(meta)
-        for path, size in (
-            (self._ids_path, 8 * meta.count),
-            (self._rows_path, stride * meta.count),
-        ):
-            if path.exists() and path.stat().st_size != size:
+        sizes = ((self._ids_path, 8 * meta.count), (self._rows_path, stride * meta.count))
+        reset = any(not p.exists() or p.stat().st_size < size for p, size in sizes if size)
+        if reset:
+            meta = _Meta()
+            sizes = ((self._ids_path, 0), (self._rows_path, 0))
+        # rows past the recorded count are from a run that did not finish: drop them
+        # (only ever shrinks a file: truncate would extend a short one with zeros)
+        for path, size in sizes:
+            if path.exists() and path.stat().st_size > size:
                 with open(path, "r+b") as f:
                     f.truncate(size)
+        if reset:
+            self._write_meta(meta)
         return meta
 
     @staticmethod
@@ -99,14 +106,32 @@ class FeatureCache:
         return np.dtype(meta.dtype).itemsize * int(np.prod(meta.shape, dtype=np.int64))
 
     def _save(self) -> None:
+        # the rows first, on disk, then the meta that counts them: a power cut never leaves
+        # a meta.json counting rows that were not written
+        for path in (self._ids_path, self._rows_path):
+            if path.exists():
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        self._write_meta(self.meta)
+
+    def _write_meta(self, m: _Meta) -> None:
         tmp = self._meta_path.with_suffix(".tmp")
-        m = self.meta
-        tmp.write_text(
-            json.dumps(
-                {"dtype": m.dtype, "shape": list(m.shape), "count": m.count, "cursor": m.cursor}
-            )
-        )
+        body = json.dumps(
+            {"dtype": m.dtype, "shape": list(m.shape), "count": m.count, "cursor": m.cursor}
+        ).encode()
+        with open(tmp, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, self._meta_path)
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     # -- what is cached -----------------------------------------------------------------
 
@@ -172,10 +197,24 @@ class FeatureCache:
         ids = np.asarray(ids, dtype="<i8")
         if len(data) != len(ids) * self._stride(self.meta):
             raise ValueError("rows and ids differ in length")
-        with open(self._ids_path, "ab") as f:
-            f.write(ids.tobytes())
-        with open(self._rows_path, "ab") as f:
-            f.write(data)
+        # Written at the offsets of entry `count`, after cutting both files back to `count`
+        # entries: what a failed append (ids written, rows not) left behind is overwritten,
+        # never followed, so ids and rows stay in step.
+        stride = self._stride(self.meta)
+        for path, body, size in (
+            (self._ids_path, ids.tobytes(), 8),
+            (self._rows_path, data, stride),
+        ):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                offset = size * self.meta.count
+                os.ftruncate(fd, offset)
+                view = memoryview(body).cast("B")
+                while view:
+                    n = os.pwrite(fd, view, offset)
+                    view, offset = view[n:], offset + n
+            finally:
+                os.close(fd)
         self.meta.count += len(ids)
 
     def commit(self, cursor: int | None = None) -> None:
