@@ -395,3 +395,45 @@ def test_an_append_whose_rows_failed_leaves_no_ids_behind(tmp_path: Path) -> Non
     assert (tmp_path / "ids.i8").stat().st_size == 4 * 8
     assert (tmp_path / "rows.bin").stat().st_size == 4 * 8
     cache.close()
+
+
+class _KillsItsWorker:
+    """A model that kills any process but the trainer's (a segfault, an OOM kill)."""
+
+    def __init__(self, model: LogisticRegression, trainer: int) -> None:
+        self.model, self.trainer = model, trainer
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        import os
+
+        if os.getpid() != self.trainer:
+            os._exit(1)
+        return self.model.predict_proba(X)
+
+
+def test_a_dead_scoring_worker_does_not_break_later_runs(tmp_path: Path) -> None:
+    import os
+
+    from trainer_service import acquisition
+
+    X = np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32)
+    model = LogisticRegression().fit(X, np.arange(400) % 2)
+    path = tmp_path / "rows.bin"
+    rows = np.memmap(path, dtype=np.float32, mode="w+", shape=X.shape)
+    rows[:] = X
+    rows.flush()
+    expected = scoring.InProcess().score(
+        scoring.Task(model, acquisition.margin, False, None), rows, np.arange(400), 100
+    )
+    scorer = scoring.Processes(2)
+    try:
+        killer = scoring.Task(_KillsItsWorker(model, os.getpid()), acquisition.margin, False, None)
+        got = scorer.score(killer, rows, np.arange(400), 100, path=path)
+        assert np.array_equal(got, expected)  # this run scored in process
+        task = scoring.Task(model, acquisition.margin, False, None)
+        for _ in range(2):  # later runs get a working pool again
+            got = scorer.score(task, rows, np.arange(400), 100, path=path)
+            assert np.array_equal(got, expected)
+        assert scorer._pool is not None
+    finally:
+        scorer.close()

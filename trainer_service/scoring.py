@@ -165,19 +165,30 @@ class Processes:
                 )
             pool = self._pool
         shape = tuple(rows.shape[1:])
-        futures = [
-            pool.submit(
-                _process_chunk,
-                task_bytes,
-                str(path),
-                rows.dtype.str,
-                shape,
-                len(rows),
-                positions[a:b],
-            )
-            for a, b in spans
-        ]
-        return np.concatenate([f.result() for f in futures])
+        try:
+            futures = [
+                pool.submit(
+                    _process_chunk,
+                    task_bytes,
+                    str(path),
+                    rows.dtype.str,
+                    shape,
+                    len(rows),
+                    positions[a:b],
+                )
+                for a, b in spans
+            ]
+            return np.concatenate([f.result() for f in futures])
+        except cf.process.BrokenProcessPool as exc:
+            # A worker died (OOM, a segfault in the model): the pool is broken for good.
+            # Drop it, so the next run (of any project) starts a new one, and score this run
+            # here, where a model that kills its process cannot break the pool again.
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            log.warning("a scoring worker died (%s): scoring this run in process", exc)
+            return InProcess().score(task, rows, positions, chunk)
 
     def close(self) -> None:
         with self._lock:
