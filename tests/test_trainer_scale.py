@@ -80,7 +80,7 @@ def test_runs_pull_only_new_items_and_a_restart_reuses_the_cache(
     # a second trainer on the same directory, while this one holds it, reads uncached
     blocked = _learner(client, project_name, tmp_path)
     assert blocked.run_once().n_scored == 310
-    assert blocked._uncacheable and len(cache) == 310
+    assert blocked._cache is None and len(cache) == 310  # (and tries again next run)
 
     # a restarted trainer (a new learner on the same directory) finds the cache as it was
     size = cache.disk_bytes()
@@ -437,3 +437,65 @@ def test_a_dead_scoring_worker_does_not_break_later_runs(tmp_path: Path) -> None
         assert scorer._pool is not None
     finally:
         scorer.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_closing_a_learner_during_a_run_leaves_the_cache_to_the_next(
+    client: QueueClient, project_name: str, tmp_path: Path
+) -> None:
+    import threading
+
+    _project(client, project_name)
+    started, go = threading.Event(), threading.Event()
+
+    def eval_method(model, X, y):  # the run is under way, with the cache open
+        started.set()
+        go.wait()
+        return [0.0]
+
+    learner = ActiveLearner(
+        client,
+        project_name,
+        LogisticRegression(max_iter=500),
+        eval_method=eval_method,
+        shuffle_prop=0.0,
+        chunk_size=64,
+        cache_dir=tmp_path,
+    )
+    results = []
+    run = threading.Thread(target=lambda: results.append(learner.run_once()))
+    run.start()
+    assert started.wait(60)
+    closing = threading.Thread(target=learner.close)  # StopTraining during a RetrainNow
+    closing.start()
+    closing.join(2)  # the fix makes close wait for the run; without it, close is done here
+    go.set()
+    run.join()
+    closing.join()
+    assert results[0].status == "ok" and results[0].n_scored == 270
+    # the directory is free: the next learner of the project caches its features
+    nxt = _learner(client, project_name, tmp_path)
+    try:
+        assert nxt.run_once().n_scored == 270
+        assert not nxt._uncacheable and nxt._cache is not None and len(nxt._cache) == 270
+    finally:
+        nxt.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_learner_that_found_the_cache_busy_tries_it_again(
+    client: QueueClient, project_name: str, tmp_path: Path
+) -> None:
+    _project(client, project_name)
+    first = _learner(client, project_name, tmp_path)
+    second = _learner(client, project_name, tmp_path)
+    try:
+        assert first.run_once().n_scored == 270
+        assert second.run_once().n_scored == 270  # uncached: the first holds the directory
+        assert second._cache is None
+        first.close()
+        assert second.run_once().n_scored == 270
+        assert second._cache is not None and len(second._cache) == 270
+    finally:
+        first.close()
+        second.close()

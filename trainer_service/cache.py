@@ -36,6 +36,11 @@ class Uncacheable(Exception):
     arrays of several shapes): the loop reads them the uncached way."""
 
 
+class CacheBusy(Uncacheable):
+    """Another learner holds the cache's directory: this run reads uncached, a later one
+    tries the directory again."""
+
+
 def default_dir() -> Path:
     """$XDG_CACHE_HOME/labelgrid/features (~/.cache/labelgrid/features)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -68,7 +73,7 @@ class FeatureCache:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._lock.close()
-            raise Uncacheable(f"another trainer is using the feature cache {self.dir}") from None
+            raise CacheBusy(f"another trainer is using the feature cache {self.dir}") from None
         self._ids_path = self.dir / "ids.i8"
         self._rows_path = self.dir / "rows.bin"
         self._meta_path = self.dir / "meta.json"

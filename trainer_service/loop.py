@@ -37,7 +37,7 @@ from labelgrid import payloads
 from labelgrid.client import QueueClient
 from labelgrid_proto.v1 import queue_pb2
 from trainer_service import acquisition, models, scoring
-from trainer_service.cache import FeatureCache, Uncacheable, project_key
+from trainer_service.cache import CacheBusy, FeatureCache, Uncacheable, project_key
 
 log = logging.getLogger("labelgrid.trainer")
 
@@ -198,6 +198,7 @@ class ActiveLearner:
         self.cache_dir = Path(cache_dir)
         self._cache: FeatureCache | None = None
         self._uncacheable = False
+        self._closed = False
         self._own_scorer = scorer is None
         self.scorer: scoring.Scorer = scorer or (
             scoring.Processes(workers) if workers > 1 else scoring.InProcess()
@@ -208,14 +209,18 @@ class ActiveLearner:
         self._phases: dict[str, float] = {}
 
     def close(self) -> None:
-        """Stop this learner's own scoring workers and drop a temporary cache."""
-        if self._own_scorer:
-            self.scorer.close()
-        if self._cache is not None:
-            self._cache.close()
-            self._cache = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        """Stop this learner's own scoring workers and drop a temporary cache. Waits for a
+        run under way (RetrainNow), which would otherwise reopen the cache it closed and
+        hold the directory's lock for good."""
+        with self._fit_lock:
+            self._closed = True
+            if self._own_scorer:
+                self.scorer.close()
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None
+            if self._tmp is not None:
+                self._tmp.cleanup()
 
     @contextlib.contextmanager
     def _phase(self, name: str) -> Iterator[None]:
@@ -326,7 +331,8 @@ class ActiveLearner:
                     log.info(
                         "features not cached", extra={"project": self.project, "why": str(exc)}
                     )
-                    self._uncacheable = True
+                    # busy: another learner's for now, so the next run tries again
+                    self._uncacheable = not isinstance(exc, CacheBusy)
         score = std = None
         note = ""
         with self._phase("fit"):
@@ -386,6 +392,8 @@ class ActiveLearner:
     def cache(self) -> FeatureCache:
         """This project's feature cache (opened on first use)."""
         if self._cache is None:
+            if self._closed:  # a run after close: no lock that nobody would release
+                raise CacheBusy(f"the learner of {self.project!r} is closed")
             created = self.settings.created_at.ToNanoseconds()
             address = getattr(self.client, "address", "")
             self._cache = FeatureCache(self.cache_dir / project_key(address, self.project, created))

@@ -218,7 +218,7 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
         job.stop.set()
         if job.thread is not None:
             await asyncio.to_thread(job.thread.join)
-        job.learner.close()
+        await asyncio.to_thread(job.learner.close)  # after a RetrainNow under way
         job.state = STOPPED if job.state == RUNNING else job.state
         self._wake()
 
