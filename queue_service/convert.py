@@ -20,6 +20,7 @@ from queue_service.store import (
     AnnotationRow,
     InputRow,
     ItemRow,
+    PackedRows,
     ProgressRow,
     ProjectRow,
     ProjectStatsRow,
@@ -327,6 +328,7 @@ def training_run(row: TrainingRunRow) -> queue_pb2.TrainingRun:
         seconds=row.seconds,
         started_at=timestamp(row.started_at),
         trainer=row.trainer,
+        phases=[queue_pb2.RunPhase(name=n, seconds=s) for n, s in row.phases],
     )
     if row.score is not None:
         msg.score = row.score
@@ -345,6 +347,14 @@ def training_run_row(msg: queue_pb2.TrainingRun) -> TrainingRunRow:
         no_nul(getattr(msg, name), f"run {name}")
     if msg.n_labels < 0 or msg.n_scored < 0 or msg.model_version < 0:
         raise InvalidArgument("run counts and model_version must be >= 0")
+    if len(msg.phases) > MAX_PHASES:
+        raise InvalidArgument(f"a run has at most {MAX_PHASES} phases; got {len(msg.phases)}")
+    for phase in msg.phases:
+        if not phase.name or len(phase.name) > 40:
+            raise InvalidArgument("each run phase needs a name of 1 to 40 characters")
+        no_nul(phase.name, "run phase name")
+        if not math.isfinite(phase.seconds) or phase.seconds < 0:
+            raise InvalidArgument(f"run phase {phase.name!r}: seconds must be finite and >= 0")
     return TrainingRunRow(
         status=msg.status[:40],
         message=msg.message,
@@ -356,7 +366,33 @@ def training_run_row(msg: queue_pb2.TrainingRun) -> TrainingRunRow:
         seconds=msg.seconds,
         started_at=msg.started_at.ToNanoseconds() / 1e9,
         trainer=msg.trainer[:200],
+        phases=[(p.name, p.seconds) for p in msg.phases],
     )
+
+
+#: phases one TrainingRun may carry (pull, fit, score, push and a few more)
+MAX_PHASES = 16
+
+
+def packed_block(block: PackedRows, budget: int) -> Iterator[queue_pb2.StreamUnlabelledResponse]:
+    """A chunk the database packed already, cut into replies of at most `budget` bytes."""
+    inner = [int(d) for d in block.shape.split(",")] if block.shape else []
+    n = len(block.ids)
+    stride = len(block.data) // n if n else 0
+    per_reply = max(1, budget // (stride + 16))
+    data = memoryview(block.data)
+    for start in range(0, n, per_reply):
+        end = min(n, start + per_reply)
+        yield queue_pb2.StreamUnlabelledResponse(
+            ids=block.ids[start:end],
+            priorities=block.priorities[start:end],
+            rows=arrays_pb2.NDArray(
+                dtype=block.dtype,
+                shape=[end - start, *inner],
+                data=block.data if end - start == n else bytes(data[start * stride : end * stride]),
+            ),
+            cursor=block.ids[end - 1],
+        )
 
 
 def packed_unlabelled(

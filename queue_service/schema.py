@@ -134,4 +134,6 @@ training_runs = sa.Table(
     sa.Column("started_at", sa.Double, nullable=False),
     sa.Column("trainer", sa.String(200), nullable=False),
     sa.Column("recorded_at", sa.Double, nullable=False),
+    # where the run's time went: JSON [[name, seconds], ...] (migration 0007); NULL: not given
+    sa.Column("phases", sa.Text, nullable=True),
 )

@@ -101,6 +101,13 @@ def streaming(fn: Callable) -> Callable:
     return wrapper
 
 
+def _consume(read: asyncio.Future) -> None:
+    """Collect a read a stream started ahead and no longer needs (its error, if any, is
+    not worth a "never retrieved" warning)."""
+    if not read.cancelled():
+        read.exception()
+
+
 def _need(value: str, what: str, limit: int = MAX_NAME_CHARS) -> str:
     if not value:
         raise InvalidArgument(f"{what} is empty")
@@ -504,7 +511,53 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         project = await self._project(request.project)
         limit = self._chunk(request.chunk_size)
         cursor = request.after_item_id
+        # packed: the next chunk is read while this one is sent (database and network in
+        # parallel); a stream that ends early lets that read finish on its own
+        pending: asyncio.Future | None = None
+        try:
+            async for reply in self._unlabelled_replies(request, project, cursor, limit):
+                if isinstance(reply, asyncio.Future):
+                    pending = reply
+                    continue
+                yield reply
+        finally:
+            if pending is not None and not pending.done():
+                pending.add_done_callback(_consume)
+
+    async def _unlabelled_replies(
+        self, request: Any, project: ProjectRow, cursor: int, limit: int
+    ) -> AsyncIterator[Any]:
+        """StreamUnlabelled's replies; also yields each read it starts ahead (a Future), so
+        the handler can let it finish if the stream stops."""
+        pending: asyncio.Future | None = None
         while True:
+            if request.packed and request.ids_only:
+                ids, priorities = await self.store.unlabelled_ids(project, cursor, limit)
+                if ids:
+                    cursor = ids[-1]
+                    yield queue_pb2.StreamUnlabelledResponse(
+                        ids=ids, priorities=priorities, cursor=cursor
+                    )
+                if len(ids) < limit:
+                    return
+                continue
+            if request.packed:
+                if pending is None:
+                    block = await self.store.unlabelled_packed(project, cursor, limit)
+                else:
+                    block, pending = await pending, None
+                if block is not None:
+                    if len(block.ids) == limit:
+                        pending = asyncio.ensure_future(
+                            self.store.unlabelled_packed(project, block.ids[-1], limit)
+                        )
+                        yield pending
+                    for reply in convert.packed_block(block, self.reply_budget):
+                        yield reply
+                    if pending is None:
+                        return
+                    cursor = block.ids[-1]
+                    continue
             rows = await self.store.unlabelled_chunk(project, cursor, limit, request.ids_only)
             if request.packed and not request.ids_only:
                 for reply in convert.packed_unlabelled(rows, self.reply_budget):

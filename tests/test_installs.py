@@ -39,6 +39,8 @@ FORBIDDEN = {
     "pandas",
     "grpcio-reflection",
     "pyarrow",
+    "dask",
+    "distributed",
     "connectrpc",
     "uvicorn",
 }

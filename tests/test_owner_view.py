@@ -81,7 +81,14 @@ def test_the_owners_view(browser, secured: ServiceProcess, database_url: str, tm
             root.record_training_run(
                 "crowd",
                 queue_pb2.TrainingRun(
-                    status="ok", score=score, n_labels=n_labels, model_version=version
+                    status="ok",
+                    score=score,
+                    n_labels=n_labels,
+                    model_version=version,
+                    phases=[
+                        queue_pb2.RunPhase(name="pull", seconds=0.25),
+                        queue_pb2.RunPhase(name="score", seconds=2.0),
+                    ],
                 ),
             )
 
@@ -148,6 +155,8 @@ def test_the_owners_view(browser, secured: ServiceProcess, database_url: str, tm
             (int(p.get_attribute("data-labels")), float(p.get_attribute("data-score")))
             for p in points.all()
         ] == [(n, s) for n, s, _ in RUNS]
+        # and where each run's time went
+        assert "pull 0.3 s · score 2.0 s" in page.locator("#o-curve-chart").inner_text()
 
         # live: a new label elsewhere shows up in the progress and the statistics
         (extra,) = root.add_features("crowd", ["one more"])

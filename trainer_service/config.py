@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, fields
 
 from labelgrid_serving.settings import parse_env
+from trainer_service import scoring
+from trainer_service.scoring import Scorer
 
 ENV = {
     "address": "LABELGRID_TRAINER_ADDRESS",
@@ -27,6 +29,10 @@ ENV = {
     "queue_tls_cert": "LABELGRID_QUEUE_TLS_CERT",
     "queue_tls_key": "LABELGRID_QUEUE_TLS_KEY",
     "metrics_address": "LABELGRID_TRAINER_METRICS_ADDRESS",
+    "cache_dir": "LABELGRID_TRAINER_CACHE_DIR",
+    "workers": "LABELGRID_TRAINER_WORKERS",
+    "score_budget": "LABELGRID_TRAINER_SCORE_BUDGET",
+    "dask_scheduler": "LABELGRID_TRAINER_DASK_SCHEDULER",
 }
 
 
@@ -51,6 +57,16 @@ class TrainerSettings:
     queue_tls_key: str = ""
     #: HOST:PORT to serve Prometheus metrics on; empty: none.
     metrics_address: str = ""
+    #: Where the jobs keep their projects' features between runs and restarts; empty:
+    #: $XDG_CACHE_HOME/labelgrid/features (~/.cache/labelgrid/features).
+    cache_dir: str = ""
+    #: Processes that score the pool; 0: one per core; 1: on the job's own thread.
+    workers: int = 0
+    #: Most items scored per run (a candidate pool beyond it, see loop.candidates); 0: all.
+    score_budget: int = 0
+    #: A Dask scheduler (tcp://host:8786) to score on instead of local processes
+    #: (labelgrid[dask]); empty: local.
+    dask_scheduler: str = ""
 
     @classmethod
     def from_env(cls, **overrides: object) -> TrainerSettings:
@@ -61,6 +77,24 @@ class TrainerSettings:
                 values[f.name] = parse_env(text, f.default, ENV[f.name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    def learner_options(self) -> dict[str, object]:
+        """Keyword arguments for the jobs' ActiveLearners (the scorer is made once, shared)."""
+        from trainer_service.cache import default_dir
+
+        if self.workers < 0 or self.score_budget < 0:
+            raise ValueError("LABELGRID_TRAINER_WORKERS and _SCORE_BUDGET must be >= 0")
+        return {
+            "cache_dir": self.cache_dir or default_dir(),
+            "score_budget": self.score_budget,
+        }
+
+    def make_scorer(self) -> Scorer:
+        """Dask when a scheduler is given, else processes (or this thread, for 1 worker)."""
+        if self.dask_scheduler:
+            return scoring.DaskScorer(self.dask_scheduler)
+        workers = self.workers or os.cpu_count() or 1
+        return scoring.Processes(workers) if workers > 1 else scoring.InProcess()
 
     def queue_client_options(self) -> dict[str, str | None]:
         """Keyword arguments for a QueueClient of this trainer (token and TLS)."""

@@ -1,20 +1,32 @@
 """The active-learning loop, the one implementation shared by the trainer service and the
 notebook widget's `orchestrate()` / `retrain()`.
 
-One run: read the labels that are new since the last run (StreamLabelled from a cursor),
-fit and score the model, score every unlabelled item in chunks through `predict_proba`
-(memory flat in the number of items), rank them with the acquisition function and push the
-priorities with UpdatePriorities under a new model version. It never leases an item, so the
-items it ranks first stay available to labellers.
+One run, in phases (recorded with the run, so users see where its time goes):
+
+- pull: the labels that are new since the last run (StreamLabelled from a cursor), the ids
+  still in the pool (StreamUnlabelled, ids only), and the features of items added since the
+  last run (StreamUnlabelled from the feature cache's cursor): features never change, so
+  every one seen before is read from the local cache (trainer_service/cache.py);
+- fit: evaluate and fit the model;
+- score: `predict_proba` and the acquisition function over the pool in chunks, in this
+  process, over the cores or on a Dask cluster (trainer_service/scoring.py); with a score
+  budget smaller than the pool, over a candidate pool only (`candidates`);
+- push: the priorities, with UpdatePriorities under a new model version.
+
+It never leases an item, so the items it ranks first stay available to labellers. Projects
+whose inputs are not arrays of one dtype and shape are read the uncached way each run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +36,8 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from labelgrid import payloads
 from labelgrid.client import QueueClient
 from labelgrid_proto.v1 import queue_pb2
-from trainer_service import acquisition, models
+from trainer_service import acquisition, models, scoring
+from trainer_service.cache import CacheBusy, FeatureCache, Uncacheable, project_key
 
 log = logging.getLogger("labelgrid.trainer")
 
@@ -51,6 +64,8 @@ class RunResult:
     model_version: int | None = None
     seconds: float = 0.0
     started_at: float = field(default_factory=time.time)
+    #: [(phase, seconds)] in order: pull, fit, score, push (those the run reached)
+    phases: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -65,6 +80,7 @@ class RunResult:
             model_version=self.model_version or 0,
             seconds=self.seconds,
             trainer=trainer,
+            phases=[queue_pb2.RunPhase(name=n, seconds=s) for n, s in self.phases],
         )
         msg.started_at.FromNanoseconds(round(self.started_at * 1e9))
         if self.score is not None:
@@ -72,6 +88,25 @@ class RunResult:
         if self.score_std is not None:
             msg.score_std = self.score_std
         return msg
+
+
+#: ids per reply of the pool's ids (16 bytes each), and items per query of new features
+#: (the queue service's default LABELGRID_MAX_CHUNK_ITEMS is 10,000)
+POOL_CHUNK = 10000
+FEATURE_CHUNK = 5000
+
+
+def candidates(priorities: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """The positions of a run's candidate pool when the pool is larger than its budget: the
+    half of the budget ranked highest by the last run (finite priorities, highest first),
+    then a uniform random sample of the rest to fill the budget, so every item is scored
+    again now and then and new, never-ranked items get their chance. The candidates'
+    new priorities go above every other item's, which keep their last ranking."""
+    ranked = np.flatnonzero(np.isfinite(priorities))
+    top = ranked[np.argsort(-priorities[ranked], kind="stable")][: budget // 2]
+    others = np.setdiff1d(np.arange(len(priorities)), top, assume_unique=True)
+    sample = rng.choice(others, size=min(len(others), budget - len(top)), replace=False)
+    return np.sort(np.concatenate([top, sample]))
 
 
 def default_preprocess(x: list[Any], y: Any) -> tuple[Any, Any]:
@@ -104,6 +139,12 @@ class ActiveLearner:
     `consensus` says which labels to train on: "majority" or "dawid_skene" (one label per
     completed item), None (every annotation, the newest winning), or "auto": majority when
     the project asks for several labels per item, else every annotation.
+
+    Scale: `cache_dir` keeps the project's features between runs and restarts (None: a
+    temporary directory for this learner's life); `scorer` says where scoring runs
+    (default: `workers` processes, 1 meaning this process: a script without a
+    `__main__` guard must not be re-imported by spawned workers); `score_budget` (0: no
+    limit) caps the items scored per run, see `candidates`.
     """
 
     def __init__(
@@ -122,6 +163,10 @@ class ActiveLearner:
         trainer_name: str = "notebook",
         record: bool = True,
         consensus: str | None = "auto",
+        cache_dir: str | Path | None = None,
+        workers: int = 1,
+        scorer: scoring.Scorer | None = None,
+        score_budget: int = 0,
     ) -> None:
         self.client = client
         self._consensus = consensus
@@ -146,6 +191,44 @@ class ActiveLearner:
         self.history: list[RunResult] = []
         self._fit_lock = threading.Lock()
         self._settings: queue_pb2.Project | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        if cache_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="labelgrid-features-")
+            cache_dir = self._tmp.name
+        self.cache_dir = Path(cache_dir)
+        self._cache: FeatureCache | None = None
+        self._uncacheable = False
+        self._closed = False
+        self._own_scorer = scorer is None
+        self.scorer: scoring.Scorer = scorer or (
+            scoring.Processes(workers) if workers > 1 else scoring.InProcess()
+        )
+        if score_budget < 0:
+            raise ValueError(f"score_budget must be >= 0; got {score_budget}")
+        self.score_budget = score_budget
+        self._phases: dict[str, float] = {}
+
+    def close(self) -> None:
+        """Stop this learner's own scoring workers and drop a temporary cache. Waits for a
+        run under way (RetrainNow), which would otherwise reopen the cache it closed and
+        hold the directory's lock for good."""
+        with self._fit_lock:
+            self._closed = True
+            if self._own_scorer:
+                self.scorer.close()
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None
+            if self._tmp is not None:
+                self._tmp.cleanup()
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._phases[name] = self._phases.get(name, 0.0) + time.perf_counter() - start
 
     # -- data ---------------------------------------------------------------------------
 
@@ -202,8 +285,10 @@ class ActiveLearner:
         and message say what happened."""
         with self._fit_lock:
             start = time.perf_counter()
+            self._phases = {}
             result = self._run()
             result.seconds = time.perf_counter() - start
+            result.phases = list(self._phases.items())
             self.history.append(result)
             if self.record:
                 try:
@@ -224,7 +309,8 @@ class ActiveLearner:
             return result
 
     def _run(self) -> RunResult:
-        self.fetch_labels()
+        with self._phase("pull"):
+            self.fetch_labels()
         n = len(self.labelled)
         if n == 0:
             return RunResult(NOT_ENOUGH_LABELS, "no labels yet: label some items first")
@@ -236,30 +322,49 @@ class ActiveLearner:
                 f"{n} labels but only one class so far: a classifier needs two or more",
                 n_labels=n,
             )
+        pool_ids = pool_priorities = None
+        if self.acquire is not None and not self._uncacheable:
+            with self._phase("pull"):
+                try:
+                    pool_ids, pool_priorities = self._pull_pool()
+                except Uncacheable as exc:
+                    log.info(
+                        "features not cached", extra={"project": self.project, "why": str(exc)}
+                    )
+                    # busy: another learner's for now, so the next run tries again
+                    self._uncacheable = not isinstance(exc, CacheBusy)
         score = std = None
         note = ""
-        try:
-            scores = np.asarray(self.eval_method(models.fresh(self.model), X, y), dtype=float)
-            score, std = float(np.mean(scores)), float(np.std(scores))
-        except Exception as exc:  # a scoring failure must not stop the ranking
-            note = f" (not scored: {exc})"
-        try:
-            self.model.fit(X, y)
-        except Exception as exc:
-            return RunResult(MODEL_FAILED, f"the model failed to fit: {exc}", score, std, n)
+        with self._phase("fit"):
+            try:
+                scores = np.asarray(self.eval_method(models.fresh(self.model), X, y), dtype=float)
+                score, std = float(np.mean(scores)), float(np.std(scores))
+            except Exception as exc:  # a scoring failure must not stop the ranking
+                note = f" (not scored: {exc})"
+            try:
+                self.model.fit(X, y)
+            except Exception as exc:
+                return RunResult(MODEL_FAILED, f"the model failed to fit: {exc}", score, std, n)
         if self.acquire is None:
             return RunResult(OK, f"fitted on {n} labels; no reorder set{note}", score, std, n)
-        ids, values, pool = self._score_unlabelled()
+        with self._phase("score"):
+            if pool_ids is not None and pool_priorities is not None:
+                ids, values, pool, base = self._score_cached(pool_ids, pool_priorities)
+            else:
+                (ids, values, pool), base = self._score_unlabelled(), 0.0
         if len(ids) == 0:
             return RunResult(
                 ALL_LABELLED, f"fitted on {n} labels; nothing left to rank{note}", score, std, n
             )
-        order = np.argsort(-values, kind="stable")
-        if pool is not None:
-            order = self._diversify(ids, order, *pool)
-        priorities = acquisition.priorities_from_order(order, self.shuffle_prop, self.rng)
-        version = self.client.get_project(self.project).model_version + 1
-        self.client.update_priorities(self.project, ids, priorities, model_version=version)
+        with self._phase("score"):
+            order = np.argsort(-values, kind="stable")
+            if pool is not None:
+                order = self._diversify(ids, order, *pool)
+            priorities = acquisition.priorities_from_order(order, self.shuffle_prop, self.rng)
+            priorities += base
+        with self._phase("push"):
+            version = self.client.get_project(self.project).model_version + 1
+            self.client.update_priorities(self.project, ids, priorities, model_version=version)
         return RunResult(
             OK,
             f"fitted on {n} labels, ranked {len(ids)} items{note}",
@@ -281,6 +386,106 @@ class ActiveLearner:
         head = head[acquisition.diverse_order(pool_x)]
         rest = order[~np.isin(order, head)]
         return np.concatenate([head, rest])
+
+    # -- the pool, from the feature cache ----------------------------------------------------
+
+    def cache(self) -> FeatureCache:
+        """This project's feature cache (opened on first use)."""
+        if self._cache is None:
+            if self._closed:  # a run after close: no lock that nobody would release
+                raise CacheBusy(f"the learner of {self.project!r} is closed")
+            created = self.settings.created_at.ToNanoseconds()
+            address = getattr(self.client, "address", "")
+            self._cache = FeatureCache(self.cache_dir / project_key(address, self.project, created))
+        return self._cache
+
+    def _pull_pool(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ids and priorities of the items in the pool now, with every one's features
+        in the cache: only items added since the cache's cursor travel (and any the cache
+        missed, e.g. reopened by an undo after the cursor passed them)."""
+        cache = self.cache()
+        ids: list[np.ndarray] = []
+        prios: list[np.ndarray] = []
+        for reply in self.client.stream_unlabelled(
+            self.project, chunk_size=POOL_CHUNK, ids_only=True, packed=True
+        ):
+            if reply.items:  # a queue service older than packed ids answers with items
+                ids.append(np.asarray([i.id for i in reply.items], np.int64))
+                prios.append(np.asarray([i.priority for i in reply.items], np.float64))
+                continue
+            ids.append(np.fromiter(reply.ids, np.int64, len(reply.ids)))
+            prios.append(np.fromiter(reply.priorities, np.float64, len(reply.priorities)))
+        pool_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+        pool_prios = np.concatenate(prios) if prios else np.empty(0)
+        self._fetch_features(cache.cursor, None)
+        missing = pool_ids[cache.positions(pool_ids) < 0]
+        if len(missing):
+            self._fetch_features(int(missing.min()) - 1, set(missing.tolist()))
+        return pool_ids, pool_prios
+
+    def _fetch_features(self, after: int, wanted: set[int] | None) -> None:
+        """Append the features of unlabelled items after `after` to the cache: all of them
+        (wanted None, moving the cursor) or only the `wanted` ids (stopping once found)."""
+        cache = self.cache()
+        cursor = None
+        stream = self.client.stream_unlabelled(
+            self.project, after, chunk_size=FEATURE_CHUNK, packed=True
+        )
+        try:
+            for reply in stream:
+                if reply.items:
+                    raise Uncacheable("the project has items that are not arrays")
+                if not reply.HasField("rows"):
+                    continue
+                got = np.fromiter(reply.ids, np.int64, len(reply.ids))
+                rows = reply.rows
+                inner = tuple(rows.shape[1:])
+                data: bytes | memoryview = rows.data
+                if wanted is not None:
+                    keep = np.isin(got, np.fromiter(wanted, np.int64, len(wanted)))
+                    if not keep.any():
+                        continue
+                    block = np.frombuffer(rows.data, np.uint8).reshape(len(got), -1)
+                    got, data = got[keep], block[keep].tobytes()
+                    wanted.difference_update(got.tolist())
+                cache.append(got, rows.dtype, inner, data)
+                cursor = reply.cursor
+                if wanted is not None and not wanted:
+                    break
+        finally:
+            if hasattr(stream, "cancel"):
+                stream.cancel()
+        cache.commit(cursor if wanted is None else None)
+
+    def _score_cached(
+        self, pool_ids: np.ndarray, pool_priorities: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None, float]:
+        """Scores of the pool (or of its candidates, under a budget) from cached rows; and
+        the base the new priorities go above (the rest's highest, with a budget)."""
+        cache = self.cache()
+        positions = cache.positions(pool_ids)
+        known = positions >= 0  # an item that left the cache's view meanwhile: skip it
+        ids, positions, prios = pool_ids[known], positions[known], pool_priorities[known]
+        base = 0.0
+        if self.score_budget and len(ids) > self.score_budget:
+            chosen = candidates(prios, self.score_budget, self.rng)
+            rest = np.ones(len(ids), bool)
+            rest[chosen] = False
+            ranked = prios[rest][np.isfinite(prios[rest])]
+            base = float(ranked.max()) if len(ranked) else 0.0
+            ids, positions = ids[chosen], positions[chosen]
+        preprocess = None if self.preprocess is default_preprocess else self.preprocess
+        task = scoring.Task(self.model, self.acquire, bool(self.settings.multi_label), preprocess)
+        rows = cache.rows()
+        values = self.scorer.score(task, rows, positions, self.chunk_size, path=cache.rows_path)
+        pool = None
+        if self.batch_aware and len(ids):
+            keep = np.lexsort((ids, -values))[: self.diverse_pool]
+            X = scoring.features(rows[positions[keep]], preprocess)
+            pool = (ids[keep], np.asarray(X, dtype=np.float64).reshape(len(keep), -1))
+        return ids, values, pool, base
+
+    # -- the pool, streamed (inputs that are not arrays of one shape) -------------------------
 
     def _score_unlabelled(
         self,

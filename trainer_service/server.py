@@ -80,6 +80,8 @@ class TrainerServer:
             checker=self.checker,
             client_options=s.queue_client_options(),
             on_run=self.metrics.on_run if self.metrics else None,
+            learner_options=s.learner_options(),
+            scorer=s.make_scorer(),
         )
         self.address = s.address
         self.health = health.aio.HealthServicer()

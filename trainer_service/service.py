@@ -23,6 +23,7 @@ from labelgrid_proto.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service import acquisition, models
 from trainer_service.auth import Refused, TokenChecker
 from trainer_service.loop import ActiveLearner, RunResult
+from trainer_service.scoring import InProcess, Scorer
 
 log = logging.getLogger("labelgrid.trainer")
 
@@ -86,14 +87,20 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
         checker: TokenChecker | None = None,
         client_options: dict[str, Any] | None = None,
         on_run: Callable[[str, RunResult], None] | None = None,
+        learner_options: dict[str, Any] | None = None,
+        scorer: Scorer | None = None,
     ) -> None:
         """`checker` checks callers' tokens (none: no auth); `client_options` (token, TLS)
-        go to the jobs' QueueClients; `on_run` sees every run (metrics)."""
+        go to the jobs' QueueClients; `on_run` sees every run (metrics); `learner_options`
+        (feature cache, score budget) go to every job's learner, which all score with
+        `scorer` (one pool of processes, or one Dask client, for the trainer)."""
         self.queue_address = queue_address
         self.poll_seconds = poll_seconds
         self.checker = checker or TokenChecker(queue_address, enabled=False)
         self.client_options = client_options or {}
         self.on_run = on_run
+        self.learner_options = learner_options or {}
+        self.scorer = scorer or InProcess()
         self.jobs: dict[str, Job] = {}
         self.name = f"trainer@{socket.gethostname()}"
         self._changed = asyncio.Event()
@@ -139,6 +146,8 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
             model_preprocess=_hook(spec.model_preprocess) if spec.model_preprocess else None,
             trainer_name=self.name,
             consensus=CONSENSUS[spec.consensus],
+            scorer=self.scorer,
+            **self.learner_options,
         )
         return Job(spec=spec, learner=learner)
 
@@ -200,6 +209,7 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
     async def stop_all(self) -> None:
         for project in list(self.jobs):
             await self._stop(project)
+        await asyncio.to_thread(self.scorer.close)
 
     async def _stop(self, project: str) -> None:
         job = self.jobs.get(project)
@@ -208,6 +218,7 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
         job.stop.set()
         if job.thread is not None:
             await asyncio.to_thread(job.thread.join)
+        await asyncio.to_thread(job.learner.close)  # after a RetrainNow under way
         job.state = STOPPED if job.state == RUNNING else job.state
         self._wake()
 

@@ -28,6 +28,7 @@ from queue_service.store.rows import (
     AnnotationRow,
     InputRow,
     ItemRow,
+    PackedRows,
     ProgressRow,
     ProjectRow,
     ProjectStatsRow,
@@ -184,6 +185,16 @@ class Store:
         self, project: ProjectRow, after: int, limit: int, ids_only: bool = False
     ) -> list[ItemRow]:
         return await self._streams.unlabelled_chunk(project, after, limit, ids_only)
+
+    async def unlabelled_packed(
+        self, project: ProjectRow, after: int, limit: int
+    ) -> PackedRows | None:
+        return await self._streams.unlabelled_packed(project, after, limit)
+
+    async def unlabelled_ids(
+        self, project: ProjectRow, after: int, limit: int
+    ) -> tuple[list[int], list[float]]:
+        return await self._streams.unlabelled_ids(project, after, limit)
 
     async def progress(self, project: ProjectRow) -> ProgressRow:
         return await self._progress.read(project)

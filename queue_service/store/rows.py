@@ -154,6 +154,18 @@ class ProgressRow:
     last_training_run_id: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class PackedRows:
+    """A chunk of unlabelled array items of one dtype and shape, packed by the database: the
+    ids in order, their priorities, and their input bytes concatenated in the same order."""
+
+    ids: list[int]
+    priorities: list[float]
+    dtype: str
+    shape: str
+    data: bytes
+
+
 @dataclass
 class TrainingRunRow:
     status: str
@@ -166,6 +178,8 @@ class TrainingRunRow:
     seconds: float
     started_at: float
     trainer: str
+    #: [(phase name, seconds), ...] in order; empty for runs recorded without them
+    phases: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass

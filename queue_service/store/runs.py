@@ -1,6 +1,10 @@
-"""Training history: one row per trainer run, as the trainer reported it."""
+"""Training history: one row per trainer run, as the trainer reported it (its phases as JSON
+text: a list of [name, seconds], read back in order)."""
 
 from __future__ import annotations
+
+import dataclasses
+import json
 
 from queue_service.store.database import Database
 from queue_service.store.rows import ProjectRow, TrainingRunRow
@@ -14,7 +18,14 @@ class Runs:
     async def record(self, project: ProjectRow, run: TrainingRunRow) -> int:
         async with self.db.write() as conn:
             return (
-                await conn.execute(self.q.insert_run, {"p": project.id, **vars(run)})
+                await conn.execute(
+                    self.q.insert_run,
+                    {
+                        "p": project.id,
+                        **dataclasses.asdict(run),
+                        "phases": json.dumps([[n, s] for n, s in run.phases]),
+                    },
+                )
             ).scalar_one()
 
     async def all(self, project: ProjectRow, newest: int = 0) -> list[TrainingRunRow]:
@@ -25,4 +36,9 @@ class Runs:
                 rows.reverse()
             else:
                 rows = list(await conn.execute(self.q.runs, {"p": project.id}))
-            return [TrainingRunRow(**r._mapping) for r in rows]
+            return [
+                TrainingRunRow(
+                    **{**r._mapping, "phases": [(n, s) for n, s in json.loads(r.phases or "[]")]}
+                )
+                for r in rows
+            ]

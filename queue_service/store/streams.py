@@ -12,6 +12,7 @@ from queue_service.store.rows import (
     AnnotationRow,
     InputRow,
     ItemRow,
+    PackedRows,
     ProjectRow,
     VoteRow,
     input_row,
@@ -69,6 +70,31 @@ class Streams:
     async def item_inputs(self, ids: Sequence[int]) -> dict[int, InputRow]:
         async with self.db.read() as conn:
             return await self.db.inputs(conn, ids)
+
+    async def unlabelled_packed(
+        self, project: ProjectRow, after: int, limit: int
+    ) -> PackedRows | None:
+        """The next chunk packed by the database, when it can (PostgreSQL) and the items are
+        all arrays of one dtype and shape; None otherwise (read `unlabelled_chunk`)."""
+        async with self.db.read() as conn:
+            return await self.db.dialect.packed_unlabelled(conn, project.id, after, limit)
+
+    async def unlabelled_ids(
+        self, project: ProjectRow, after: int, limit: int
+    ) -> tuple[list[int], list[float]]:
+        """The ids and priorities of the next `limit` unlabelled items, as two lists."""
+        async with self.db.read() as conn:
+            found = await self.db.dialect.unlabelled_ids(conn, project.id, after, limit)
+            if found is not None:
+                return found
+            rows = await conn.execute(
+                self.q.unlabelled_ids, {"p": project.id, "c": after, "n": limit}
+            )
+            ids, priorities = [], []
+            for r in rows:
+                ids.append(r.id)
+                priorities.append(r.priority)
+            return ids, priorities
 
     async def unlabelled_chunk(
         self, project: ProjectRow, after: int, limit: int, ids_only: bool = False

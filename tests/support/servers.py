@@ -100,6 +100,10 @@ class TrainerProcess(ServiceProcess):
         super().__init__("", env)
         self.extra = []
         self.queue_address = queue_address
+        # each trainer its own feature cache (not the user's ~/.cache)
+        self.env.setdefault(
+            "LABELGRID_TRAINER_CACHE_DIR", tempfile.mkdtemp(prefix="labelgrid-trainer-cache-")
+        )
 
     def command(self) -> list[str]:
         return [

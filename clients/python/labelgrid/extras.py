@@ -16,6 +16,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "widgets": ("ipywidgets", "ipyevents", "PIL", "IPython"),
     "page": ("voila",),
     "export": ("pyarrow",),
+    "dask": ("dask", "distributed"),
 }
 
 

@@ -301,12 +301,15 @@ async function refreshRuns(): Promise<void> {
     curveChart(scored.map((r) => ({ x: Number(r.nLabels), y: r.score!, version: Number(r.modelVersion) }))),
     reply.runs.length
       ? table(
-          ["model", "labels", "score", "status", "when"],
+          ["model", "labels", "score", "status", "time (pull · fit · score · push)", "when"],
           reply.runs.map((r) => [
             String(r.modelVersion),
             String(r.nLabels),
             r.score === undefined ? "–" : `${r.score.toFixed(3)}${r.scoreStd !== undefined ? ` ± ${r.scoreStd.toFixed(3)}` : ""}`,
             r.status,
+            r.phases.length
+              ? r.phases.map((p) => `${p.name} ${p.seconds.toFixed(1)} s`).join(" · ")
+              : `${r.seconds.toFixed(1)} s`,
             r.startedAt?.seconds ? timestampDate(r.startedAt).toLocaleString() : "",
           ]),
         )

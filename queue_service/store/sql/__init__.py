@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from queue_service import db
-from queue_service.store.rows import InputRow, RowBlock
+from queue_service.store.rows import InputRow, PackedRows, RowBlock
 from queue_service.store.sql.postgres import PostgresDialect
 from queue_service.store.sql.sqlite import SqliteDialect
 
@@ -53,6 +53,14 @@ class Dialect(Protocol):
     async def set_priorities(
         self, conn: AsyncConnection, project_id: int, ids: np.ndarray, priorities: np.ndarray
     ) -> int: ...
+
+    async def packed_unlabelled(
+        self, conn: AsyncConnection, project_id: int, after: int, limit: int
+    ) -> PackedRows | None: ...
+
+    async def unlabelled_ids(
+        self, conn: AsyncConnection, project_id: int, after: int, limit: int
+    ) -> tuple[list[int], list[float]] | None: ...
 
     def refresh_statistics(self) -> None: ...
 

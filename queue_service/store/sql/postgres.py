@@ -18,7 +18,7 @@ from queue_service.errors import Unavailable
 from queue_service.schema import AVAILABLE, DONE, KIND_ARRAY, LEASED, UNRANKED
 from queue_service.store import failures
 from queue_service.store.records import INPUT_COLUMNS
-from queue_service.store.rows import InputRow, RowBlock, input_records
+from queue_service.store.rows import InputRow, PackedRows, RowBlock, input_records
 
 log = logging.getLogger("labelgrid.queue")
 
@@ -60,6 +60,20 @@ SET_PRIORITIES = sa.text(
     "items.project_id = :proj"
 )
 ANALYZE = sa.text("ANALYZE items, item_inputs, assignments")
+# $1 project, $2 after id, $3 n: the next n unlabelled items with their inputs, straight on
+# asyncpg (its C decoder; SQLAlchemy's row layer was most of StreamUnlabelled's time).
+# `i.item_id > $2` too: without it the planner merge-joins item_inputs from its first row,
+# so every chunk re-read all the rows before the cursor (quadratic in the pool).
+UNLABELLED_RAW = (
+    "SELECT it.id, it.priority, i.kind, i.dtype, i.shape, i.data FROM items it "
+    "JOIN item_inputs i ON i.item_id = it.id WHERE it.project_id = $1 AND "
+    f"it.status <> {DONE} AND it.id > $2 AND i.item_id > $2 ORDER BY it.id LIMIT $3"
+)
+# $1 project, $2 after id, $3 n: the ids and priorities of the next n unlabelled items
+UNLABELLED_IDS_RAW = (
+    f"SELECT id, priority FROM items WHERE project_id = $1 AND status <> {DONE} AND id > $2 "
+    "ORDER BY id LIMIT $3"
+)
 
 # Changes fanned out to the other replicas (store/changes.py): LISTEN on this channel (asyncpg
 # `add_listener`), and one NOTIFY per changed project, its id as the payload, every project
@@ -161,6 +175,45 @@ class PostgresDialect:
         otherwise (the caller takes the careful path)."""
         rows = await self.fetch(SUBMIT, item_id, project_id, token, worker, labels)
         return rows[0]["id"] if rows else None
+
+    # -- streams ------------------------------------------------------------------------
+
+    async def packed_unlabelled(
+        self, conn: AsyncConnection, project_id: int, after: int, limit: int
+    ) -> PackedRows | None:
+        """The next `limit` unlabelled items packed: ids, priorities and their input bytes
+        joined; None when they are not all arrays of one dtype and shape (the caller then
+        reads them row by row)."""
+        raw = await conn.get_raw_connection()
+        rows = await raw.driver_connection.fetch(  # type: ignore[union-attr]
+            UNLABELLED_RAW, project_id, after, limit
+        )
+        if not rows:
+            return PackedRows([], [], "", "", b"")
+        first = rows[0]
+        kind, dtype, shape = first[2], first[3], first[4]
+        if kind != KIND_ARRAY or any(
+            r[2] != kind or r[3] != dtype or r[4] != shape or r[5] is None for r in rows
+        ):
+            return None
+        return PackedRows(
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            dtype,
+            shape or "",
+            b"".join([r[5] for r in rows]),
+        )
+
+    async def unlabelled_ids(
+        self, conn: AsyncConnection, project_id: int, after: int, limit: int
+    ) -> tuple[list[int], list[float]] | None:
+        """The ids and priorities of the next `limit` unlabelled items, straight on asyncpg
+        (a trainer reads a million of them each run)."""
+        raw = await conn.get_raw_connection()
+        rows = await raw.driver_connection.fetch(  # type: ignore[union-attr]
+            UNLABELLED_IDS_RAW, project_id, after, limit
+        )
+        return [r[0] for r in rows], [r[1] for r in rows]
 
     # -- bulk inserts -------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ PROJECT_COLS = (
 )
 RUN_COLS = (
     "status, message, score, score_std, n_labels, n_scored, model_version, seconds, "
-    "started_at, trainer"
+    "started_at, trainer, phases"
 )
 INPUT_COLS = "kind, dtype, shape, data, text, metadata"
 
@@ -313,7 +313,7 @@ class ReadQueries:
             "SELECT it.id, it.priority, i.kind, i.dtype, i.shape, i.data, i.text, "
             "i.metadata FROM items it JOIN item_inputs i ON i.item_id = it.id "
             f"WHERE it.project_id = :p AND it.status <> {DONE} AND it.id > :c "
-            "ORDER BY it.id LIMIT :n"
+            "AND i.item_id > :c ORDER BY it.id LIMIT :n"
         )
         self.status_counts = text(
             "SELECT status, CASE WHEN status = 1 AND lease_expires_at <= "
@@ -401,7 +401,7 @@ class AdminQueries:
         self.insert_run = text(
             f"INSERT INTO training_runs (project_id, {RUN_COLS}, recorded_at) "
             "VALUES (:p, :status, :message, :score, :score_std, :n_labels, "
-            f":n_scored, :model_version, :seconds, :started_at, :trainer, {d.now}) "
+            f":n_scored, :model_version, :seconds, :started_at, :trainer, :phases, {d.now}) "
             "RETURNING id"
         )
         self.runs = text(f"SELECT {RUN_COLS} FROM training_runs WHERE project_id = :p ORDER BY id")

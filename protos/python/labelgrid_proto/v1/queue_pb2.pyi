@@ -464,7 +464,7 @@ class ExportLabelsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[LabelledItem, _Mapping]]] = ...) -> None: ...
 
 class TrainingRun(_message.Message):
-    __slots__ = ("status", "message", "score", "score_std", "n_labels", "n_scored", "model_version", "seconds", "started_at", "trainer")
+    __slots__ = ("status", "message", "score", "score_std", "n_labels", "n_scored", "model_version", "seconds", "started_at", "trainer", "phases")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -475,6 +475,7 @@ class TrainingRun(_message.Message):
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     TRAINER_FIELD_NUMBER: _ClassVar[int]
+    PHASES_FIELD_NUMBER: _ClassVar[int]
     status: str
     message: str
     score: float
@@ -485,7 +486,16 @@ class TrainingRun(_message.Message):
     seconds: float
     started_at: _timestamp_pb2.Timestamp
     trainer: str
-    def __init__(self, status: _Optional[str] = ..., message: _Optional[str] = ..., score: _Optional[float] = ..., score_std: _Optional[float] = ..., n_labels: _Optional[int] = ..., n_scored: _Optional[int] = ..., model_version: _Optional[int] = ..., seconds: _Optional[float] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trainer: _Optional[str] = ...) -> None: ...
+    phases: _containers.RepeatedCompositeFieldContainer[RunPhase]
+    def __init__(self, status: _Optional[str] = ..., message: _Optional[str] = ..., score: _Optional[float] = ..., score_std: _Optional[float] = ..., n_labels: _Optional[int] = ..., n_scored: _Optional[int] = ..., model_version: _Optional[int] = ..., seconds: _Optional[float] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trainer: _Optional[str] = ..., phases: _Optional[_Iterable[_Union[RunPhase, _Mapping]]] = ...) -> None: ...
+
+class RunPhase(_message.Message):
+    __slots__ = ("name", "seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    seconds: float
+    def __init__(self, name: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class RecordTrainingRunRequest(_message.Message):
     __slots__ = ("project", "run")
