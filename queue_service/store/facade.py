@@ -15,12 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from queue_service import sqlite_driver
 from queue_service.db import create_engine, migrate
 from queue_service.principal import Principal
 from queue_service.store.changes import ChangeFeed, LocalFeed, PostgresFeed
 from queue_service.store.database import Database
 from queue_service.store.ingest import Ingest
-from queue_service.store.leases import DirectLeases, Leases, SingleLeases
+from queue_service.store.leases import DirectLeases, Leases, SingleLeases, SqliteLeases
 from queue_service.store.priorities import Priorities
 from queue_service.store.progress import Progress
 from queue_service.store.projects import Projects
@@ -54,11 +55,11 @@ class Store:
         self._ingest = Ingest(self.db)
         # the way of leasing is chosen once per dialect (k = 1) and per project (k > 1)
         dialect = self.db.dialect
-        self._single: Leases = (
-            DirectLeases(self.db, dialect)
-            if isinstance(dialect, PostgresDialect)
-            else SingleLeases(self.db)
-        )
+        self._single: Leases = SingleLeases(self.db)
+        if isinstance(dialect, PostgresDialect):
+            self._single = DirectLeases(self.db, dialect)
+        elif sqlite_driver.supported():  # the hot path runs whole transactions on its thread
+            self._single = SqliteLeases(self.db, dialect)
         self._shared: Leases = SharedLeases(self.db)
         self._priorities = Priorities(self.db)
         self._streams = Streams(self.db)
