@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -25,11 +26,11 @@ log = logging.getLogger("labelgrid.queue")
 NOW = "extract(epoch from clock_timestamp())::float8"
 
 # $1 project, $2 worker, $3 n, $4 most leases, $5 token, $6 lease seconds
-POP = (
+_POP = (
     f"WITH held AS (SELECT COUNT(*) AS c FROM items WHERE project_id = $1 "
     f"AND status = {LEASED} AND leased_by = $2 AND lease_expires_at > {NOW}), "
     "avail AS (SELECT id, priority FROM items WHERE project_id = $1 AND "
-    f"status = {AVAILABLE} ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED), "
+    f"status = {AVAILABLE} ORDER BY priority DESC, id LIMIT $3 FOR UPDATE{{wait}}), "
     "expired AS (SELECT id, priority FROM items WHERE project_id = $1 AND "
     f"status = {LEASED} AND lease_expires_at <= {NOW} "
     "ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED), "
@@ -43,6 +44,14 @@ POP = (
     "SELECT h.c AS held, l.id, l.priority, l.lease_expires_at, i.kind, "
     "i.dtype, i.shape, i.data, i.text, i.metadata FROM held h LEFT JOIN "
     "(leased l JOIN item_inputs i ON i.item_id = l.id) ON true"
+)
+POP = _POP.format(wait=" SKIP LOCKED")
+# the same, waiting for available rows another transaction holds (a re-rank's slice): taken
+# only when POP found none free while some are available, so a Pop is never empty then
+POP_WAITING = _POP.format(wait="")
+# $1 project
+ANY_AVAILABLE = (
+    f"SELECT EXISTS (SELECT 1 FROM items WHERE project_id = $1 AND status = {AVAILABLE})"
 )
 # $1 item, $2 project, $3 token, $4 worker, $5 labels (JSON)
 SUBMIT = (
@@ -59,6 +68,12 @@ SET_PRIORITIES = sa.text(
     "CAST(:ps AS float8[])) AS u(id, p) WHERE items.id = u.id AND "
     "items.project_id = :proj"
 )
+# a re-rank: every id checked first, then applied in slices of RERANK_SLICE ids (in id order),
+# each its own transaction, so a Pop skips at most one slice's locked rows
+RERANK_MATCHED = sa.text(
+    "SELECT COUNT(*) FROM items WHERE project_id = :proj AND id = ANY(CAST(:ids AS bigint[]))"
+)
+RERANK_SLICE = 5000
 ANALYZE = sa.text("ANALYZE items, item_inputs, assignments")
 
 # Changes fanned out to the other replicas (store/changes.py): LISTEN on this channel (asyncpg
@@ -152,7 +167,17 @@ class PostgresDialect:
     ) -> list:
         """Count the worker's leases, pick the top available (or expired) items with SKIP
         LOCKED, lease them, and return them with their inputs: one statement."""
-        return await self.fetch(POP, project_id, worker, n, limit, token, seconds)
+        rows = await self.fetch(POP, project_id, worker, n, limit, token, seconds)
+        if (rows and rows[0]["id"] is not None) or (rows and rows[0]["held"] + n > limit):
+            return rows
+        # every available row was locked (a re-rank's slice, other Pops): wait for them
+        for _ in range(3):
+            if not (await self.fetch(ANY_AVAILABLE, project_id))[0][0]:
+                break
+            rows = await self.fetch(POP_WAITING, project_id, worker, n, limit, token, seconds)
+            if rows and rows[0]["id"] is not None:
+                break
+        return rows
 
     async def submit(
         self, item_id: int, project_id: int, token: str, worker: str, labels: str
@@ -274,15 +299,64 @@ class PostgresDialect:
 
     # -- priorities ---------------------------------------------------------------------
 
-    async def set_priorities(
-        self, conn: AsyncConnection, project_id: int, ids: np.ndarray, priorities: np.ndarray
-    ) -> int:
-        result = await conn.execute(
-            SET_PRIORITIES, {"ids": ids.tolist(), "ps": priorities.tolist(), "proj": project_id}
-        )
-        return result.rowcount
+    @contextlib.asynccontextmanager
+    async def rerank(
+        self, project_id: int, ids: np.ndarray, priorities: np.ndarray, q: Any
+    ) -> AsyncIterator[PostgresRerank]:
+        order = np.argsort(ids, kind="stable")
+        ids, priorities = ids[order], priorities[order]
+        async with self.engine.connect() as conn:
+            matched = (
+                await conn.execute(RERANK_MATCHED, {"proj": project_id, "ids": ids.tolist()})
+            ).scalar_one()
+        yield PostgresRerank(self.engine, project_id, ids, priorities, matched, q)
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class PostgresRerank:
+    """A checked re-rank, applied in bounded transactions (`step`): each takes the project's
+    model version row (FOR NO KEY UPDATE), refuses when a newer model was applied since, and
+    updates one slice."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        project_id: int,
+        ids: np.ndarray,
+        priorities: np.ndarray,
+        matched: int,
+        q: Any,
+    ) -> None:
+        self.engine, self.project_id, self.ids, self.priorities = (
+            engine,
+            project_id,
+            ids,
+            priorities,
+        )
+        self.matched, self.q = matched, q
+        self.at = 0
+
+    @property
+    def done(self) -> bool:
+        return self.at >= len(self.ids)
+
+    async def step(self, version: int) -> int | None:
+        p = self.project_id
+        end = self.at + RERANK_SLICE
+        async with self.engine.begin() as conn:
+            current = (await conn.execute(self.q.model_version, {"p": p})).scalar_one()
+            if version < current:
+                return current
+            params = {
+                "ids": self.ids[self.at : end].tolist(),
+                "ps": self.priorities[self.at : end].tolist(),
+                "proj": p,
+            }
+            await conn.execute(SET_PRIORITIES, params)
+            await conn.execute(self.q.set_model_version, {"v": version, "p": p})
+        self.at = end
+        return None

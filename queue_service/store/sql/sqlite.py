@@ -1,12 +1,16 @@
 """SQLite's own SQL. Every write transaction is BEGIN IMMEDIATE (see queue_service.db) and
 this process's writers also queue on an asyncio lock, so threads do not spin on the
-database lock; with the database held, no row locks are needed."""
+database lock; with the database held, no row locks are needed. The hot path (k = 1 Pop
+and Submit) and re-ranks run each transaction as one call on the connection's thread."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +27,24 @@ NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
 # this transaction holds the write lock, so max(id) cannot move under us
 TOP_ID = sa.text("SELECT COALESCE(MAX(id), 0) FROM items")
-NEW_PRIORITY_TABLE = "CREATE TEMP TABLE IF NOT EXISTS new_priority (id INTEGER PRIMARY KEY, p REAL)"
-CLEAR_NEW_PRIORITY = "DELETE FROM new_priority"
-INSERT_NEW_PRIORITY = "INSERT INTO new_priority (id, p) VALUES (?, ?)"
-APPLY_NEW_PRIORITY = (
-    "UPDATE items SET priority = new_priority.p FROM new_priority "
-    "WHERE items.id = new_priority.id AND items.project_id = ?"
+# a re-rank is staged whole in a temporary table on its own connection (no write lock: only
+# the temp database is written), checked, then applied by ranges of `seq`, its new order
+RERANK_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS rerank (seq INTEGER PRIMARY KEY, id INTEGER NOT NULL, "
+    "p REAL NOT NULL)"
 )
+CLEAR_RERANK = "DELETE FROM rerank"
+INSERT_RERANK = "INSERT INTO rerank (seq, id, p) VALUES (?, ?, ?)"
+RERANK_MATCHED = "SELECT COUNT(*) FROM rerank r JOIN items i ON i.id = r.id WHERE i.project_id = ?"
+# `+project_id`: probe items by primary key from the range of rerank, not scan the project
+APPLY_RERANK = (
+    "UPDATE items SET priority = r.p FROM rerank r WHERE items.id = r.id "
+    "AND r.seq >= ? AND r.seq < ? AND +items.project_id = ?"
+)
+# rows per UPDATE of a re-rank; between two, it commits when another writer waits
+RERANK_SLICE = 256
+# the longest a re-rank holds the write lock when nobody waits for it
+RERANK_HOLD_SECONDS = 0.5
 
 # the inputs of the items a hot-path Pop leased (at most LABELGRID_MAX_POP of them)
 HOT_INPUTS = (
@@ -53,7 +68,7 @@ class SqliteDialect:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.write_lock = asyncio.Lock()
+        self.write_lock = WriteLock()
 
     def read_options(self, snapshot: bool) -> dict[str, str]:
         # a deferred transaction is already a snapshot in WAL mode
@@ -84,18 +99,26 @@ class SqliteDialect:
         await self.bulk_insert(conn, "items", ITEM_COLUMNS, items)
         await self.bulk_insert(conn, "item_inputs", INPUT_COLUMNS, list(input_records(ids, inputs)))
 
-    async def set_priorities(
-        self, conn: AsyncConnection, project_id: int, ids: np.ndarray, priorities: np.ndarray
-    ) -> int:
-        """Through a temporary table: one UPDATE ... FROM instead of one per item."""
-        await conn.exec_driver_sql(NEW_PRIORITY_TABLE)
-        await conn.exec_driver_sql(CLEAR_NEW_PRIORITY)
-        await conn.exec_driver_sql(
-            INSERT_NEW_PRIORITY, list(zip(ids.tolist(), priorities.tolist(), strict=True))
-        )
-        result = await conn.exec_driver_sql(APPLY_NEW_PRIORITY, (project_id,))
-        await conn.exec_driver_sql(CLEAR_NEW_PRIORITY)
-        return result.rowcount
+    @contextlib.asynccontextmanager
+    async def rerank(
+        self, project_id: int, ids: np.ndarray, priorities: np.ndarray, q: Any
+    ) -> AsyncIterator[SqliteRerank]:
+        """A re-rank staged on a connection of its own, held until it is applied; `q`: the
+        shared statements of projects (the model version)."""
+        version_sql = VersionSql(q.model_version.text, q.set_model_version.text)
+        async with self.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).dbapi_connection
+            order = np.lexsort((ids, -priorities))  # the new order: the top is applied first
+            rows = list(
+                zip(range(len(ids)), ids[order].tolist(), priorities[order].tolist(), strict=True)
+            )
+            del order
+            try:
+                matched = await sqlite_driver.on_thread(raw, stage_rerank, rows, project_id)
+                del rows
+                yield SqliteRerank(self.write_lock, raw, project_id, len(ids), matched, version_sql)
+            finally:
+                await sqlite_driver.on_thread(raw, _clear_rerank)
 
     async def run(self, body: Callable[..., tuple[bool, Any]], *args: Any) -> Any:
         """One whole write transaction as one call on the connection's thread (one hop,
@@ -110,6 +133,111 @@ class SqliteDialect:
 
     async def close(self) -> None:
         pass
+
+
+class WriteLock:
+    """This process's writers, one at a time (an asyncio lock), and whether one is waiting
+    (`wanted`, read by a re-rank on its thread: it commits and lets the waiter in)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._waiting = 0
+        self.wanted = threading.Event()
+
+    async def __aenter__(self) -> None:
+        if not self._lock.locked():
+            await self._lock.acquire()
+            return
+        self._waiting += 1
+        self.wanted.set()
+        try:
+            await self._lock.acquire()
+        finally:
+            self._waiting -= 1
+            if not self._waiting:
+                self.wanted.clear()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+@dataclass(frozen=True)
+class VersionSql:
+    """The shared statements of a project's model version (store/sql/queries.py), as text."""
+
+    get: str
+    set: str
+
+
+def stage_rerank(raw: sqlite3.Connection, rows: list[tuple], project_id: int) -> int:
+    """On the re-rank's connection: the new priorities into its temporary table (the main
+    database is only read); how many of the ids are items of the project."""
+    raw.execute(RERANK_TABLE)
+    raw.execute("BEGIN")
+    try:
+        raw.execute(CLEAR_RERANK)
+        raw.executemany(INSERT_RERANK, rows)
+        raw.execute("COMMIT")
+    except BaseException:
+        raw.execute("ROLLBACK")
+        raise
+    return raw.execute(RERANK_MATCHED, (project_id,)).fetchone()[0]
+
+
+def rerank_body(
+    raw: sqlite3.Connection,
+    q: VersionSql,
+    project_id: int,
+    version: int,
+    start: int,
+    end: int,
+    wanted: threading.Event,
+) -> tuple[bool, tuple[int, int | None]]:
+    """One transaction of a re-rank: refused (with the newer version) when a newer model
+    was applied since the last one; else slices from `start` until the end, another writer
+    waits, or RERANK_HOLD_SECONDS pass. (where it stopped, the newer version or None)"""
+    current = raw.execute(q.get, {"p": project_id}).fetchone()[0]
+    if version < current:
+        return False, (start, current)
+    until = time.monotonic() + RERANK_HOLD_SECONDS
+    at = start
+    while at < end:
+        raw.execute(APPLY_RERANK, (at, min(at + RERANK_SLICE, end), project_id))
+        at += RERANK_SLICE
+        if wanted.is_set() or time.monotonic() > until:
+            break
+    raw.execute(q.set, {"v": version, "p": project_id})
+    return True, (min(at, end), None)
+
+
+class SqliteRerank:
+    """A staged re-rank, applied in bounded transactions (`step`)."""
+
+    def __init__(
+        self, lock: WriteLock, raw: Any, project_id: int, n: int, matched: int, q: VersionSql
+    ) -> None:
+        self.lock, self.raw, self.project_id, self.n = lock, raw, project_id, n
+        self.matched, self.q = matched, q
+        self.at = 0
+
+    @property
+    def done(self) -> bool:
+        return self.at >= self.n
+
+    async def step(self, version: int) -> int | None:
+        """The next part in one transaction; the newer applied version if refused."""
+        async with self.lock:
+            self.at, newer = await sqlite_driver.on_thread(
+                self.raw,
+                _transaction,
+                rerank_body,
+                (self.q, self.project_id, version, self.at, self.n, self.lock.wanted),
+            )
+        return newer
+
+
+def _clear_rerank(raw: sqlite3.Connection) -> None:
+    raw.execute(CLEAR_RERANK)
 
 
 # -- the hot path of k = 1 projects: Pop and Submit, each one call on the sqlite thread ------

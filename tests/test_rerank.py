@@ -1,0 +1,171 @@
+"""Re-ranks never stall labelling (issue 17): UpdatePriorities is applied in bounded
+transactions, so a Pop completes while a large re-rank is still being applied, on both
+backends, and a stale model still never overwrites a newer one across those transactions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from sqlalchemy.engine import make_url
+
+from labelgrid import QueueClient
+from tests.support.servers import ServiceProcess
+
+N = 150_000
+
+
+def ranked_counter(database_url: str) -> Callable[[], int]:
+    """How many items have a priority (committed), read straight from the database."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        import sqlite3
+
+        path = url.database
+
+        def count() -> int:
+            with sqlite3.connect(path, timeout=30) as conn:
+                return conn.execute(
+                    "SELECT COUNT(*) FROM items WHERE priority > -1e300"
+                ).fetchone()[0]
+
+        return count
+    import psycopg
+
+    dsn = url.set(drivername="postgresql").render_as_string(False)
+
+    def count_pg() -> int:
+        with psycopg.connect(dsn) as conn:
+            return conn.execute("SELECT COUNT(*) FROM items WHERE priority > -1e300").fetchone()[0]
+
+    return count_pg
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.01)
+
+
+def test_a_pop_completes_while_a_large_rerank_is_in_progress(
+    service: ServiceProcess, database_url: str, project_name: str
+) -> None:
+    with QueueClient(service.address, timeout=600) as trainer:
+        trainer.create_project(project_name, ["a"])
+        ids = np.asarray(trainer.add_features(project_name, np.zeros((N, 1), np.uint8)))
+        new = np.random.default_rng(0).random(N)
+        ranked = ranked_counter(database_url)
+        assert ranked() == 0
+        errors: list[BaseException] = []
+
+        def rerank() -> None:
+            try:
+                trainer.update_priorities(project_name, ids, new, model_version=1)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        updating = threading.Thread(target=rerank)
+        updating.start()
+        wait_for(lambda: ranked() > 0, "a first part of the re-rank committed")
+        with QueueClient(service.address, timeout=60, retries=0) as labeller:
+            items = labeller.pop(project_name, "w")
+        during = ranked()
+        # the Pop was served between two transactions of the re-rank, not after all of it
+        assert 0 < during < N, during
+        assert updating.is_alive()
+        assert len(items) == 1
+        (item,) = items
+        # it was served by the new ranking's applied part (unranked items come last)
+        assert item.priority == new[ids == item.id][0]
+        updating.join(600)
+        assert not errors, errors
+        assert ranked() == N
+        assert trainer.get_project(project_name).model_version == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_top_of_a_new_ranking_is_applied_first_on_sqlite(
+    service: ServiceProcess, database_url: str, project_name: str
+) -> None:
+    """SQLite applies a re-rank in its new order, so the first Pop during it already gets
+    the new model's top item."""
+    with QueueClient(service.address, timeout=600) as trainer:
+        trainer.create_project(project_name, ["a"])
+        ids = np.asarray(trainer.add_features(project_name, np.zeros((N, 1), np.uint8)))
+        new = np.random.default_rng(1).random(N)
+        ranked = ranked_counter(database_url)
+        updating = threading.Thread(
+            target=trainer.update_priorities,
+            args=(project_name, ids, new),
+            kwargs={"model_version": 3},
+        )
+        updating.start()
+        wait_for(lambda: ranked() > 0, "a first part of the re-rank committed")
+        with QueueClient(service.address, timeout=60, retries=0) as labeller:
+            (item,) = labeller.pop(project_name, "w")
+        assert ranked() < N
+        assert item.id == ids[np.argmax(new)]
+        updating.join(600)
+        assert not updating.is_alive()
+
+
+def test_a_stale_model_never_overwrites_a_newer_one_across_transactions(
+    service: ServiceProcess, database_url: str, project_name: str
+) -> None:
+    """Version 1 is re-ranking, with a labeller popping all along (so it goes in many
+    transactions), when version 2 is applied: version 1 stops, refused, and every item keeps
+    version 2's priority (no part of version 1 is written after it)."""
+    with QueueClient(service.address, timeout=600) as trainer:
+        trainer.create_project(project_name, ["a"])
+        ids = np.asarray(trainer.add_features(project_name, np.zeros((N, 1), np.uint8)))
+        ranked = ranked_counter(database_url)
+        outcome: list[BaseException | None] = []
+        pops = 0
+
+        def old_model() -> None:
+            try:
+                trainer.update_priorities(project_name, ids, np.full(N, 1.0), model_version=1)
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        def labeller() -> None:
+            nonlocal pops
+            with QueueClient(service.address, timeout=60, retries=0) as client:
+                while updating.is_alive():
+                    for item in client.pop(project_name, "w"):
+                        client.release(project_name, item, "w")
+                        pops += 1
+
+        updating = threading.Thread(target=old_model)
+        updating.start()
+        popping = threading.Thread(target=labeller)
+        popping.start()
+        wait_for(lambda: ranked() > 0, "a first part of version 1 committed")
+        with QueueClient(service.address, timeout=600, retries=0) as newer:
+            newer.update_priorities(project_name, ids, np.full(N, 2.0), model_version=2)
+        updating.join(600)
+        popping.join(60)
+        assert pops > 0
+        assert len(outcome) == 1 and outcome[0] is not None
+        assert "older than the applied version 2" in str(outcome[0])
+        assert trainer.get_project(project_name).model_version == 2
+        url = make_url(database_url)
+        sql = "SELECT priority, COUNT(*) FROM items GROUP BY priority"
+        if url.get_backend_name() == "sqlite":
+            import sqlite3
+
+            with sqlite3.connect(url.database) as conn:
+                counts = dict(conn.execute(sql).fetchall())
+        else:
+            import psycopg
+
+            dsn = url.set(drivername="postgresql").render_as_string(False)
+            with psycopg.connect(dsn) as conn:
+                counts = dict(conn.execute(sql).fetchall())
+        assert counts == {2.0: N}
