@@ -74,6 +74,7 @@ RERANK_MATCHED = sa.text(
     "SELECT COUNT(*) FROM items WHERE project_id = :proj AND id = ANY(CAST(:ids AS bigint[]))"
 )
 RERANK_SLICE = 5000
+RERANK_CHECK = 50_000
 ANALYZE = sa.text("ANALYZE items, item_inputs, assignments")
 
 # Changes fanned out to the other replicas (store/changes.py): LISTEN on this channel (asyncpg
@@ -305,10 +306,12 @@ class PostgresDialect:
     ) -> AsyncIterator[PostgresRerank]:
         order = np.argsort(ids, kind="stable")
         ids, priorities = ids[order], priorities[order]
-        async with self.engine.connect() as conn:
-            matched = (
-                await conn.execute(RERANK_MATCHED, {"proj": project_id, "ids": ids.tolist()})
-            ).scalar_one()
+        matched = 0
+        async with self.engine.connect() as conn:  # in parts: no long stall of the event loop
+            for at in range(0, len(ids), RERANK_CHECK):
+                part = ids[at : at + RERANK_CHECK].tolist()
+                found = await conn.execute(RERANK_MATCHED, {"proj": project_id, "ids": part})
+                matched += found.scalar_one()
         yield PostgresRerank(self.engine, project_id, ids, priorities, matched, q)
 
     async def close(self) -> None:

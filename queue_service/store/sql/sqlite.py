@@ -42,9 +42,15 @@ APPLY_RERANK = (
     "AND r.seq >= ? AND r.seq < ? AND +items.project_id = ?"
 )
 # rows per UPDATE of a re-rank; between two, it commits when another writer waits
-RERANK_SLICE = 256
+RERANK_SLICE = 64
 # the longest a re-rank holds the write lock when nobody waits for it
 RERANK_HOLD_SECONDS = 0.5
+# a re-rank's connection checkpoints the WAL itself after each transaction, with the write
+# lock released (PASSIVE runs beside writers): an automatic checkpoint would run inside its
+# COMMIT, with every waiting Pop behind it
+NO_AUTO_CHECKPOINT = "PRAGMA wal_autocheckpoint=0"
+AUTO_CHECKPOINT = "PRAGMA wal_autocheckpoint=1000"
+CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
 
 # the inputs of the items a hot-path Pop leased (at most LABELGRID_MAX_POP of them)
 HOT_INPUTS = (
@@ -108,14 +114,10 @@ class SqliteDialect:
         version_sql = VersionSql(q.model_version.text, q.set_model_version.text)
         async with self.engine.connect() as conn:
             raw = (await conn.get_raw_connection()).dbapi_connection
-            order = np.lexsort((ids, -priorities))  # the new order: the top is applied first
-            rows = list(
-                zip(range(len(ids)), ids[order].tolist(), priorities[order].tolist(), strict=True)
-            )
-            del order
             try:
-                matched = await sqlite_driver.on_thread(raw, stage_rerank, rows, project_id)
-                del rows
+                matched = await sqlite_driver.on_thread(
+                    raw, stage_rerank, ids, priorities, project_id
+                )
                 yield SqliteRerank(self.write_lock, raw, project_id, len(ids), matched, version_sql)
             finally:
                 await sqlite_driver.on_thread(raw, _clear_rerank)
@@ -169,10 +171,16 @@ class VersionSql:
     set: str
 
 
-def stage_rerank(raw: sqlite3.Connection, rows: list[tuple], project_id: int) -> int:
-    """On the re-rank's connection: the new priorities into its temporary table (the main
-    database is only read); how many of the ids are items of the project."""
+def stage_rerank(
+    raw: sqlite3.Connection, ids: np.ndarray, priorities: np.ndarray, project_id: int
+) -> int:
+    """On the re-rank's connection (and off the event loop): the new priorities, in their
+    new order (the top is applied first), into its temporary table (the main database is
+    only read); how many of the ids are items of the project."""
+    order = np.lexsort((ids, -priorities))
+    rows = zip(range(len(ids)), ids[order].tolist(), priorities[order].tolist(), strict=True)
     raw.execute(RERANK_TABLE)
+    raw.execute(NO_AUTO_CHECKPOINT)
     raw.execute("BEGIN")
     try:
         raw.execute(CLEAR_RERANK)
@@ -233,11 +241,17 @@ class SqliteRerank:
                 rerank_body,
                 (self.q, self.project_id, version, self.at, self.n, self.lock.wanted),
             )
+        await sqlite_driver.on_thread(self.raw, _checkpoint)
         return newer
 
 
 def _clear_rerank(raw: sqlite3.Connection) -> None:
     raw.execute(CLEAR_RERANK)
+    raw.execute(AUTO_CHECKPOINT)
+
+
+def _checkpoint(raw: sqlite3.Connection) -> None:
+    raw.execute(CHECKPOINT).fetchall()
 
 
 # -- the hot path of k = 1 projects: Pop and Submit, each one call on the sqlite thread ------
