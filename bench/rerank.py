@@ -80,13 +80,15 @@ def one(python: str, url: str, tmp: Path, n: int) -> dict[str, Any]:
         "pops_during": len(during),
         "pop_during": percentiles([p[1] for p in during]),
         "empty_pops_during": sum(1 for p in during if p[2] == 0),
-        # the longest stretch of the re-rank with no Pop completing
-        "longest_gap_ms": 1000
-        * max(
-            (b[0] + b[1] - (a[0] + a[1]) for a, b in itertools.pairwise(during)),
-            default=t1 - t0,
-        ),
+        # the longest stretch of the re-rank with no Pop completing, and where it began
+        **longest_gap([t0] + [p[0] + p[1] for p in during] + [t1], t0),
     }
+
+
+def longest_gap(times: list[float], t0: float) -> dict[str, float]:
+    ends = sorted(times)
+    gap, at = max(((b - a, a) for a, b in itertools.pairwise(ends)), default=(0.0, t0))
+    return {"longest_gap_ms": gap * 1000, "longest_gap_from_s": at - t0}
 
 
 def main() -> None:
