@@ -35,14 +35,17 @@ def _labeller(address: str, project: str, stop: Any, out: Any) -> None:
     from labelgrid.client import QueueClient
 
     pops: list[tuple[float, float, int]] = []  # start, seconds, items
+    submits: list[tuple[float, float]] = []
     with QueueClient(address, timeout=120, retries=0) as client:
         while not stop.is_set():
             t = time.monotonic()
             items = client.pop(project, "labeller")
             pops.append((t, time.monotonic() - t, len(items)))
             for item in items:
+                t = time.monotonic()
                 client.submit(project, item, "x", "labeller")
-    out.put(pops)
+                submits.append((t, time.monotonic() - t))
+    out.put((pops, submits))
 
 
 def one(python: str, url: str, tmp: Path, n: int) -> dict[str, Any]:
@@ -64,7 +67,7 @@ def one(python: str, url: str, tmp: Path, n: int) -> dict[str, Any]:
             t1 = time.monotonic()
             threading.Event().wait(1.0)
             stop.set()
-            pops = out.get(timeout=300)
+            pops, submits = out.get(timeout=300)
             labeller.join(60)
     finally:
         proc.terminate()
@@ -80,6 +83,7 @@ def one(python: str, url: str, tmp: Path, n: int) -> dict[str, Any]:
         "pops_during": len(during),
         "pop_during": percentiles([p[1] for p in during]),
         "empty_pops_during": sum(1 for p in during if p[2] == 0),
+        "submit_during": percentiles([x[1] for x in submits if x[0] < t1 and sum(x) > t0]),
         # the longest stretch of the re-rank with no Pop completing, and where it began
         **longest_gap([t0] + [p[0] + p[1] for p in during] + [t1], t0),
     }
