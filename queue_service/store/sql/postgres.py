@@ -73,7 +73,13 @@ SET_PRIORITIES = sa.text(
 RERANK_MATCHED = sa.text(
     "SELECT COUNT(*) FROM items WHERE project_id = :proj AND id = ANY(CAST(:ids AS bigint[]))"
 )
-RERANK_SLICE = 5000
+RERANK_SLICE = 2000
+# each slice by the primary key (a nested loop over the ids): right after a bulk AddFeatures
+# the planner has no statistics yet and chose a hash join over a scan of every item, about
+# 1 s a slice at 10^6 items with the slice's rows locked (a labeller's Submit waited seconds)
+RERANK_PLAN = sa.text(
+    "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+)
 RERANK_CHECK = 50_000
 ANALYZE = sa.text("ANALYZE items, item_inputs, assignments")
 
@@ -359,6 +365,7 @@ class PostgresRerank:
                 "ps": self.priorities[self.at : end].tolist(),
                 "proj": p,
             }
+            await conn.execute(RERANK_PLAN)
             await conn.execute(SET_PRIORITIES, params)
             await conn.execute(self.q.set_model_version, {"v": version, "p": p})
         self.at = end
