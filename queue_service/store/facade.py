@@ -1,11 +1,11 @@
 """`Store`: the one object the gRPC handlers talk to. It turns each operation into the
 concern that runs it; the concerns share one `Database` (engine, dialect, statements).
 
-Every method is one short transaction. Lease times come from the database clock only, so
-a client's clock never decides who holds an item. On PostgreSQL pops use `FOR UPDATE SKIP
-LOCKED`; on SQLite every write transaction is `BEGIN IMMEDIATE` and writes from this
-process are also serialised by an asyncio lock, so threads do not spin on the database
-lock.
+Every method is one short transaction (UpdatePriorities a series of bounded ones). Lease
+times come from the database clock only, so a client's clock never decides who holds an
+item. On PostgreSQL pops use `FOR UPDATE SKIP LOCKED`; on SQLite every write transaction is
+`BEGIN IMMEDIATE` and writes from this process are also serialised by an asyncio lock, so
+threads do not spin on the database lock.
 """
 
 from __future__ import annotations
