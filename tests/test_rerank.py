@@ -55,6 +55,21 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 120) -> None
 def test_a_pop_completes_while_a_large_rerank_is_in_progress(
     service: ServiceProcess, database_url: str, project_name: str
 ) -> None:
+    pop_during_a_rerank(service, database_url, project_name)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_rerank_and_a_pop_share_a_pool_of_one(database_url: str, project_name: str) -> None:
+    """The re-rank's connection is its own, outside the pool: with a pool of one, a Pop
+    holding the write lock still gets the pooled connection (they waited on each other)."""
+    service = ServiceProcess(database_url, {"LABELGRID_DB_POOL_SIZE": "1"}).start()
+    try:
+        pop_during_a_rerank(service, database_url, project_name)
+    finally:
+        service.kill()
+
+
+def pop_during_a_rerank(service: ServiceProcess, database_url: str, project_name: str) -> None:
     with QueueClient(service.address, timeout=600) as trainer:
         trainer.create_project(project_name, ["a"])
         ids = np.asarray(trainer.add_features(project_name, np.zeros((N, 1), np.uint8)))

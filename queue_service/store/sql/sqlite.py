@@ -18,7 +18,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from queue_service import sqlite_driver
+from queue_service import db, sqlite_driver
 from queue_service.schema import DONE
 from queue_service.store.records import INPUT_COLUMNS, ITEM_COLUMNS, item_records
 from queue_service.store.rows import InputRow, RowBlock, input_records
@@ -79,6 +79,7 @@ class SqliteDialect:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.write_lock = WriteLock()
+        self._reranks: AsyncEngine | None = None
 
     def read_options(self, snapshot: bool) -> dict[str, str]:
         # a deferred transaction is already a snapshot in WAL mode
@@ -116,7 +117,7 @@ class SqliteDialect:
         """A re-rank staged on a connection of its own, held until it is applied; `q`: the
         shared statements of projects (the model version)."""
         version_sql = VersionSql(q.model_version.text, q.set_model_version.text)
-        async with self.engine.connect() as conn:
+        async with (await self._rerank_engine()).connect() as conn:
             raw = (await conn.get_raw_connection()).dbapi_connection
             try:
                 matched = await sqlite_driver.on_thread(
@@ -125,6 +126,17 @@ class SqliteDialect:
                 yield SqliteRerank(self.write_lock, raw, project_id, len(ids), matched, version_sql)
             finally:
                 await sqlite_driver.on_thread(raw, _clear_rerank)
+
+    async def _rerank_engine(self) -> AsyncEngine:
+        """Re-ranks' connections, outside the pool: a re-rank holds its connection while it
+        waits for the write lock, and a writer holding the lock may wait for a pooled one
+        (with a pool of one, the two waited on each other until the pool timed out)."""
+        if self._reranks is None:
+            async with self.engine.connect() as conn:  # the same durability as the pool's
+                sync = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar_one()
+            url = self.engine.url.render_as_string(hide_password=False)
+            self._reranks = db.create_engine(url, sqlite_synchronous=str(sync), pooled=False)
+        return self._reranks
 
     async def run(self, body: Callable[..., tuple[bool, Any]], *args: Any) -> Any:
         """One whole write transaction as one call on the connection's thread (one hop,
@@ -138,7 +150,8 @@ class SqliteDialect:
         """Nothing to do: SQLite's planner does not go wrong on a freshly filled table."""
 
     async def close(self) -> None:
-        pass
+        if self._reranks is not None:
+            await self._reranks.dispose()
 
 
 class WriteLock:
