@@ -184,3 +184,58 @@ def test_a_stale_model_never_overwrites_a_newer_one_across_transactions(
             with psycopg.connect(dsn) as conn:
                 counts = dict(conn.execute(sql).fetchall())
         assert counts == {2.0: N}
+
+
+def test_concurrent_reranks_of_one_version_never_interleave(
+    service: ServiceProcess, database_url: str, project_name: str
+) -> None:
+    """Two re-ranks of the same model version sent at once, with different rankings: both
+    succeed, one after the other, and every item ends with one of the two rankings, never a
+    mix of them (unserialised, they interleaved slice by slice)."""
+    with QueueClient(service.address, timeout=600) as trainer:
+        trainer.create_project(project_name, ["a"])
+        ids = np.asarray(trainer.add_features(project_name, np.zeros((N, 1), np.uint8)))
+        rng = np.random.default_rng(2)
+        # distinct values, so each item says which ranking it has (and SQLite applies the
+        # two in different orders)
+        rankings = [rng.random(N), rng.random(N) + 1.0]
+        errors: list[BaseException] = []
+        start = threading.Barrier(2)
+
+        def rerank(new: np.ndarray) -> None:
+            try:
+                with QueueClient(service.address, timeout=600, retries=0) as c:
+                    start.wait()
+                    c.update_priorities(project_name, ids, new, model_version=1)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=rerank, args=(r,)) for r in rankings]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+        assert not errors, errors
+        got = priorities_by_id(database_url)
+        final = np.array([got[i] for i in ids.tolist()])
+        from_first = int(np.sum(final == rankings[0]))
+        from_second = int(np.sum(final == rankings[1]))
+        assert from_first + from_second == N
+        assert (from_first, from_second) in ((N, 0), (0, N)), (from_first, from_second)
+        assert trainer.get_project(project_name).model_version == 1
+
+
+def priorities_by_id(database_url: str) -> dict[int, float]:
+    """Every item's priority, read straight from the database."""
+    url = make_url(database_url)
+    sql = "SELECT id, priority FROM items"
+    if url.get_backend_name() == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(url.database, timeout=30) as conn:
+            return dict(conn.execute(sql).fetchall())
+    import psycopg
+
+    dsn = url.set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(dsn) as conn:
+        return dict(conn.execute(sql).fetchall())

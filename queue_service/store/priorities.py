@@ -7,6 +7,20 @@ the update's version as the applied one, so across all transactions of all concu
 re-ranks the applied versions never go down: a part of an older model is never written over
 a newer one. A re-rank overtaken by a newer model stops with FAILED_PRECONDITION; the parts
 it applied before were applied before the newer model's and may be overwritten by it.
+
+Concurrent re-ranks of one project never interleave: after its ids are checked, a re-rank
+claims its version (sets the project's model version, refused when a newer one is there
+already), then takes the project's re-rank lock (SQLite: an asyncio lock in the process that
+owns the file; PostgreSQL: a session-level advisory lock on the re-rank's own connection, so
+replicas serialise too) and holds it until it is done or refused. A newer model does not wait
+for an older one to finish: its claim raises the model version at once, so the older re-rank
+is refused at its next transaction and lets go of the lock, and the newer one is applied
+whole after it. Of two re-ranks of the same version, the later one waits for the first to
+finish and is then applied whole over it: every item ends with one of the two rankings.
+
+A re-rank that fails or is interrupted part-way (an I/O error, the client cancelling, a
+deadlock victim) keeps the transactions it committed: it may be partly applied, and its
+version is already the project's. Retrying the same version is safe and completes it.
 """
 
 from __future__ import annotations
@@ -52,8 +66,12 @@ class Priorities:
                     f"{len(ids) - rerank.matched} of {len(ids)} ids are not items of project "
                     f"{project.name!r}; nothing was updated"
                 )
-            while not rerank.done:
-                newer = await rerank.step(version)
-                if newer is not None:
-                    raise stale(version, newer)
+            newer = await rerank.claim(version)  # the version is the project's: older ones stop
+            if newer is not None:
+                raise stale(version, newer)
+            async with rerank.exclusive():
+                while not rerank.done:
+                    newer = await rerank.step(version)
+                    if newer is not None:
+                        raise stale(version, newer)
         return len(ids), version

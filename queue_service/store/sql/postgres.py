@@ -81,6 +81,11 @@ RERANK_PLAN = sa.text(
     "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
 )
 RERANK_CHECK = 50_000
+# one re-rank of a project at a time, across replicas: a session-level advisory lock on the
+# re-rank's own connection, keyed (namespace, project id); store/priorities.py
+RERANK_LOCK_SPACE = 0x4C47_5252  # "LGRR"
+RERANK_LOCK = sa.text("SELECT pg_advisory_lock(:space, :proj)")
+RERANK_UNLOCK = sa.text("SELECT pg_advisory_unlock(:space, :proj)")
 ANALYZE = sa.text("ANALYZE items, item_inputs, assignments")
 
 # Changes fanned out to the other replicas (store/changes.py): LISTEN on this channel (asyncpg
@@ -318,7 +323,9 @@ class PostgresDialect:
                 part = ids[at : at + RERANK_CHECK].tolist()
                 found = await conn.execute(RERANK_MATCHED, {"proj": project_id, "ids": part})
                 matched += found.scalar_one()
-        yield PostgresRerank(self.engine, project_id, ids, priorities, matched, q)
+            await conn.commit()
+            # the re-rank's own connection: its advisory lock and every slice
+            yield PostgresRerank(conn, project_id, ids, priorities, matched, q)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -333,15 +340,15 @@ class PostgresRerank:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        conn: AsyncConnection,
         project_id: int,
         ids: np.ndarray,
         priorities: np.ndarray,
         matched: int,
         q: Any,
     ) -> None:
-        self.engine, self.project_id, self.ids, self.priorities = (
-            engine,
+        self.conn, self.project_id, self.ids, self.priorities = (
+            conn,
             project_id,
             ids,
             priorities,
@@ -353,10 +360,47 @@ class PostgresRerank:
     def done(self) -> bool:
         return self.at >= len(self.ids)
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """The project's re-rank advisory lock (session level, on this connection), held for
+        the whole re-rank and released in the end; a connection left unsure (cancelled while
+        waiting or releasing) is dropped, which releases the lock with its session."""
+        key = {"space": RERANK_LOCK_SPACE, "proj": self.project_id}
+        try:
+            await self.conn.execute(RERANK_LOCK, key)
+            await self.conn.commit()
+        except BaseException:
+            await asyncio.shield(self.conn.invalidate())
+            raise
+        try:
+            yield
+        finally:
+            try:
+                if self.conn.in_transaction():
+                    await self.conn.rollback()
+                await self.conn.execute(RERANK_UNLOCK, key)
+                await self.conn.commit()
+            except BaseException:
+                await asyncio.shield(self.conn.invalidate())
+                raise
+
+    async def claim(self, version: int) -> int | None:
+        """Make `version` the project's model version before waiting for the advisory lock
+        (an older re-rank holding it is refused at its next slice); the newer one if refused."""
+        p = self.project_id
+        conn = self.conn
+        async with conn.begin():
+            current = (await conn.execute(self.q.model_version, {"p": p})).scalar_one()
+            if version < current:
+                return current
+            await conn.execute(self.q.set_model_version, {"v": version, "p": p})
+        return None
+
     async def step(self, version: int) -> int | None:
         p = self.project_id
         end = self.at + RERANK_SLICE
-        async with self.engine.begin() as conn:
+        conn = self.conn
+        async with conn.begin():
             current = (await conn.execute(self.q.model_version, {"p": p})).scalar_one()
             if version < current:
                 return current

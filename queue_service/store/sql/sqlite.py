@@ -80,6 +80,8 @@ class SqliteDialect:
         self.engine = engine
         self.write_lock = WriteLock()
         self._reranks: AsyncEngine | None = None
+        # one re-rank of a project at a time (this process owns the file): store/priorities.py
+        self._rerank_locks: dict[int, asyncio.Lock] = {}
 
     def read_options(self, snapshot: bool) -> dict[str, str]:
         # a deferred transaction is already a snapshot in WAL mode
@@ -123,7 +125,10 @@ class SqliteDialect:
                 matched = await sqlite_driver.on_thread(
                     raw, stage_rerank, ids, priorities, project_id
                 )
-                yield SqliteRerank(self.write_lock, raw, project_id, len(ids), matched, version_sql)
+                lock = self._rerank_locks.setdefault(project_id, asyncio.Lock())
+                yield SqliteRerank(
+                    self.write_lock, raw, project_id, len(ids), matched, version_sql, lock
+                )
             finally:
                 await sqlite_driver.on_thread(raw, _clear_rerank)
 
@@ -250,15 +255,42 @@ class SqliteRerank:
     """A staged re-rank, applied in bounded transactions (`step`)."""
 
     def __init__(
-        self, lock: WriteLock, raw: Any, project_id: int, n: int, matched: int, q: VersionSql
+        self,
+        lock: WriteLock,
+        raw: Any,
+        project_id: int,
+        n: int,
+        matched: int,
+        q: VersionSql,
+        project_lock: asyncio.Lock,
     ) -> None:
         self.lock, self.raw, self.project_id, self.n = lock, raw, project_id, n
-        self.matched, self.q = matched, q
+        self.matched, self.q, self.project_lock = matched, q, project_lock
         self.at = 0
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """The project's re-rank lock, held for the whole re-rank (not the write lock:
+        labellers' writes go on between its transactions)."""
+        async with self.project_lock:
+            yield
 
     @property
     def done(self) -> bool:
         return self.at >= self.n
+
+    async def claim(self, version: int) -> int | None:
+        """Make `version` the project's model version before waiting for the project's lock
+        (an older re-rank holding it is refused at its next transaction); the newer applied
+        version if refused."""
+        async with self.lock:
+            _, newer = await sqlite_driver.on_thread(
+                self.raw,
+                _transaction,
+                rerank_body,
+                (self.q, self.project_id, version, 0, 0, self.lock.wanted),
+            )
+        return newer
 
     async def step(self, version: int) -> int | None:
         """The next part in one transaction; the newer applied version if refused."""
