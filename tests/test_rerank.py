@@ -239,3 +239,31 @@ def priorities_by_id(database_url: str) -> dict[int, float]:
     dsn = url.set(drivername="postgresql").render_as_string(False)
     with psycopg.connect(dsn) as conn:
         return dict(conn.execute(sql).fetchall())
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_pop_waits_for_locked_rows_only_so_long(
+    service: ServiceProcess, database_url: str, project_name: str
+) -> None:
+    """A Pop that finds every available row locked waits for them under a lock timeout: a
+    transaction that holds them all and does not let go leaves the Pop empty, not an error
+    and not a call that waits for as long as the lock is held."""
+    import psycopg
+
+    from queue_service.schema import AVAILABLE
+
+    with QueueClient(service.address, timeout=600) as trainer:
+        trainer.create_project(project_name, ["a"])
+        trainer.add_features(project_name, np.zeros((5, 1), np.uint8))
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(dsn) as holder:
+        locked = holder.execute(
+            "SELECT id FROM items WHERE status = %s FOR UPDATE", (AVAILABLE,)
+        ).fetchall()
+        assert len(locked) == 5
+        # a deadline far beyond the lock timeout: without one, the Pop ran into it
+        with QueueClient(service.address, timeout=60, retries=0) as labeller:
+            assert labeller.pop(project_name, "w") == []
+        holder.rollback()
+    with QueueClient(service.address, timeout=60, retries=0) as labeller:
+        assert len(labeller.pop(project_name, "w")) == 1

@@ -49,6 +49,9 @@ POP = _POP.format(wait=" SKIP LOCKED")
 # the same, waiting for available rows another transaction holds (a re-rank's slice): taken
 # only when POP found none free while some are available, so a Pop is never empty then
 POP_WAITING = _POP.format(wait="")
+# ... for at most this long (its own transaction): rows other Pops hold are held for a moment,
+# a re-rank's slice well under it; past it, the Pop takes what is free (SKIP LOCKED) instead
+POP_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"
 # $1 project
 ANY_AVAILABLE = (
     f"SELECT EXISTS (SELECT 1 FROM items WHERE project_id = $1 AND status = {AVAILABLE})"
@@ -142,7 +145,7 @@ class PostgresDialect:
 
     # -- the hot path: Pop and Submit of k = 1 projects --------------------------------
 
-    async def fetch(self, sql: str, *args: object) -> list:
+    async def fetch(self, sql: str, *args: object, lock_timeout: str | None = None) -> list:
         """One statement straight on asyncpg (prepared once per connection, autocommitted):
         the two hot paths skip SQLAlchemy's execution layer, about a third of their CPU.
 
@@ -155,7 +158,12 @@ class PostgresDialect:
             async with self.engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 try:
-                    return await raw.driver_connection.fetch(sql, *args)  # type: ignore[union-attr]
+                    driver = raw.driver_connection
+                    if lock_timeout is None:
+                        return await driver.fetch(sql, *args)  # type: ignore[union-attr]
+                    async with driver.transaction():  # type: ignore[union-attr]
+                        await driver.execute(lock_timeout)  # type: ignore[union-attr]
+                        return await driver.fetch(sql, *args)  # type: ignore[union-attr]
                 except asyncpg.DeadlockDetectedError:
                     # the statement was rolled back whole, so running it again is safe
                     if attempt == 2:
@@ -179,14 +187,19 @@ class PostgresDialect:
     ) -> list:
         """Count the worker's leases, pick the top available (or expired) items with SKIP
         LOCKED, lease them, and return them with their inputs: one statement."""
-        rows = await self.fetch(POP, project_id, worker, n, limit, token, seconds)
+        args = (project_id, worker, n, limit, token, seconds)
+        rows = await self.fetch(POP, *args)
         if (rows and rows[0]["id"] is not None) or (rows and rows[0]["held"] + n > limit):
             return rows
-        # every available row was locked (a re-rank's slice, other Pops): wait for them
+        # every available row was locked (a re-rank's slice, other Pops): wait for them, for
+        # at most POP_LOCK_TIMEOUT; past it, what is free now (maybe nothing), not an error
         for _ in range(3):
             if not (await self.fetch(ANY_AVAILABLE, project_id))[0][0]:
                 break
-            rows = await self.fetch(POP_WAITING, project_id, worker, n, limit, token, seconds)
+            try:
+                rows = await self.fetch(POP_WAITING, *args, lock_timeout=POP_LOCK_TIMEOUT)
+            except asyncpg.LockNotAvailableError:
+                return await self.fetch(POP, *args)
             if rows and rows[0]["id"] is not None:
                 break
         return rows
