@@ -544,6 +544,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {
             "double_leases_total": sum(x["double_leases"] for x in r["pop_submit"])
         }
+        if peer.get("single_pairs_per_s") and pairs.get(("pop+submit", 1)):
+            # one labeller through gRPC against superintendent in-process (issue 17: >= 1)
+            row["x1_vs_superintendent_single"] = pairs["pop+submit", 1] / peer["single_pairs_per_s"]
         for (mode, c), v in pairs.items():
             if mode != "pop+submit":
                 continue

@@ -10,6 +10,7 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./labelgrid.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,8 +32,14 @@ def normalise_url(url: str) -> str:
 
 
 def create_engine(
-    url: str, pool_size: int = 10, sqlite_synchronous: str = "FULL", pool_timeout: float = 30.0
+    url: str,
+    pool_size: int = 10,
+    sqlite_synchronous: str = "FULL",
+    pool_timeout: float = 30.0,
+    pooled: bool = True,
 ) -> AsyncEngine:
+    """`pooled=False` (SQLite): a fresh connection per checkout, outside any pool (a re-rank's
+    own connection, held for its whole length)."""
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         from queue_service import sqlite_driver
@@ -43,9 +50,12 @@ def create_engine(
         # no rollback on check-in: every checkout ends its own transaction (begin() commits
         # or rolls back; Connection.close() rolls back one left open), so that rollback
         # would be one more thread hop per transaction for nothing
-        engine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=0, pool_reset_on_return=None, **extra
+        pool = (
+            {"pool_size": pool_size, "max_overflow": 0, "pool_reset_on_return": None}
+            if pooled
+            else {"poolclass": NullPool}
         )
+        engine = create_async_engine(url, **pool, **extra)
         _configure_sqlite(engine, sqlite_synchronous)
         return engine
     # no pre-ping: it would cost a round trip per call; a connection lost with the database

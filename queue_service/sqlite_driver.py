@@ -110,6 +110,22 @@ class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
         return OneHopConnection(self, await_(connection))
 
 
+async def on_thread(adapted: Any, fn: Any, *args: Any) -> Any:
+    """`fn(sqlite3_connection, *args)` run on the connection's own thread: a whole transaction
+    as one hop (store/sql/sqlite.py's hot path). sqlite3 errors come back as SQLAlchemy's, as
+    through the engine, so store/failures.py gives them the same statuses."""
+    import sqlite3
+
+    import sqlalchemy.exc
+
+    async with adapted._execute_mutex:
+        conn = adapted._connection
+        try:
+            return await conn._execute(fn, conn._conn, *args)
+        except sqlite3.Error as exc:
+            raise sqlalchemy.exc.DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+
+
 def supported() -> bool:
     """Whether this aiosqlite still has what the one-hop cursor uses."""
     import aiosqlite

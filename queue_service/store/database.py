@@ -16,8 +16,9 @@ from queue_service.store.sql.queries import Queries
 
 class Database:
     """Every store method is one short transaction taken here: `write` (BEGIN IMMEDIATE
-    behind an asyncio lock on SQLite) or `read` (deferred; a repeatable-read snapshot on
-    PostgreSQL when asked)."""
+    behind the dialect's write lock on SQLite) or `read` (deferred; a repeatable-read snapshot
+    on PostgreSQL when asked). The hot paths (k = 1 Pop and Submit) and re-ranks take theirs
+    through the dialect, behind the same lock on SQLite."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine

@@ -1,11 +1,11 @@
 """`Store`: the one object the gRPC handlers talk to. It turns each operation into the
 concern that runs it; the concerns share one `Database` (engine, dialect, statements).
 
-Every method is one short transaction. Lease times come from the database clock only, so
-a client's clock never decides who holds an item. On PostgreSQL pops use `FOR UPDATE SKIP
-LOCKED`; on SQLite every write transaction is `BEGIN IMMEDIATE` and writes from this
-process are also serialised by an asyncio lock, so threads do not spin on the database
-lock.
+Every method is one short transaction (UpdatePriorities a series of bounded ones). Lease
+times come from the database clock only, so a client's clock never decides who holds an
+item. On PostgreSQL pops use `FOR UPDATE SKIP LOCKED`; on SQLite every write transaction is
+`BEGIN IMMEDIATE` and writes from this process are also serialised by an asyncio lock, so
+threads do not spin on the database lock.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from queue_service import sqlite_driver
 from queue_service.db import create_engine, migrate
 from queue_service.principal import Principal
 from queue_service.store.changes import ChangeFeed, LocalFeed, PostgresFeed
 from queue_service.store.database import Database
 from queue_service.store.ingest import Ingest
-from queue_service.store.leases import DirectLeases, Leases, SingleLeases
+from queue_service.store.leases import DirectLeases, Leases, SingleLeases, SqliteLeases
 from queue_service.store.priorities import Priorities
 from queue_service.store.progress import Progress
 from queue_service.store.projects import Projects
@@ -55,11 +56,11 @@ class Store:
         self._ingest = Ingest(self.db)
         # the way of leasing is chosen once per dialect (k = 1) and per project (k > 1)
         dialect = self.db.dialect
-        self._single: Leases = (
-            DirectLeases(self.db, dialect)
-            if isinstance(dialect, PostgresDialect)
-            else SingleLeases(self.db)
-        )
+        self._single: Leases = SingleLeases(self.db)
+        if isinstance(dialect, PostgresDialect):
+            self._single = DirectLeases(self.db, dialect)
+        elif sqlite_driver.supported():  # the hot path runs whole transactions on its thread
+            self._single = SqliteLeases(self.db, dialect)
         self._shared: Leases = SharedLeases(self.db)
         self._priorities = Priorities(self.db)
         self._streams = Streams(self.db)

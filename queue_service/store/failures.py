@@ -16,7 +16,11 @@ connection it happened on may be used again.
 
 UNAVAILABLE and ABORTED both say "retry": the Python client retries UNAVAILABLE for calls
 that are safe to repeat (reads, and writes made idempotent by a key or a lease token), and
-ABORTED for every call, since an aborted call changed nothing.
+ABORTED for every call: an aborted transaction changed nothing, and an aborted call is
+safe to repeat. One call is more than one transaction: UpdatePriorities applies a re-rank in
+bounded transactions, so a re-rank that fails or is interrupted part-way (an I/O error, the
+client cancelling, a deadlock victim) keeps the ones it committed and may be partly applied;
+retrying the same version is safe and completes it.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ from queue_service.errors import FailedPrecondition, NotFound, ResourceExhausted
 from queue_service.schema import DONE
 from queue_service.store.database import Database
 from queue_service.store.rows import InputRow, ItemRow, ProjectRow, SubmitResult
+from queue_service.store.sql import sqlite as sqlite_sql
 from queue_service.store.sql.postgres import PostgresDialect
+from queue_service.store.sql.sqlite import SqliteDialect
 
 
 class Leases(Protocol):
@@ -268,3 +270,61 @@ class DirectLeases(SingleLeases):
             leased = await self.pop(project, worker, 1, None, next_token(token, item_id))
             nxt = leased[0] if leased else None
         return SubmitResult(ann_id, False, nxt)
+
+
+class SqliteLeases(SingleLeases):
+    """k = 1 on SQLite: Pop and the common Submit are each one whole transaction run as one
+    call on the connection's thread (store/sql/sqlite.py), not one thread hop per statement;
+    anything unusual (a retry, a stale lease) takes the careful path."""
+
+    def __init__(self, db: Database, dialect: SqliteDialect) -> None:
+        super().__init__(db)
+        self.direct = dialect
+        q = self.q
+        self.sql = sqlite_sql.HotStatements(
+            *(s.text for s in (q.held, q.reclaim, q.lease, q.lock_item, q.annotate, q.close_item))
+        )
+
+    def _items(self, rows: list[sqlite_sql.Leased], token: str) -> list[ItemRow]:
+        items = [ItemRow(i, InputRow(*inp), prio, token, exp) for i, prio, exp, inp in rows]
+        items.sort(key=lambda r: (-r.priority, r.id))
+        return items
+
+    async def pop(
+        self, project: ProjectRow, worker: str, n: int, max_leases: int | None = None
+    ) -> list[ItemRow]:
+        token = secrets.token_hex(16)
+        secs = float(project.lease_seconds)
+        held, rows = await self.direct.run(
+            sqlite_sql.pop_body, self.sql, project.id, worker, n, max_leases, token, secs
+        )
+        if held is not None:
+            too_many(project, worker, held, n, max_leases or 0)
+        return self._items(rows, token)
+
+    async def submit(
+        self,
+        project: ProjectRow,
+        item_id: int,
+        token: str,
+        worker: str,
+        labels: list[str],
+        pop_next: bool,
+    ) -> SubmitResult:
+        nxt_token = next_token(token, item_id) if pop_next else None
+        done = await self.direct.run(
+            sqlite_sql.submit_body,
+            self.sql,
+            project.id,
+            item_id,
+            token,
+            worker,
+            json.dumps(labels),
+            nxt_token,
+            float(project.lease_seconds),
+        )
+        if done is None:
+            return await super().submit(project, item_id, token, worker, labels, pop_next)
+        ann_id, nxt = done
+        item = self._items([nxt], nxt_token or "")[0] if nxt is not None else None
+        return SubmitResult(ann_id, False, item)

@@ -16,6 +16,18 @@ from queue_service.store.sql.postgres import PostgresDialect
 from queue_service.store.sql.sqlite import SqliteDialect
 
 
+class Rerank(Protocol):
+    matched: int
+
+    @property
+    def done(self) -> bool: ...
+
+    async def step(self, version: int) -> int | None:
+        """Apply the next part in one transaction; the newer version already applied (and
+        nothing of this part written) when a newer model got there first."""
+        ...
+
+
 class Dialect(Protocol):
     """The per-database half of the store. The clauses are spliced into the shared
     statements once; the methods are the operations whose SQL differs outright."""
@@ -50,9 +62,13 @@ class Dialect(Protocol):
         now: float,
     ) -> None: ...
 
-    async def set_priorities(
-        self, conn: AsyncConnection, project_id: int, ids: np.ndarray, priorities: np.ndarray
-    ) -> int: ...
+    def rerank(
+        self, project_id: int, ids: np.ndarray, priorities: np.ndarray, q: Any
+    ) -> AbstractAsyncContextManager[Rerank]:
+        """An UpdatePriorities checked whole (`matched`: how many ids are the project's
+        items), then applied by `step` in bounded transactions, each refusing to go back
+        to an older model than the one applied."""
+        ...
 
     async def packed_unlabelled(
         self, conn: AsyncConnection, project_id: int, after: int, limit: int

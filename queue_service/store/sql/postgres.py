@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -25,11 +26,11 @@ log = logging.getLogger("labelgrid.queue")
 NOW = "extract(epoch from clock_timestamp())::float8"
 
 # $1 project, $2 worker, $3 n, $4 most leases, $5 token, $6 lease seconds
-POP = (
+_POP = (
     f"WITH held AS (SELECT COUNT(*) AS c FROM items WHERE project_id = $1 "
     f"AND status = {LEASED} AND leased_by = $2 AND lease_expires_at > {NOW}), "
     "avail AS (SELECT id, priority FROM items WHERE project_id = $1 AND "
-    f"status = {AVAILABLE} ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED), "
+    f"status = {AVAILABLE} ORDER BY priority DESC, id LIMIT $3 FOR UPDATE{{wait}}), "
     "expired AS (SELECT id, priority FROM items WHERE project_id = $1 AND "
     f"status = {LEASED} AND lease_expires_at <= {NOW} "
     "ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED), "
@@ -43,6 +44,17 @@ POP = (
     "SELECT h.c AS held, l.id, l.priority, l.lease_expires_at, i.kind, "
     "i.dtype, i.shape, i.data, i.text, i.metadata FROM held h LEFT JOIN "
     "(leased l JOIN item_inputs i ON i.item_id = l.id) ON true"
+)
+POP = _POP.format(wait=" SKIP LOCKED")
+# the same, waiting for available rows another transaction holds (a re-rank's slice): taken
+# only when POP found none free while some are available, so a Pop is never empty then
+POP_WAITING = _POP.format(wait="")
+# ... for at most this long (its own transaction): rows other Pops hold are held for a moment,
+# a re-rank's slice well under it; past it, the Pop takes what is free (SKIP LOCKED) instead
+POP_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"
+# $1 project
+ANY_AVAILABLE = (
+    f"SELECT EXISTS (SELECT 1 FROM items WHERE project_id = $1 AND status = {AVAILABLE})"
 )
 # $1 item, $2 project, $3 token, $4 worker, $5 labels (JSON)
 SUBMIT = (
@@ -59,6 +71,24 @@ SET_PRIORITIES = sa.text(
     "CAST(:ps AS float8[])) AS u(id, p) WHERE items.id = u.id AND "
     "items.project_id = :proj"
 )
+# a re-rank: every id checked first, then applied in slices of RERANK_SLICE ids (in id order),
+# each its own transaction, so a Pop skips at most one slice's locked rows
+RERANK_MATCHED = sa.text(
+    "SELECT COUNT(*) FROM items WHERE project_id = :proj AND id = ANY(CAST(:ids AS bigint[]))"
+)
+RERANK_SLICE = 2000
+# each slice by the primary key (a nested loop over the ids): right after a bulk AddFeatures
+# the planner has no statistics yet and chose a hash join over a scan of every item, about
+# 1 s a slice at 10^6 items with the slice's rows locked (a labeller's Submit waited seconds)
+RERANK_PLAN = sa.text(
+    "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+)
+RERANK_CHECK = 50_000
+# one re-rank of a project at a time, across replicas: a session-level advisory lock on the
+# re-rank's own connection, keyed (namespace, project id); store/priorities.py
+RERANK_LOCK_SPACE = 0x4C47_5252  # "LGRR"
+RERANK_LOCK = sa.text("SELECT pg_advisory_lock(:space, :proj)")
+RERANK_UNLOCK = sa.text("SELECT pg_advisory_unlock(:space, :proj)")
 ANALYZE = sa.text("ANALYZE items, item_inputs, assignments")
 # $1 project, $2 after id, $3 n: the next n unlabelled items with their inputs, straight on
 # asyncpg (its C decoder; SQLAlchemy's row layer was most of StreamUnlabelled's time).
@@ -129,7 +159,7 @@ class PostgresDialect:
 
     # -- the hot path: Pop and Submit of k = 1 projects --------------------------------
 
-    async def fetch(self, sql: str, *args: object) -> list:
+    async def fetch(self, sql: str, *args: object, lock_timeout: str | None = None) -> list:
         """One statement straight on asyncpg (prepared once per connection, autocommitted):
         the two hot paths skip SQLAlchemy's execution layer, about a third of their CPU.
 
@@ -142,7 +172,12 @@ class PostgresDialect:
             async with self.engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 try:
-                    return await raw.driver_connection.fetch(sql, *args)  # type: ignore[union-attr]
+                    driver = raw.driver_connection
+                    if lock_timeout is None:
+                        return await driver.fetch(sql, *args)  # type: ignore[union-attr]
+                    async with driver.transaction():  # type: ignore[union-attr]
+                        await driver.execute(lock_timeout)  # type: ignore[union-attr]
+                        return await driver.fetch(sql, *args)  # type: ignore[union-attr]
                 except asyncpg.DeadlockDetectedError:
                     # the statement was rolled back whole, so running it again is safe
                     if attempt == 2:
@@ -166,7 +201,22 @@ class PostgresDialect:
     ) -> list:
         """Count the worker's leases, pick the top available (or expired) items with SKIP
         LOCKED, lease them, and return them with their inputs: one statement."""
-        return await self.fetch(POP, project_id, worker, n, limit, token, seconds)
+        args = (project_id, worker, n, limit, token, seconds)
+        rows = await self.fetch(POP, *args)
+        if (rows and rows[0]["id"] is not None) or (rows and rows[0]["held"] + n > limit):
+            return rows
+        # every available row was locked (a re-rank's slice, other Pops): wait for them, for
+        # at most POP_LOCK_TIMEOUT; past it, what is free now (maybe nothing), not an error
+        for _ in range(3):
+            if not (await self.fetch(ANY_AVAILABLE, project_id))[0][0]:
+                break
+            try:
+                rows = await self.fetch(POP_WAITING, *args, lock_timeout=POP_LOCK_TIMEOUT)
+            except asyncpg.LockNotAvailableError:
+                return await self.fetch(POP, *args)
+            if rows and rows[0]["id"] is not None:
+                break
+        return rows
 
     async def submit(
         self, item_id: int, project_id: int, token: str, worker: str, labels: str
@@ -327,15 +377,106 @@ class PostgresDialect:
 
     # -- priorities ---------------------------------------------------------------------
 
-    async def set_priorities(
-        self, conn: AsyncConnection, project_id: int, ids: np.ndarray, priorities: np.ndarray
-    ) -> int:
-        result = await conn.execute(
-            SET_PRIORITIES, {"ids": ids.tolist(), "ps": priorities.tolist(), "proj": project_id}
-        )
-        return result.rowcount
+    @contextlib.asynccontextmanager
+    async def rerank(
+        self, project_id: int, ids: np.ndarray, priorities: np.ndarray, q: Any
+    ) -> AsyncIterator[PostgresRerank]:
+        order = np.argsort(ids, kind="stable")
+        ids, priorities = ids[order], priorities[order]
+        matched = 0
+        async with self.engine.connect() as conn:  # in parts: no long stall of the event loop
+            for at in range(0, len(ids), RERANK_CHECK):
+                part = ids[at : at + RERANK_CHECK].tolist()
+                found = await conn.execute(RERANK_MATCHED, {"proj": project_id, "ids": part})
+                matched += found.scalar_one()
+            await conn.commit()
+            # the re-rank's own connection: its advisory lock and every slice
+            yield PostgresRerank(conn, project_id, ids, priorities, matched, q)
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class PostgresRerank:
+    """A checked re-rank, applied in bounded transactions (`step`): each takes the project's
+    model version row (FOR NO KEY UPDATE), refuses when a newer model was applied since, and
+    updates one slice."""
+
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        project_id: int,
+        ids: np.ndarray,
+        priorities: np.ndarray,
+        matched: int,
+        q: Any,
+    ) -> None:
+        self.conn, self.project_id, self.ids, self.priorities = (
+            conn,
+            project_id,
+            ids,
+            priorities,
+        )
+        self.matched, self.q = matched, q
+        self.at = 0
+
+    @property
+    def done(self) -> bool:
+        return self.at >= len(self.ids)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """The project's re-rank advisory lock (session level, on this connection), held for
+        the whole re-rank and released in the end; a connection left unsure (cancelled while
+        waiting or releasing) is dropped, which releases the lock with its session."""
+        key = {"space": RERANK_LOCK_SPACE, "proj": self.project_id}
+        try:
+            await self.conn.execute(RERANK_LOCK, key)
+            await self.conn.commit()
+        except BaseException:
+            await asyncio.shield(self.conn.invalidate())
+            raise
+        try:
+            yield
+        finally:
+            try:
+                if self.conn.in_transaction():
+                    await self.conn.rollback()
+                await self.conn.execute(RERANK_UNLOCK, key)
+                await self.conn.commit()
+            except BaseException:
+                await asyncio.shield(self.conn.invalidate())
+                raise
+
+    async def claim(self, version: int) -> int | None:
+        """Make `version` the project's model version before waiting for the advisory lock
+        (an older re-rank holding it is refused at its next slice); the newer one if refused."""
+        p = self.project_id
+        conn = self.conn
+        async with conn.begin():
+            current = (await conn.execute(self.q.model_version, {"p": p})).scalar_one()
+            if version < current:
+                return current
+            await conn.execute(self.q.set_model_version, {"v": version, "p": p})
+        return None
+
+    async def step(self, version: int) -> int | None:
+        p = self.project_id
+        end = self.at + RERANK_SLICE
+        conn = self.conn
+        async with conn.begin():
+            current = (await conn.execute(self.q.model_version, {"p": p})).scalar_one()
+            if version < current:
+                return current
+            params = {
+                "ids": self.ids[self.at : end].tolist(),
+                "ps": self.priorities[self.at : end].tolist(),
+                "proj": p,
+            }
+            await conn.execute(RERANK_PLAN)
+            await conn.execute(SET_PRIORITIES, params)
+            await conn.execute(self.q.set_model_version, {"v": version, "p": p})
+        self.at = end
+        return None

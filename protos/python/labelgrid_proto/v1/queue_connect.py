@@ -98,6 +98,12 @@ class QueueService(Protocol):
     async def update_priorities(self, request: AsyncIterator[UpdatePrioritiesRequest], ctx: RequestContext[UpdatePrioritiesRequest, UpdatePrioritiesResponse], /) -> UpdatePrioritiesResponse:
         """
         Sets many priorities at once, streamed in chunks, tagged with the model version.
+        Every id is checked first (an unknown id updates nothing); the priorities are then
+        applied in bounded transactions, so Pops go on meanwhile. Re-ranks of one project run
+        one at a time; a version older than the newest applied is refused (FAILED_PRECONDITION),
+        and a newer version stops an older re-rank part-way. A re-rank that fails or is
+        interrupted part-way (an I/O error, a cancelled call, ABORTED, UNAVAILABLE) may be
+        partly applied: retrying the same version is safe and completes it.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -733,6 +739,12 @@ class QueueServiceClient(ConnectClient):
     ) -> UpdatePrioritiesResponse:
         """
         Sets many priorities at once, streamed in chunks, tagged with the model version.
+        Every id is checked first (an unknown id updates nothing); the priorities are then
+        applied in bounded transactions, so Pops go on meanwhile. Re-ranks of one project run
+        one at a time; a version older than the newest applied is refused (FAILED_PRECONDITION),
+        and a newer version stops an older re-rank part-way. A re-rank that fails or is
+        interrupted part-way (an I/O error, a cancelled call, ABORTED, UNAVAILABLE) may be
+        partly applied: retrying the same version is safe and completes it.
         """
         return await self.execute_client_stream(
             request=request,
@@ -1110,6 +1122,12 @@ class QueueServiceSync(Protocol):
     def update_priorities(self, request: Iterator[UpdatePrioritiesRequest], ctx: RequestContext[UpdatePrioritiesRequest, UpdatePrioritiesResponse], /) -> UpdatePrioritiesResponse:
         """
         Sets many priorities at once, streamed in chunks, tagged with the model version.
+        Every id is checked first (an unknown id updates nothing); the priorities are then
+        applied in bounded transactions, so Pops go on meanwhile. Re-ranks of one project run
+        one at a time; a version older than the newest applied is refused (FAILED_PRECONDITION),
+        and a newer version stops an older re-rank part-way. A re-rank that fails or is
+        interrupted part-way (an I/O error, a cancelled call, ABORTED, UNAVAILABLE) may be
+        partly applied: retrying the same version is safe and completes it.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1743,6 +1761,12 @@ class QueueServiceClientSync(ConnectClientSync):
     ) -> UpdatePrioritiesResponse:
         """
         Sets many priorities at once, streamed in chunks, tagged with the model version.
+        Every id is checked first (an unknown id updates nothing); the priorities are then
+        applied in bounded transactions, so Pops go on meanwhile. Re-ranks of one project run
+        one at a time; a version older than the newest applied is refused (FAILED_PRECONDITION),
+        and a newer version stops an older re-rank part-way. A re-rank that fails or is
+        interrupted part-way (an I/O error, a cancelled call, ABORTED, UNAVAILABLE) may be
+        partly applied: retrying the same version is safe and completes it.
         """
         return self.execute_client_stream(
             request=request,

@@ -2198,6 +2198,12 @@ export const QueueService: GenService<{
   },
   /**
    * Sets many priorities at once, streamed in chunks, tagged with the model version.
+   * Every id is checked first (an unknown id updates nothing); the priorities are then
+   * applied in bounded transactions, so Pops go on meanwhile. Re-ranks of one project run
+   * one at a time; a version older than the newest applied is refused (FAILED_PRECONDITION),
+   * and a newer version stops an older re-rank part-way. A re-rank that fails or is
+   * interrupted part-way (an I/O error, a cancelled call, ABORTED, UNAVAILABLE) may be
+   * partly applied: retrying the same version is safe and completes it.
    *
    * @generated from rpc labelgrid.v1.QueueService.UpdatePriorities
    */
