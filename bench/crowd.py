@@ -534,7 +534,7 @@ def _record_runs(address: str, every: float, stop: threading.Event) -> None:
             run = pb.TrainingRun(
                 status="ok", message="crowd", n_labels=version, model_version=version
             )
-            client.stub.RecordTrainingRun(pb.RecordTrainingRunRequest(project=PROJECT, run=run))
+            client.record_training_run(PROJECT, run)
 
 
 def run_step(

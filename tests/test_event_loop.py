@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from labelgrid_serving import loop
 from labelgrid_serving.security import ConfigError
+from tests.test_security import labelgrid
 
 
 async def _kind() -> str:
@@ -32,25 +30,9 @@ def test_a_bad_choice_is_one_line_and_exit_2(
     monkeypatch.setenv("LABELGRID_EVENT_LOOP", "tokio")
     with pytest.raises(ConfigError, match="LABELGRID_EVENT_LOOP='tokio'"):
         loop.run(_kind())
-    env = {**os.environ, "LABELGRID_EVENT_LOOP": "tokio"}
     url = f"sqlite:///{tmp_path / 'q.db'}"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labelgrid.cli",
-            "queue",
-            "serve",
-            "--address",
-            "127.0.0.1:0",
-            "--database-url",
-            url,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    # the child inherits the environment monkeypatch set
+    done = labelgrid("queue", "serve", "--address", "127.0.0.1:0", "--database-url", url)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
         "labelgrid: LABELGRID_EVENT_LOOP='tokio' is not one of auto, uvloop, asyncio"

@@ -96,9 +96,7 @@ def test_watch_progress_for_one_worker_and_new_training_runs(
     whole = _next_where(everyone, lambda p: p.labelled == 3)
     assert [(w.worker_id, w.labelled) for w in whole.workers] == [("ann", 1), ("bob", 2)]
     run = queue_pb2.TrainingRun(status="ok", message="", n_labels=3, model_version=1)
-    recorded = client.stub.RecordTrainingRun(
-        queue_pb2.RecordTrainingRunRequest(project=project_name, run=run)
-    ).id
+    recorded = client.record_training_run(project_name, run)
     assert recorded > 0
     assert _next_where(mine, lambda p: p.last_training_run_id != 0).last_training_run_id == (
         recorded
