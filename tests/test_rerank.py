@@ -103,12 +103,11 @@ def pop_during_a_rerank(service: ServiceProcess, database_url: str, project_name
         assert trainer.get_project(project_name).model_version == 1
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
-def test_the_top_of_a_new_ranking_is_applied_first_on_sqlite(
+def test_the_top_of_a_new_ranking_is_applied_first(
     service: ServiceProcess, database_url: str, project_name: str
 ) -> None:
-    """SQLite applies a re-rank in its new order, so the first Pop during it already gets
-    the new model's top item."""
+    """A re-rank is applied in its new order, so the first Pop during it already gets the
+    new model's top item."""
     with QueueClient(service.address, timeout=600) as trainer:
         trainer.create_project(project_name, ["a"])
         ids = np.asarray(trainer.add_features(project_name, np.zeros((N, 1), np.uint8)))

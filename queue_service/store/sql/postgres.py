@@ -71,8 +71,9 @@ SET_PRIORITIES = sa.text(
     "CAST(:ps AS float8[])) AS u(id, p) WHERE items.id = u.id AND "
     "items.project_id = :proj"
 )
-# a re-rank: every id checked first, then applied in slices of RERANK_SLICE ids (in id order),
-# each its own transaction, so a Pop skips at most one slice's locked rows
+# a re-rank: every id checked first, then applied in slices of RERANK_SLICE ids, the new
+# model's top first (as on SQLite: labellers get its best items soonest), each slice its own
+# transaction locking its rows in id order, so a Pop skips at most one slice's locked rows
 RERANK_MATCHED = sa.text(
     "SELECT COUNT(*) FROM items WHERE project_id = :proj AND id = ANY(CAST(:ids AS bigint[]))"
 )
@@ -390,6 +391,8 @@ class PostgresDialect:
                 found = await conn.execute(RERANK_MATCHED, {"proj": project_id, "ids": part})
                 matched += found.scalar_one()
             await conn.commit()
+            top = np.argsort(-priorities, kind="stable")
+            ids, priorities = ids[top], priorities[top]
             # the re-rank's own connection: its advisory lock and every slice
             yield PostgresRerank(conn, project_id, ids, priorities, matched, q)
 
@@ -470,11 +473,9 @@ class PostgresRerank:
             current = (await conn.execute(self.q.model_version, {"p": p})).scalar_one()
             if version < current:
                 return current
-            params = {
-                "ids": self.ids[self.at : end].tolist(),
-                "ps": self.priorities[self.at : end].tolist(),
-                "proj": p,
-            }
+            ids, ps = self.ids[self.at : end], self.priorities[self.at : end]
+            by_id = np.argsort(ids, kind="stable")  # one lock order for every writer
+            params = {"ids": ids[by_id].tolist(), "ps": ps[by_id].tolist(), "proj": p}
             await conn.execute(RERANK_PLAN)
             await conn.execute(SET_PRIORITIES, params)
             await conn.execute(self.q.set_model_version, {"v": version, "p": p})
