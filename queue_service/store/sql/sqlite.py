@@ -55,6 +55,12 @@ AUTO_CHECKPOINT = "PRAGMA wal_autocheckpoint=1000"
 RERANK_CACHE = "PRAGMA cache_size=-65536"
 DEFAULT_CACHE = "PRAGMA cache_size=-2000"
 CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
+# A re-rank's slices commit without waiting for the disk: the WAL is one append-only file,
+# so the next commit that does sync (a labeller's, at the configured level) syncs them too,
+# and a power cut can only lose the re-rank's last slices, leaving it partly applied under
+# its claimed version, the state store/priorities.py already allows for an interrupted
+# re-rank. A labeller's Pop waiting for a slice no longer waits for its fsync as well.
+SLICES_SYNCHRONOUS = "PRAGMA synchronous=NORMAL"
 
 # the inputs of the items a hot-path Pop leased (at most LABELGRID_MAX_POP of them)
 HOT_INPUTS = (
@@ -306,6 +312,8 @@ class SqliteRerank:
 
     async def step(self, version: int) -> int | None:
         """The next part in one transaction; the newer applied version if refused."""
+        if self.at == 0:
+            await sqlite_driver.on_thread(self.raw, _slices_synchronous)
         async with self.lock:
             self.at, newer = await sqlite_driver.on_thread(
                 self.raw,
@@ -315,6 +323,12 @@ class SqliteRerank:
             )
         await sqlite_driver.on_thread(self.raw, _checkpoint)
         return newer
+
+
+def _slices_synchronous(raw: sqlite3.Connection) -> None:
+    # only ever lowers it (OFF stays OFF)
+    if raw.execute("PRAGMA synchronous").fetchone()[0] > 1:
+        raw.execute(SLICES_SYNCHRONOUS)
 
 
 def _clear_rerank(raw: sqlite3.Connection) -> None:
