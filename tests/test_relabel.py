@@ -288,3 +288,73 @@ def test_reliability_cut_is_checked(client: QueueClient, project_name: str) -> N
     made = client.create_project(project_name, ["a"], overlap=2, reliability_cut=0.8)
     assert made.reliability_cut == pytest.approx(0.8)
     assert np.isclose(client.get_project(project_name).reliability_cut, 0.8)
+
+
+# -- the active-learning loop pushes relabel requests ---------------------------------------
+
+
+class AskAgain:
+    """A test-only stand-in for a relabel-or-new acquisition (the real ones are not the
+    queue's business): margin for unlabelled items, and for labelled ones a score above
+    every margin (margins are <= 0) for the items in `doubtful`, none for the rest."""
+
+    def __init__(self, doubtful: set[int]) -> None:
+        self.doubtful = doubtful
+        self.seen: list = []
+
+    def __call__(self, probabilities: np.ndarray) -> np.ndarray:
+        top2 = np.sort(probabilities, axis=1)[:, -2:]
+        return -(top2[:, 1] - top2[:, 0])
+
+    def relabel_scores(self, pool) -> np.ndarray:
+        self.seen.append(pool)
+        return np.asarray([1.0 if int(i) in self.doubtful else np.nan for i in pool.ids])
+
+
+def test_the_learner_pushes_relabel_requests_from_its_acquisition(
+    client: QueueClient, project_name: str
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from trainer_service import relabel
+    from trainer_service.loop import ActiveLearner
+
+    client.create_project(project_name, ["neg", "pos"], overlap=2, max_overlap=3)
+    xs = np.array([[-3.0], [-2.0], [-1.0], [1.0], [2.0], [3.0]])
+    ids = client.add_features(project_name, xs)
+    u1, u2 = client.add_features(project_name, np.array([[0.5], [-0.5]]))
+    for worker in ("ann", "bob"):
+        for it in client.pop(project_name, worker, n=6):
+            client.submit(project_name, it, "neg" if it.input[0] < 0 else "pos", worker)
+    doubtful = ids[2]
+    acquire = AskAgain({doubtful})
+    assert isinstance(acquire, relabel.RelabelAcquisition)
+    learner = ActiveLearner(
+        client,
+        project_name,
+        LogisticRegression(),
+        acquisition_function=acquire,
+        shuffle_prop=0.0,
+        record=False,
+    )
+    try:
+        result = learner.run_once()
+        assert result.status == "ok", result.message
+        assert "asked 1 labelled items again" in result.message
+        [pool] = acquire.seen
+        assert sorted(pool.ids.tolist()) == sorted(ids)
+        assert pool.probabilities.shape == (6, 2) and pool.classes == ["neg", "pos"]
+        # the doubtful item, above both unlabelled ones, to a worker who has not labelled it
+        assert [i.id for i in client.pop(project_name, "ann", n=3)] == [u1, u2]
+        first = client.pop(project_name, "cy", n=3)
+        assert first[0].id == doubtful
+        assert client.progress(project_name).labelled == 5
+        for it in first:
+            client.release(project_name, it, "cy")
+        # the next model no longer doubts it: the request is withdrawn (no lease holds it)
+        acquire.doubtful = set()
+        assert learner.run_once().status == "ok"
+        assert client.progress(project_name).labelled == 6
+        assert doubtful not in [i.id for i in client.pop(project_name, "dee", n=3)]
+    finally:
+        learner.close()
