@@ -159,11 +159,12 @@ class Relabels:
                 slots = {r.item_id: r for r in await conn.execute(self.q.slots, {"ids": part})}
                 for row in rows:
                     slot = slots.get(row.id)
-                    if row.stage != RELABEL or (slot is not None and slot.live):
-                        continue  # closed meanwhile, or leased: that label is kept
-                    done = int(slot.done or 0) if slot is not None else 0
-                    needed = done if done != project.overlap else None
-                    await conn.execute(self.q.withdraw, {"n": needed, "i": row.id})
+                    if row.stage == RELABEL and not (slot is not None and slot.live):
+                        done = int(slot.done or 0) if slot is not None else 0
+                        needed = done if done != project.overlap else None
+                        await conn.execute(self.q.withdraw, {"n": needed, "i": row.id})
+                        result.withdrawn += 1
+                    # else closed meanwhile, or leased (that label is kept); every item is
+                    # settled again, as leases past their time were just expired
                     await self.slots.settle(conn, project, row.id)
-                    result.withdrawn += 1
         return None
