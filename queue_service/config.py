@@ -62,6 +62,10 @@ class Settings:
     #: Seconds between two progress reads of a project at least, so between two updates of a
     #: page: people read a counter about once a second, and each update is a send per page.
     progress_min_seconds: float = 1.0
+    #: Seconds a project's worker reliabilities wait after a label before they are
+    #: recomputed (one computation for every label meanwhile): annotator-aware routing,
+    #: projects with a reliability_cut only (queue_service/routing.py).
+    reliability_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -205,6 +205,7 @@ def project(row: ProjectRow) -> queue_pb2.Project:
         review_threshold=row.review_threshold,
         reviewers=row.reviewers,
         instructions=row.instructions,
+        reliability_cut=row.reliability_cut,
     )
 
 

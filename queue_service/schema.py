@@ -19,8 +19,9 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 AVAILABLE, LEASED, DONE, REVIEW = 0, 1, 2, 3
 # assignment states (overlap > 1)
 LIVE, SUBMITTED, EXPIRED, RELEASED = 0, 1, 2, 3
-# item stages and annotation kinds: a review item waits for an adjudicator's final label
-NORMAL, IN_REVIEW = 0, 1
+# item stages and annotation kinds: a review item waits for an adjudicator's final label; a
+# relabel item is a completed item a model asked one more label for (UpdatePriorities)
+NORMAL, IN_REVIEW, RELABEL = 0, 1, 2
 LABEL, ADJUDICATION = 0, 1
 UNRANKED = float("-inf")
 
@@ -45,6 +46,8 @@ projects = sa.Table(
     sa.Column("reviewers", sa.Text, nullable=False, server_default="[]"),
     # markdown shown to labellers (migration 0006); NULL means none
     sa.Column("instructions", sa.Text, nullable=True),
+    # workers estimated less reliable than this get extra-round items last (0 = off; 0008)
+    sa.Column("reliability_cut", sa.Double, nullable=False, server_default="0"),
 )
 
 batches = sa.Table(
@@ -116,6 +119,18 @@ assignments = sa.Table(
     sa.Column("expires_at", sa.Double, nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.UniqueConstraint("item_id", "worker_id", name="uq_assignments_item_worker"),
+)
+
+# each worker's Dawid-Skene reliability in a project (migration 0008; queue_service/routing.py)
+worker_reliability = sa.Table(
+    "worker_reliability",
+    metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("worker_id", sa.String(200), primary_key=True),
+    sa.Column("reliability", sa.Double, nullable=False),
+    sa.Column("compared", sa.Integer, nullable=False),
+    sa.Column("upto", sa.BigInteger, nullable=False),
+    sa.Column("computed_at", sa.Double, nullable=False),
 )
 
 training_runs = sa.Table(

@@ -187,6 +187,9 @@ class QueueServer:
             await self.health.enter_graceful_shutdown()
             self.service.notifier.close()
             await asyncio.gather(self.server.stop(self.settings.shutdown_grace), self._stop_web())
+        service = getattr(self, "service", None)  # set once start got that far
+        if service is not None:
+            await service.routing.close()
         if self.metrics is not None:
             await self.metrics.stop()
         if self._feed is not None:

@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 
 from labelgrid_proto.v1 import queue_pb2, queue_pb2_grpc
-from queue_service import auth, consensus, convert, crowd
+from queue_service import auth, consensus, convert, crowd, routing
 from queue_service.auth import Authenticator
 from queue_service.config import Settings
 from queue_service.errors import (
@@ -130,6 +130,8 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             budget=settings.progress_messages_per_second,
         )
         self.auth = authenticator
+        # annotator-aware routing: reliabilities recomputed after labels change, coalesced
+        self.routing = routing.Refresher(store, settings.reliability_seconds)
         # Streamed replies stay well under the receive limit a default client has (4 MiB).
         self.reply_budget = min(settings.max_message_bytes, 4 * 1024 * 1024) * 3 // 4
 
@@ -212,10 +214,13 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         reviewers = sorted(set(spec.reviewers))
         for name in reviewers:
             _need(name, "a reviewer")
-        if (threshold or reviewers or most > overlap) and overlap < 2:
+        cut = spec.reliability_cut
+        if not 0.0 <= cut <= 1.0:  # NaN fails too
+            raise InvalidArgument(f"reliability_cut must be between 0 and 1; got {cut}")
+        if (threshold or reviewers or most > overlap or cut) and overlap < 2:
             raise InvalidArgument(
-                "review_threshold, max_overlap and reviewers need overlap >= 2 "
-                "(agreement needs at least two labels per item)"
+                "review_threshold, max_overlap, reviewers and reliability_cut need overlap "
+                ">= 2 (agreement needs at least two labels per item)"
             )
         if threshold and not reviewers and most == overlap:
             raise InvalidArgument(
@@ -237,6 +242,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 review_threshold=threshold,
                 reviewers=tuple(reviewers),
                 instructions=self._instructions(spec.instructions),
+                reliability_cut=cut,
             ),
             request.exist_ok,
         )
@@ -375,6 +381,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             project, request.item_id, request.lease_token, worker, labels, request.pop_next
         )
         self.notifier.notify(project.id)
+        self.routing.touched(project)
         reply = queue_pb2.SubmitResponse(
             annotation_id=result.annotation_id, duplicate=result.duplicate
         )
@@ -398,6 +405,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         worker = self._worker(request.worker_id)
         row, labels = await self.store.undo(project, worker)
         self.notifier.notify(project.id)
+        self.routing.touched(project)
         return queue_pb2.UndoResponse(item=convert.item(row), labels=labels)
 
     @unary
@@ -415,6 +423,8 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         version = 0
         ids: list[np.ndarray] = []
         prios: list[np.ndarray] = []
+        relabel_ids: list[np.ndarray] = []
+        relabel_prios: list[np.ndarray] = []
         async for chunk in request_iterator:
             if project is None:
                 project = await self._project(chunk.project)
@@ -429,19 +439,58 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 raise InvalidArgument(
                     f"a chunk has {len(chunk.ids)} ids but {len(chunk.priorities)} priorities"
                 )
+            if len(chunk.relabel_ids) != len(chunk.relabel_priorities):
+                raise InvalidArgument(
+                    f"a chunk has {len(chunk.relabel_ids)} relabel_ids but "
+                    f"{len(chunk.relabel_priorities)} relabel_priorities"
+                )
             ids.append(np.fromiter(chunk.ids, dtype=np.int64, count=len(chunk.ids)))
             prios.append(np.fromiter(chunk.priorities, dtype=np.float64, count=len(chunk.ids)))
+            n = len(chunk.relabel_ids)
+            relabel_ids.append(np.fromiter(chunk.relabel_ids, dtype=np.int64, count=n))
+            relabel_prios.append(np.fromiter(chunk.relabel_priorities, dtype=np.float64, count=n))
         if project is None:
             raise InvalidArgument("UpdatePriorities received no messages")
         all_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
         all_prios = np.concatenate(prios) if prios else np.empty(0, np.float64)
+        again_ids = np.concatenate(relabel_ids) if relabel_ids else np.empty(0, np.int64)
+        again_prios = np.concatenate(relabel_prios) if relabel_prios else np.empty(0, np.float64)
         if not np.isfinite(all_prios).all():
             raise InvalidArgument("priorities must be finite numbers (no NaN or infinity)")
+        if not np.isfinite(again_prios).all():
+            raise InvalidArgument("relabel_priorities must be finite numbers (no NaN or infinity)")
         if len(np.unique(all_ids)) != len(all_ids):
             raise InvalidArgument("ids repeat within one call; give each item one priority")
-        updated, version = await self.store.update_priorities(project, version, all_ids, all_prios)
+        if len(np.unique(again_ids)) != len(again_ids):
+            raise InvalidArgument("relabel_ids repeat within one call; ask each item once")
+        both = np.intersect1d(all_ids, again_ids)
+        if len(both):
+            raise InvalidArgument(
+                f"{len(both)} ids (e.g. {int(both[0])}) are in both ids and relabel_ids; an "
+                "item is either ranked for a first label or asked for one more, not both"
+            )
+        updated, version, relabel = await self.store.update_priorities(
+            project, version, all_ids, all_prios, again_ids, again_prios
+        )
         self.notifier.notify(project.id)
-        return queue_pb2.UpdatePrioritiesResponse(updated=updated, model_version=version)
+        if relabel.opened or relabel.ignored or relabel.withdrawn:
+            log.info(
+                "relabel requests",
+                extra={
+                    "project": project.name,
+                    "model_version": version,
+                    "opened": relabel.opened,
+                    "ignored": relabel.ignored,
+                    "withdrawn": relabel.withdrawn,
+                },
+            )
+        return queue_pb2.UpdatePrioritiesResponse(
+            updated=updated,
+            model_version=version,
+            relabelled=relabel.opened,
+            relabel_ignored=relabel.ignored,
+            relabel_withdrawn=relabel.withdrawn,
+        )
 
     # -- reading ------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from labelgrid import payloads
 from labelgrid.client import QueueClient
 from labelgrid_proto.v1 import queue_pb2
-from trainer_service import acquisition, models, scoring
+from trainer_service import acquisition, models, relabel, scoring
 from trainer_service.cache import CacheBusy, FeatureCache, Uncacheable, project_key
 
 log = logging.getLogger("labelgrid.trainer")
@@ -352,28 +352,70 @@ class ActiveLearner:
                 ids, values, pool, base = self._score_cached(pool_ids, pool_priorities)
             else:
                 (ids, values, pool), base = self._score_unlabelled(), 0.0
-        if len(ids) == 0:
+        with self._phase("score"):
+            again, again_values = self._relabel_scores(X)
+            # an item still in the pool (e.g. asking one more label after a disagreement)
+            # is ranked there; the queue refuses an id in both lists
+            fresh = ~np.isin(again, ids)
+            again, again_values = again[fresh], again_values[fresh]
+        if len(ids) == 0 and len(again) == 0:
             return RunResult(
                 ALL_LABELLED, f"fitted on {n} labels; nothing left to rank{note}", score, std, n
             )
         with self._phase("score"):
-            order = np.argsort(-values, kind="stable")
+            # one serving order over the unlabelled items and the labelled ones asked again
+            everything = np.concatenate([ids, again])
+            order = np.argsort(-np.concatenate([values, again_values]), kind="stable")
             if pool is not None:
-                order = self._diversify(ids, order, *pool)
-            priorities = acquisition.priorities_from_order(order, self.shuffle_prop, self.rng)
-            priorities += base
+                order = self._diversify(everything, order, *pool)
+            ranked = acquisition.priorities_from_order(order, self.shuffle_prop, self.rng)
+            ranked += base
+            priorities, again_priorities = ranked[: len(ids)], ranked[len(ids) :]
         with self._phase("push"):
             version = self.client.get_project(self.project).model_version + 1
-            self.client.update_priorities(self.project, ids, priorities, model_version=version)
+            extra = {}
+            if self._can_relabel:  # each push replaces the open requests (maybe with none)
+                extra = {"relabel_ids": again, "relabel_priorities": again_priorities}
+            self.client.update_priorities(
+                self.project, ids, priorities, model_version=version, **extra
+            )
+        asked = f", asked {len(again)} labelled items again" if len(again) else ""
         return RunResult(
             OK,
-            f"fitted on {n} labels, ranked {len(ids)} items{note}",
+            f"fitted on {n} labels, ranked {len(ids)} items{asked}{note}",
             score,
             std,
             n,
             len(ids),
             version,
         )
+
+    @property
+    def _can_relabel(self) -> bool:
+        """Relabel requests are pushed when the acquisition scores labelled items and the
+        project lets a completed item get another label (max_overlap > overlap)."""
+        settings = self.settings
+        return relabel.relabel_scorer(self.acquire) is not None and settings.max_overlap > max(
+            settings.overlap, 1
+        )
+
+    def _relabel_scores(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores) of the labelled items the acquisition wants another label on (on
+        the scale of its unlabelled scores); none when it does not score labelled items
+        (trainer_service/relabel.py)."""
+        scorer = relabel.relabel_scorer(self.acquire)
+        if scorer is None or not self._can_relabel:
+            return np.empty(0, np.int64), np.empty(0)
+        probs = self.model.predict_proba(X)
+        if isinstance(probs, list):  # multi-output estimators: one array per label
+            probs = np.stack([p[:, -1] for p in probs], axis=1)
+        pool = relabel.LabelledPool(
+            ids=np.fromiter(self.labelled, np.int64, len(self.labelled)),
+            probabilities=np.asarray(probs, dtype=np.float64),
+            labels=[labels for _, labels in self.labelled.values()],
+            classes=list(getattr(self.model, "classes_", [])),
+        )
+        return relabel.wanted(pool, scorer(pool))
 
     @staticmethod
     def _diversify(

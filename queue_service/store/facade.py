@@ -25,6 +25,7 @@ from queue_service.store.leases import DirectLeases, Leases, SingleLeases, Sqlit
 from queue_service.store.priorities import Priorities
 from queue_service.store.progress import Progress
 from queue_service.store.projects import Projects
+from queue_service.store.relabels import RelabelResult
 from queue_service.store.rows import (
     AnnotationRow,
     InputRow,
@@ -160,9 +161,39 @@ class Store:
         return await self.leases(project).undo(project, worker)
 
     async def update_priorities(
-        self, project: ProjectRow, version: int, ids: np.ndarray, priorities: np.ndarray
-    ) -> tuple[int, int]:
-        return await self._priorities.update(project, version, ids, priorities)
+        self,
+        project: ProjectRow,
+        version: int,
+        ids: np.ndarray,
+        priorities: np.ndarray,
+        relabel_ids: np.ndarray | None = None,
+        relabel_priorities: np.ndarray | None = None,
+    ) -> tuple[int, int, RelabelResult]:
+        """Priorities and relabel requests of one model version (store/priorities.py)."""
+        return await self._priorities.update(
+            project, version, ids, priorities, relabel_ids, relabel_priorities
+        )
+
+    # -- annotator-aware routing ----------------------------------------------------------
+
+    async def save_reliability(
+        self, project: ProjectRow, estimates: Sequence[tuple[str, float, int]], upto: int
+    ) -> None:
+        """Store each (worker, reliability, compared) of the project, estimated from the
+        annotations up to `upto` (an older estimate never overwrites a newer one)."""
+        if not estimates:
+            return
+        async with self.db.write() as conn:
+            await conn.execute(
+                self.db.q.reliability.upsert,
+                [{"p": project.id, "w": w, "r": r, "c": c, "u": upto} for w, r, c in estimates],
+            )
+
+    async def reliabilities(self, project: ProjectRow) -> dict[str, tuple[float, int]]:
+        """The stored estimates of the project: worker -> (reliability, compared)."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(self.db.q.reliability.all, {"p": project.id})
+            return {r.worker_id: (r.reliability, r.compared) for r in rows}
 
     # -- reading ------------------------------------------------------------------------
 

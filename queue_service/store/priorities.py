@@ -18,6 +18,12 @@ is refused at its next transaction and lets go of the lock, and the newer one is
 whole after it. Of two re-ranks of the same version, the later one waits for the first to
 finish and is then applied whole over it: every item ends with one of the two rankings.
 
+Relabel requests (store/relabels.py) ride on the same call: checked with the ids before
+anything is written, applied after the priorities inside the same re-rank lock, in bounded
+transactions under the same version rule. In a project where a completed item can get
+another label, every call goes through the re-rank (even one with only a version), since
+each applied call replaces the project's open relabel requests.
+
 A re-rank that fails or is interrupted part-way (an I/O error, the client cancelling, a
 deadlock victim) keeps the transactions it committed: it may be partly applied, and its
 version is already the project's. Retrying the same version is safe and completes it.
@@ -29,6 +35,7 @@ import numpy as np
 
 from queue_service.errors import FailedPrecondition, InvalidArgument
 from queue_service.store.database import Database
+from queue_service.store.relabels import RelabelResult, Relabels
 from queue_service.store.rows import ProjectRow
 
 
@@ -43,19 +50,30 @@ class Priorities:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.q = db.q.projects
+        self.relabels = Relabels(db)
 
     async def update(
-        self, project: ProjectRow, version: int, ids: np.ndarray, priorities: np.ndarray
-    ) -> tuple[int, int]:
-        """Apply priorities from one model version; an older version than the newest applied
-        is refused, so priorities never go back to a staler model."""
-        if not len(ids):  # only the version
+        self,
+        project: ProjectRow,
+        version: int,
+        ids: np.ndarray,
+        priorities: np.ndarray,
+        relabel_ids: np.ndarray | None = None,
+        relabel_priorities: np.ndarray | None = None,
+    ) -> tuple[int, int, RelabelResult]:
+        """Apply priorities (and relabel requests) from one model version; an older version
+        than the newest applied is refused, so priorities never go back to a staler model."""
+        if relabel_ids is None or relabel_priorities is None:
+            relabel_ids, relabel_priorities = np.empty(0, np.int64), np.empty(0)
+        await self.relabels.check(project, relabel_ids)
+        relabel = RelabelResult()
+        if not len(ids) and not self.relabels.possible(project):  # only the version
             async with self.db.write() as conn:
                 current = (await conn.execute(self.q.model_version, {"p": project.id})).scalar_one()
                 if version < current:
                     raise stale(version, current)
                 await conn.execute(self.q.set_model_version, {"v": version, "p": project.id})
-            return 0, version
+            return 0, version, relabel
         async with self.db.read() as conn:  # refuse a stale model before staging anything
             current = (await conn.execute(self.q.model_version, {"p": project.id})).scalar_one()
         if version < current:
@@ -74,4 +92,9 @@ class Priorities:
                     newer = await rerank.step(version)
                     if newer is not None:
                         raise stale(version, newer)
-        return len(ids), version
+                relabel, newer = await self.relabels.apply(
+                    project, version, relabel_ids, relabel_priorities
+                )
+                if newer is not None:
+                    raise stale(version, newer)
+        return len(ids), version, relabel

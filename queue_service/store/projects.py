@@ -27,6 +27,7 @@ def project_row(row: sa.Row) -> ProjectRow:
         review_threshold=row.review_threshold,
         reviewers=tuple(json.loads(row.reviewers)),
         instructions=row.instructions or "",
+        reliability_cut=row.reliability_cut,
     )
 
 
@@ -63,6 +64,7 @@ class Projects:
                         "rt": spec.review_threshold,
                         "rv": json.dumps(list(spec.reviewers)),
                         "ins": spec.instructions or None,
+                        "rc": spec.reliability_cut,
                     },
                 )
             ).one()

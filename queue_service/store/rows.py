@@ -26,6 +26,8 @@ class ProjectRow:
     reviewers: tuple[str, ...] = ()
     # markdown for labellers; editable, so not one of the settings compared by exist_ok
     instructions: str = ""
+    # annotator-aware routing: workers estimated less reliable get extra rounds last (0 off)
+    reliability_cut: float = 0.0
 
     @property
     def shared(self) -> bool:
@@ -42,6 +44,7 @@ class ProjectRow:
             self.max_overlap,
             self.review_threshold,
             self.reviewers,
+            self.reliability_cut,
         )
 
 

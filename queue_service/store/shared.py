@@ -59,17 +59,22 @@ class SharedLeases:
             if held + n > max_leases:
                 too_many(project, worker, held, n, max_leases)
         # items in review come first: to reviewers, or (with no reviewers named, when they
-        # need one more label) to anybody
+        # need one more label) to anybody; items a model asked one more label for are
+        # available ones, ranked by their priority among the rest
         judging = bool(project.reviewers)
-        wanted = [REVIEW, AVAILABLE] if worker in project.reviewers or not judging else [AVAILABLE]
+        reviewing = worker in project.reviewers or not judging
+        picks = [self.q.pick[REVIEW, judging]] if reviewing else []
+        picks.append(self.q.pick[AVAILABLE, False])
+        if await self._below_cut(conn, project, worker):
+            # annotator-aware routing: items in an extra round only when no item in its
+            # first round is left for this worker (see Project.reliability_cut)
+            first, relabel = self.q.pick_available[False], self.q.pick_available[True]
+            picks = [first, *picks[:-1], relabel]
         picked: list[sa.Row] = []
-        for status in wanted:
+        for pick in picks:
             if len(picked) == n:
                 break
-            again = status == REVIEW and judging
-            picked += (
-                await conn.execute(self.q.pick[status, again], {**params, "n": n - len(picked)})
-            ).all()
+            picked += (await conn.execute(pick, {**params, "n": n - len(picked)})).all()
         if not picked:
             return []
         retaken = [r.id for r in picked if r.stage == IN_REVIEW]
@@ -83,6 +88,15 @@ class SharedLeases:
         return await self.slots.leased_items(
             conn, [(r.id, r.priority, r.stage) for r in picked], token, expires
         )
+
+    async def _below_cut(self, conn: AsyncConnection, project: ProjectRow, worker: str) -> bool:
+        """Whether routing holds extra rounds back from this worker: the project has a
+        reliability cut, the worker is no reviewer, and its stored estimate is below the
+        cut (one primary-key lookup; no estimate yet is not below)."""
+        if not project.reliability_cut or worker in project.reviewers:
+            return False
+        found = (await conn.execute(self.q.reliability, {"p": project.id, "w": worker})).first()
+        return found is not None and found.reliability < project.reliability_cut
 
     async def _lock(
         self, conn: AsyncConnection, project: ProjectRow, item_id: int, worker: str

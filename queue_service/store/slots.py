@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from queue_service.consensus import modal_fraction
-from queue_service.schema import AVAILABLE, DONE, IN_REVIEW, LABEL, LEASED, REVIEW
+from queue_service.schema import AVAILABLE, DONE, IN_REVIEW, LABEL, LEASED, NORMAL, RELABEL, REVIEW
 from queue_service.store.database import Database
 from queue_service.store.rows import ItemRow, ProjectRow
 
@@ -37,7 +37,9 @@ class Slots:
 
         When its labels are all in and agree less than the project's review threshold, the
         item goes to an adjudicator (if the project names reviewers) or asks for one more
-        label (up to `max_overlap`)."""
+        label (up to `max_overlap`). An item a model asked one more label for (stage
+        RELABEL, store/relabels.py) waits as AVAILABLE, ranked by its priority like any
+        unlabelled item, and is an ordinary completed item again once that label is in."""
         item = (await conn.execute(self.q.slots, {"i": item_id})).one()
         live, done = item.live or 0, item.done or 0
         stage, needed = item.stage, item.needed or project.overlap
@@ -46,6 +48,8 @@ class Slots:
             status = DONE if judged else LEASED if live else REVIEW
         elif done >= needed:
             status = DONE
+            if stage == RELABEL:
+                stage = NORMAL
             if project.review_threshold > 0:
                 votes = await conn.execute(self.q.votes, {"i": item_id, "k": LABEL})
                 labelsets = [tuple(json.loads(r.labels)) for r in votes]
@@ -56,8 +60,9 @@ class Slots:
                         needed = done + 1
                         status = LEASED if live else REVIEW
         else:
-            # an item in an extra round waits as REVIEW, which Pop serves first
-            free = REVIEW if needed > project.overlap else AVAILABLE
+            # an item in an extra round after a disagreement waits as REVIEW, which Pop
+            # serves first; one a model asked again for waits by its priority
+            free = REVIEW if needed > project.overlap and stage != RELABEL else AVAILABLE
             status = LEASED if done + live >= needed else free
         await conn.execute(
             self.q.settle[status == DONE],

@@ -153,9 +153,15 @@ class AsyncQueueClient:
         model_version: int,
         *,
         chunk: int = 20_000,
+        relabel_ids: Sequence[int] | np.ndarray = (),
+        relabel_priorities: Sequence[float] | np.ndarray = (),
     ) -> queue_pb2.UpdatePrioritiesResponse:
+        """As `QueueClient.update_priorities` (relabel requests included)."""
+
         def call() -> Awaitable[queue_pb2.UpdatePrioritiesResponse]:
-            requests = _priority_requests(project, ids, priorities, model_version, chunk)
+            requests = _priority_requests(
+                project, ids, priorities, model_version, chunk, relabel_ids, relabel_priorities
+            )
             return self.stub.UpdatePriorities(
                 requests, timeout=max(self.timeout, 600), metadata=self.metadata
             )

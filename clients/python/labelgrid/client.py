@@ -93,6 +93,7 @@ def project_request(
     review_threshold: float = 0.0,
     reviewers: Iterable[str] = (),
     instructions: str = "",
+    reliability_cut: float = 0.0,
 ) -> queue_pb2.CreateProjectRequest:
     """A CreateProject request; see `QueueClient.create_project`."""
     return queue_pb2.CreateProjectRequest(
@@ -107,6 +108,7 @@ def project_request(
             review_threshold=review_threshold,
             reviewers=list(reviewers),
             instructions=instructions,
+            reliability_cut=reliability_cut,
         ),
         exist_ok=exist_ok,
     )
@@ -176,7 +178,9 @@ class QueueClient:
 
         Settings: multi_label, allow_other, lease_seconds; overlap=k for k labels per item
         from k different workers; review_threshold, max_overlap and reviewers for items whose
-        labels disagree; instructions (markdown shown to labellers by the web app) are
+        labels disagree; reliability_cut for annotator-aware routing (workers estimated
+        less reliable than it get items in an extra round only when nothing else is left
+        for them); instructions (markdown shown to labellers by the web app) are
         stored for a new project only (see the Project message in
         protos/labelgrid/v1/queue.proto; `set_instructions` changes them)."""
         request = project_request(name, options, **settings)
@@ -302,12 +306,50 @@ class QueueClient:
         model_version: int,
         *,
         chunk: int = 20_000,
+        relabel_ids: Sequence[int] | np.ndarray = (),
+        relabel_priorities: Sequence[float] | np.ndarray = (),
     ) -> queue_pb2.UpdatePrioritiesResponse:
+        """Set the priorities of unlabelled items from one model version (higher first;
+        an older version than the project's is refused with FAILED_PRECONDITION).
+
+        `relabel_ids` with `relabel_priorities`: completed items the model wants one more
+        label on, on the same priority scale (projects with max_overlap > overlap). The
+        call replaces the project's open relabel requests: open ones not asked again are
+        withdrawn unless leased. The reply counts `relabelled`, `relabel_ignored` (max_overlap
+        reached, a final label, not completed) and `relabel_withdrawn`; see
+        UpdatePrioritiesRequest in protos/labelgrid/v1/queue.proto."""
         return self._retry(
             lambda: self.stub.UpdatePriorities(
-                _priority_requests(project, ids, priorities, model_version, chunk),
+                _priority_requests(
+                    project,
+                    ids,
+                    priorities,
+                    model_version,
+                    chunk,
+                    relabel_ids,
+                    relabel_priorities,
+                ),
                 timeout=max(self.timeout, 600),
             )
+        )
+
+    def request_relabels(
+        self,
+        project: str,
+        ids: Sequence[int] | np.ndarray,
+        priorities: Sequence[float] | np.ndarray,
+        model_version: int,
+    ) -> queue_pb2.UpdatePrioritiesResponse:
+        """Ask one more label on these completed items (and on no others: open requests
+        not repeated here are withdrawn unless leased), under `model_version`, without
+        re-ranking the unlabelled items: `update_priorities` with relabel ids only."""
+        return self.update_priorities(
+            project,
+            (),
+            (),
+            model_version,
+            relabel_ids=ids,
+            relabel_priorities=priorities,
         )
 
     # -- reading ------------------------------------------------------------------------
@@ -496,17 +538,29 @@ def _priority_requests(
     priorities: Sequence[float] | np.ndarray,
     model_version: int,
     chunk: int,
+    relabel_ids: Sequence[int] | np.ndarray = (),
+    relabel_priorities: Sequence[float] | np.ndarray = (),
 ) -> Iterator[queue_pb2.UpdatePrioritiesRequest]:
-    """UpdatePriorities messages: a header, then chunks of ids and priorities."""
+    """UpdatePriorities messages: a header, then chunks of ids and priorities, then chunks
+    of relabel requests."""
     ids = np.asarray(ids, dtype=np.int64)
     prios = np.asarray(priorities, dtype=np.float64)
     if ids.shape != prios.shape:
         raise ValueError(f"{len(ids)} ids but {len(prios)} priorities")
+    again = np.asarray(relabel_ids, dtype=np.int64)
+    again_prios = np.asarray(relabel_priorities, dtype=np.float64)
+    if again.shape != again_prios.shape:
+        raise ValueError(f"{len(again)} relabel_ids but {len(again_prios)} relabel_priorities")
     yield queue_pb2.UpdatePrioritiesRequest(project=project, model_version=model_version)
     for start in range(0, len(ids), chunk):
         yield queue_pb2.UpdatePrioritiesRequest(
             ids=ids[start : start + chunk].tolist(),
             priorities=prios[start : start + chunk].tolist(),
+        )
+    for start in range(0, len(again), chunk):
+        yield queue_pb2.UpdatePrioritiesRequest(
+            relabel_ids=again[start : start + chunk].tolist(),
+            relabel_priorities=again_prios[start : start + chunk].tolist(),
         )
 
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from queue_service.errors import Unavailable
-from queue_service.schema import AVAILABLE, DONE, KIND_ARRAY, LEASED, UNRANKED
+from queue_service.schema import AVAILABLE, DONE, KIND_ARRAY, LEASED, RELABEL, UNRANKED
 from queue_service.store import failures
 from queue_service.store.records import INPUT_COLUMNS
 from queue_service.store.rows import InputRow, PackedRows, RowBlock, input_records
@@ -98,12 +98,13 @@ ANALYZE = sa.text("ANALYZE items, item_inputs, assignments")
 UNLABELLED_RAW = (
     "SELECT it.id, it.priority, i.kind, i.dtype, i.shape, i.data FROM items it "
     "JOIN item_inputs i ON i.item_id = it.id WHERE it.project_id = $1 AND "
-    f"it.status <> {DONE} AND it.id > $2 AND i.item_id > $2 ORDER BY it.id LIMIT $3"
+    f"it.status <> {DONE} AND it.stage <> {RELABEL} AND it.id > $2 AND i.item_id > $2 "
+    "ORDER BY it.id LIMIT $3"
 )
 # $1 project, $2 after id, $3 n: the ids and priorities of the next n unlabelled items
 UNLABELLED_IDS_RAW = (
-    f"SELECT id, priority FROM items WHERE project_id = $1 AND status <> {DONE} AND id > $2 "
-    "ORDER BY id LIMIT $3"
+    f"SELECT id, priority FROM items WHERE project_id = $1 AND status <> {DONE} "
+    f"AND stage <> {RELABEL} AND id > $2 ORDER BY id LIMIT $3"
 )
 
 # Changes fanned out to the other replicas (store/changes.py): LISTEN on this channel (asyncpg

@@ -16,6 +16,8 @@ from queue_service.schema import (
     LABEL,
     LEASED,
     LIVE,
+    NORMAL,
+    RELABEL,
     RELEASED,
     REVIEW,
     SUBMITTED,
@@ -24,7 +26,7 @@ from queue_service.store.sql import Dialect
 
 PROJECT_COLS = (
     "id, name, options, multi_label, allow_other, lease_seconds, model_version, created_at, "
-    "overlap, max_overlap, review_threshold, reviewers, instructions"
+    "overlap, max_overlap, review_threshold, reviewers, instructions, reliability_cut"
 )
 RUN_COLS = (
     "status, message, score, score_std, n_labels, n_scored, model_version, seconds, "
@@ -46,6 +48,8 @@ class Queries:
         self.ingest = IngestQueries(d)
         self.single = SingleQueries(d)
         self.shared = SharedQueries(d)
+        self.relabels = RelabelQueries(d)
+        self.reliability = ReliabilityQueries(d)
         self.reads = ReadQueries(d)
         self.admin = AdminQueries(d)
         self.stats = StatsQueries(d)
@@ -62,8 +66,8 @@ class ProjectQueries:
         self.insert = text(
             "INSERT INTO projects (name, options, multi_label, allow_other, "
             "lease_seconds, model_version, created_at, overlap, max_overlap, "
-            "review_threshold, reviewers, instructions) VALUES (:n, :o, :m, :a, :l, 0, "
-            f"{d.now}, :k, :kmax, :rt, :rv, :ins) RETURNING {PROJECT_COLS}"
+            "review_threshold, reviewers, instructions, reliability_cut) VALUES (:n, :o, :m, "
+            f":a, :l, 0, {d.now}, :k, :kmax, :rt, :rv, :ins, :rc) RETURNING {PROJECT_COLS}"
         )
         self.set_instructions = text(
             f"UPDATE projects SET instructions = :ins WHERE id = :p RETURNING {PROJECT_COLS}"
@@ -211,6 +215,20 @@ class SharedQueries:
             )
             for status, again in ((REVIEW, True), (REVIEW, False), (AVAILABLE, False))
         }
+        # annotator-aware routing (store/routing.py): a worker below the project's
+        # reliability cut takes available items in their first round before the ones a
+        # model asked one more label for; keyed by whether the pick is of relabel items
+        self.pick_available = {
+            relabel: text(
+                "SELECT id, priority, stage FROM items WHERE project_id = :p AND "
+                f"status = {AVAILABLE} AND stage {'=' if relabel else '<>'} {RELABEL} AND "
+                f"{fresh.format('')} ORDER BY priority DESC, id LIMIT :n {d.skip}"
+            )
+            for relabel in (False, True)
+        }
+        self.reliability = text(
+            "SELECT reliability FROM worker_reliability WHERE project_id = :p AND worker_id = :w"
+        )
         self.retake = expanding(
             "DELETE FROM assignments WHERE item_id IN :ids AND worker_id = :w "
             f"AND state = {EXPIRED}"
@@ -263,6 +281,60 @@ class SharedQueries:
         )
 
 
+class RelabelQueries:
+    """Relabel requests (store/relabels.py): completed items a model asked one more label
+    for, reopened as stage RELABEL; and withdrawn when a later call does not ask again."""
+
+    def __init__(self, d: Dialect) -> None:
+        self.matched = expanding("SELECT COUNT(*) FROM items WHERE project_id = :p AND id IN :ids")
+        self.lock = expanding(
+            "SELECT id, status, stage FROM items WHERE project_id = :p AND id IN :ids "
+            f"ORDER BY id {d.lock}"
+        )
+        # per item: labels in (submitted slots) and live leases (not past their time)
+        self.slots = expanding(
+            f"SELECT item_id, SUM(CASE WHEN state = {SUBMITTED} THEN 1 ELSE 0 END) AS done, "
+            f"SUM(CASE WHEN state = {LIVE} AND expires_at > {d.now} THEN 1 ELSE 0 END) "
+            "AS live FROM assignments WHERE item_id IN :ids GROUP BY item_id"
+        )
+        # items whose label is final: an adjudication, or a label imported with the data
+        self.final = expanding(
+            "SELECT DISTINCT item_id FROM annotations WHERE item_id IN :ids AND "
+            f"(kind = {ADJUDICATION} OR worker_id = :imp)"
+        )
+        self.reopen = text(
+            f"UPDATE items SET status = {AVAILABLE}, stage = {RELABEL}, needed = :n, "
+            "priority = :pr, completed_at = NULL WHERE id = :i"
+        )
+        self.reprioritise = text("UPDATE items SET priority = :pr WHERE id = :i")
+        # the project's open requests (the partial index ix_items_relabel)
+        self.open = text(f"SELECT id FROM items WHERE project_id = :p AND stage = {RELABEL}")
+        self.expire = expanding(
+            f"UPDATE assignments SET state = {EXPIRED} WHERE item_id IN :ids AND "
+            f"state = {LIVE} AND expires_at <= {d.now}"
+        )
+        # back to an ordinary item needing the labels it has (settle then closes it)
+        self.withdraw = text(f"UPDATE items SET stage = {NORMAL}, needed = :n WHERE id = :i")
+
+
+class ReliabilityQueries:
+    """Each worker's estimated reliability per project (queue_service/routing.py)."""
+
+    def __init__(self, d: Dialect) -> None:
+        # an estimate from an older snapshot never overwrites a newer one (replicas)
+        self.upsert = text(
+            "INSERT INTO worker_reliability (project_id, worker_id, reliability, compared, "
+            f"upto, computed_at) VALUES (:p, :w, :r, :c, :u, {d.now}) "
+            "ON CONFLICT (project_id, worker_id) DO UPDATE SET reliability = "
+            "excluded.reliability, compared = excluded.compared, upto = excluded.upto, "
+            "computed_at = excluded.computed_at WHERE worker_reliability.upto <= excluded.upto"
+        )
+        self.all = text(
+            "SELECT worker_id, reliability, compared, upto FROM worker_reliability "
+            "WHERE project_id = :p ORDER BY worker_id"
+        )
+
+
 class ReadQueries:
     """Streams and counts: read-only, in one snapshot where it matters."""
 
@@ -305,15 +377,16 @@ class ReadQueries:
             f"CASE WHEN it.status = {DONE} THEN 1 ELSE 0 END AS done FROM annotations a "
             "JOIN items it ON it.id = a.item_id WHERE a.project_id = :p ORDER BY a.id"
         )
+        # items a model asked one more label for (stage RELABEL) have labels: left out
         self.unlabelled_ids = text(
             "SELECT id, priority FROM items WHERE project_id = :p AND "
-            f"status <> {DONE} AND id > :c ORDER BY id LIMIT :n"
+            f"status <> {DONE} AND stage <> {RELABEL} AND id > :c ORDER BY id LIMIT :n"
         )
         self.unlabelled = text(
             "SELECT it.id, it.priority, i.kind, i.dtype, i.shape, i.data, i.text, "
             "i.metadata FROM items it JOIN item_inputs i ON i.item_id = it.id "
-            f"WHERE it.project_id = :p AND it.status <> {DONE} AND it.id > :c "
-            "AND i.item_id > :c ORDER BY it.id LIMIT :n"
+            f"WHERE it.project_id = :p AND it.status <> {DONE} AND it.stage <> {RELABEL} "
+            "AND it.id > :c AND i.item_id > :c ORDER BY it.id LIMIT :n"
         )
         self.status_counts = text(
             "SELECT status, CASE WHEN status = 1 AND lease_expires_at <= "

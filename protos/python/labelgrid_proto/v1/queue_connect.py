@@ -104,6 +104,8 @@ class QueueService(Protocol):
         and a newer version stops an older re-rank part-way. A re-rank that fails or is
         interrupted part-way (an I/O error, a cancelled call, ABORTED, UNAVAILABLE) may be
         partly applied: retrying the same version is safe and completes it.
+        The same call carries the model's relabel requests (`relabel_ids`, see the request):
+        one ranking, one version, one set of rules for both.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -745,6 +747,8 @@ class QueueServiceClient(ConnectClient):
         and a newer version stops an older re-rank part-way. A re-rank that fails or is
         interrupted part-way (an I/O error, a cancelled call, ABORTED, UNAVAILABLE) may be
         partly applied: retrying the same version is safe and completes it.
+        The same call carries the model's relabel requests (`relabel_ids`, see the request):
+        one ranking, one version, one set of rules for both.
         """
         return await self.execute_client_stream(
             request=request,
@@ -1128,6 +1132,8 @@ class QueueServiceSync(Protocol):
         and a newer version stops an older re-rank part-way. A re-rank that fails or is
         interrupted part-way (an I/O error, a cancelled call, ABORTED, UNAVAILABLE) may be
         partly applied: retrying the same version is safe and completes it.
+        The same call carries the model's relabel requests (`relabel_ids`, see the request):
+        one ranking, one version, one set of rules for both.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1767,6 +1773,8 @@ class QueueServiceClientSync(ConnectClientSync):
         and a newer version stops an older re-rank part-way. A re-rank that fails or is
         interrupted part-way (an I/O error, a cancelled call, ABORTED, UNAVAILABLE) may be
         partly applied: retrying the same version is safe and completes it.
+        The same call carries the model's relabel requests (`relabel_ids`, see the request):
+        one ranking, one version, one set of rules for both.
         """
         return self.execute_client_stream(
             request=request,

@@ -32,7 +32,7 @@ ROLE_TRAINER: Role
 ROLE_LABELLER: Role
 
 class Project(_message.Message):
-    __slots__ = ("name", "options", "multi_label", "allow_other", "lease_seconds", "model_version", "created_at", "overlap", "review_threshold", "max_overlap", "reviewers", "instructions")
+    __slots__ = ("name", "options", "multi_label", "allow_other", "lease_seconds", "model_version", "created_at", "overlap", "review_threshold", "max_overlap", "reviewers", "instructions", "reliability_cut")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     MULTI_LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class Project(_message.Message):
     MAX_OVERLAP_FIELD_NUMBER: _ClassVar[int]
     REVIEWERS_FIELD_NUMBER: _ClassVar[int]
     INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    RELIABILITY_CUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     options: _containers.RepeatedScalarFieldContainer[str]
     multi_label: bool
@@ -57,7 +58,8 @@ class Project(_message.Message):
     max_overlap: int
     reviewers: _containers.RepeatedScalarFieldContainer[str]
     instructions: str
-    def __init__(self, name: _Optional[str] = ..., options: _Optional[_Iterable[str]] = ..., multi_label: _Optional[bool] = ..., allow_other: _Optional[bool] = ..., lease_seconds: _Optional[int] = ..., model_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overlap: _Optional[int] = ..., review_threshold: _Optional[float] = ..., max_overlap: _Optional[int] = ..., reviewers: _Optional[_Iterable[str]] = ..., instructions: _Optional[str] = ...) -> None: ...
+    reliability_cut: float
+    def __init__(self, name: _Optional[str] = ..., options: _Optional[_Iterable[str]] = ..., multi_label: _Optional[bool] = ..., allow_other: _Optional[bool] = ..., lease_seconds: _Optional[int] = ..., model_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overlap: _Optional[int] = ..., review_threshold: _Optional[float] = ..., max_overlap: _Optional[int] = ..., reviewers: _Optional[_Iterable[str]] = ..., instructions: _Optional[str] = ..., reliability_cut: _Optional[float] = ...) -> None: ...
 
 class CreateProjectRequest(_message.Message):
     __slots__ = ("project", "exist_ok")
@@ -266,24 +268,34 @@ class ListLeasesResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class UpdatePrioritiesRequest(_message.Message):
-    __slots__ = ("project", "model_version", "ids", "priorities")
+    __slots__ = ("project", "model_version", "ids", "priorities", "relabel_ids", "relabel_priorities")
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     PRIORITIES_FIELD_NUMBER: _ClassVar[int]
+    RELABEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    RELABEL_PRIORITIES_FIELD_NUMBER: _ClassVar[int]
     project: str
     model_version: int
     ids: _containers.RepeatedScalarFieldContainer[int]
     priorities: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, project: _Optional[str] = ..., model_version: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., priorities: _Optional[_Iterable[float]] = ...) -> None: ...
+    relabel_ids: _containers.RepeatedScalarFieldContainer[int]
+    relabel_priorities: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, project: _Optional[str] = ..., model_version: _Optional[int] = ..., ids: _Optional[_Iterable[int]] = ..., priorities: _Optional[_Iterable[float]] = ..., relabel_ids: _Optional[_Iterable[int]] = ..., relabel_priorities: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class UpdatePrioritiesResponse(_message.Message):
-    __slots__ = ("updated", "model_version")
+    __slots__ = ("updated", "model_version", "relabelled", "relabel_ignored", "relabel_withdrawn")
     UPDATED_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RELABELLED_FIELD_NUMBER: _ClassVar[int]
+    RELABEL_IGNORED_FIELD_NUMBER: _ClassVar[int]
+    RELABEL_WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
     updated: int
     model_version: int
-    def __init__(self, updated: _Optional[int] = ..., model_version: _Optional[int] = ...) -> None: ...
+    relabelled: int
+    relabel_ignored: int
+    relabel_withdrawn: int
+    def __init__(self, updated: _Optional[int] = ..., model_version: _Optional[int] = ..., relabelled: _Optional[int] = ..., relabel_ignored: _Optional[int] = ..., relabel_withdrawn: _Optional[int] = ...) -> None: ...
 
 class StreamLabelledRequest(_message.Message):
     __slots__ = ("project", "after_annotation_id", "chunk_size", "follow", "labels_only", "consensus")

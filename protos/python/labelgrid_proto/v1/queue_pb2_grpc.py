@@ -240,6 +240,8 @@ class QueueServiceServicer:
         and a newer version stops an older re-rank part-way. A re-rank that fails or is
         interrupted part-way (an I/O error, a cancelled call, ABORTED, UNAVAILABLE) may be
         partly applied: retrying the same version is safe and completes it.
+        The same call carries the model's relabel requests (`relabel_ids`, see the request):
+        one ranking, one version, one set of rules for both.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
