@@ -19,16 +19,17 @@ Strategies (`--strategies`):
   consensus of completed items (ActiveLearner, consensus="dawid_skene");
 - `relabel-activelab`, `relabel-gain`: relabel-or-new (trainer_service/crowd_acquisition.py):
   each round the labelled items (for one more label, up to MAX_OVERLAP) and the unlabelled
-  ones are scored on one scale, by ActiveLab or by the Dawid-Skene expected gain, and the
-  model is trained on the Dawid-Skene consensus of every labelled item. QUEUE PATH: until the
+  ones are scored on one scale, by ActiveLab or by the expected gain, and the model is
+  trained on every labelled item's consensus of annotators and model (CROWDLAB's for
+  ActiveLab, `annotator_belief` for the gain). QUEUE PATH: until the
   queue's relabel requests land, "one more label on a labelled item" is simulated with a
   project of overlap MAX_OVERLAP, whose partly labelled items stay in the pool: the strategy
   re-ranks labelled and new items together with UpdatePriorities and the queue never serves
   an item twice to one annotator. Its only queue call is `request_labels`.
 
 Label accuracy is measured on what the model is trained on: each labelled item's single
-label (overlap 1), or the Dawid-Skene consensus (random-x3: completed items; relabel-or-new:
-every labelled item), against the truth.
+label (overlap 1), or the consensus (random-x3: the majority of completed items, the
+project's default; relabel-or-new: every labelled item, as above), against the truth.
 
     python -m bench.label_efficiency [--seeds 3] [--budget 900] [--jobs 2]
     python -m bench.label_efficiency --quick        # a smoke run for the tests (< 60 s)
@@ -183,7 +184,8 @@ class RelabelOrNew:
             return False
         item_ids, _, labels = crowd_acquisition.labels_matrix(self.votes, CLASSES)
         # the annotators' consensus (Dawid-Skene), the model's out-of-fold view of it, and
-        # the consensus of both (CROWDLAB for ActiveLab, Dawid-Skene x model for the gain)
+        # the consensus of both (CROWDLAB for ActiveLab; for the gain, the annotators weighed
+        # by their Dawid-Skene accuracy times the model: annotator_belief)
         post, _ = crowd_acquisition.weighted_consensus(labels, len(CLASSES))
         y = post.argmax(axis=1)
         self.training = dict(zip(item_ids.tolist(), y.tolist(), strict=True))
@@ -195,8 +197,8 @@ class RelabelOrNew:
         if self.method == "activelab":
             y = crowd_acquisition.crowdlab_consensus(labels, probs_old)
         else:
-            post, _ = crowd_acquisition.weighted_consensus(labels, len(CLASSES), probs_old)
-            y = post.argmax(axis=1)
+            belief, _ = crowd_acquisition.annotator_belief(labels, len(CLASSES), probs_old)
+            y = belief.argmax(axis=1)
         self.training = dict(zip(item_ids.tolist(), y.tolist(), strict=True))
         if len(np.unique(y)) >= 2:
             self.model = model().fit(X, y)
@@ -433,11 +435,13 @@ def main() -> None:
     unknown = set(args.strategies) - set(ALL_STRATEGIES)
     if unknown:
         parser.error(f"unknown strategies {sorted(unknown)}; choose from {ALL_STRATEGIES}")
+    # seed by seed, so that an interrupted run still leaves whole seeds behind: the results
+    # are written again after every run
     tasks = [
         (s, n, seed, args.budget, args.perfect)
+        for seed in range(args.seeds)
         for n in args.labellers
         for s in args.strategies
-        for seed in range(args.seeds)
     ]
     runs: list[Run] = []
     started = time.perf_counter()
@@ -446,9 +450,15 @@ def main() -> None:
             futures = [pool.submit(one_run, *t) for t in tasks]
             for f in cf.as_completed(futures):
                 runs.append(report(f.result(), args.budget))
+                save(args, runs, started, final=len(runs) == len(tasks))
     else:
-        runs = [report(one_run(*t), args.budget) for t in tasks]
-    runs.sort(key=lambda r: (r.labellers, ALL_STRATEGIES.index(r.strategy), r.seed))
+        for t in tasks:
+            runs.append(report(one_run(*t), args.budget))
+            save(args, runs, started, final=len(runs) == len(tasks))
+
+
+def save(args: argparse.Namespace, runs: list[Run], started: float, final: bool) -> None:
+    runs = sorted(runs, key=lambda r: (r.labellers, ALL_STRATEGIES.index(r.strategy), r.seed))
     checkpoints = [n for n in CHECKPOINTS if n <= args.budget]
     summary = summarise(runs, args.strategies, checkpoints)
     name = "label_efficiency" + ("_perfect" if args.perfect else "_crowd")
@@ -466,8 +476,9 @@ def main() -> None:
         name,
         {
             "command": command,
+            "complete": final,
             "setup": {
-                "data": "sklearn digits",
+                "data": "sklearn digits, pixels / 16",
                 "pool": pool_size,
                 "held_out": HELD_OUT,
                 "start_annotations": START,
@@ -479,6 +490,11 @@ def main() -> None:
                 "relabel_queue_path": QUEUE_PATH,
                 "model": MODEL,
                 "seconds": round(time.perf_counter() - started, 1),
+            },
+            "seeds_per_curve": {
+                f"{s} x{n}": sum(1 for r in runs if r.strategy == s and r.labellers == n)
+                for n in SETTINGS
+                for s in args.strategies
             },
             "summary_mean_std": summary,
             "targets": targets(summary, checkpoints),
@@ -498,7 +514,8 @@ def main() -> None:
         },
     )
     plot(summary, args.strategies, RESULTS / f"{name}.png")
-    print(f"wrote {path}")
+    if final:
+        print(f"wrote {path}")
 
 
 def report(run: Run, budget: int) -> Run:

@@ -22,11 +22,11 @@ trainer_service/acquisition.py):
   tested against cleanlab on random cases (tests/test_crowd_acquisition.py). It returns
   cleanlab's quality scores (in [0, 1], LOW first); `relabel_or_new(method="activelab")` turns
   them into values as 1 - quality.
-- `expected_gain`: a Dawid-Skene estimate: how much one more label from an average annotator
-  is expected to raise the probability that the item's consensus label is right. The current
-  belief about a labelled item's class is the Dawid-Skene posterior (queue_service.consensus,
-  annotators weighted by their estimated reliability) combined with the model's prediction;
-  for an unlabelled item it is the model's prediction alone. With belief q and an annotator of
+- `expected_gain`: how much one more label from an average annotator is expected to raise
+  the probability that the item's consensus label is right. The current belief about a
+  labelled item's class (`annotator_belief`) weighs each annotator by their Dawid-Skene
+  accuracy (queue_service.consensus) and multiplies in the model's prediction; for an
+  unlabelled item it is the model's prediction alone. With belief q and an annotator of
   accuracy a whose wrong answers fall uniformly on the other K-1 classes, the expected
   probability of being right after their label is sum_l max_y q(y) P(l | y), so the gain is
   that minus max_y q(y): 0 for a settled item, largest for an item nobody can call.
@@ -322,6 +322,42 @@ def weighted_consensus(
     return post, accuracy
 
 
+def annotator_belief(
+    labels: np.ndarray,
+    n_classes: int,
+    pred_probs: np.ndarray | None = None,
+    shrink: float = 5.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(items x classes) belief about each labelled item's class, and the accuracy used for
+    each annotator.
+
+    Each annotator is taken as right with their estimated accuracy a_j and otherwise wrong
+    uniformly over the other classes (a "one-coin" model), times the model's `pred_probs`
+    when given. a_j is the Dawid-Skene accuracy of `weighted_consensus`, shrunk toward the
+    crowd's mean by `shrink` pseudo-labels. Dawid-Skene's own posteriors are not used as the
+    belief: on a small crowd its full confusion matrices absorb the very labels they judge
+    and call a 1-1 disagreement settled at 0.99, which says nothing about the value of one
+    more label."""
+    labels = _check(labels, pred_probs, "pred_probs")
+    k = n_classes
+    _, accuracy = weighted_consensus(labels, k)
+    given = ~np.isnan(labels)
+    n_j = given.sum(axis=0)
+    mean = float(np.nanmean(accuracy)) if (~np.isnan(accuracy)).any() else 0.8
+    a = np.where(n_j > 0, (n_j * np.nan_to_num(accuracy) + shrink * mean) / (n_j + shrink), mean)
+    a = np.clip(a, 1.0 / k + 1e-3, 0.999)
+    rows, cols = np.nonzero(given)
+    wrong = np.log((1 - a) / (k - 1))
+    log_b = np.zeros((len(labels), k))
+    if pred_probs is not None:
+        log_b += np.log(np.clip(np.asarray(pred_probs, dtype=np.float64), 1e-6, None))
+    np.add.at(log_b, rows, wrong[cols][:, None])
+    np.add.at(log_b, (rows, labels[rows, cols].astype(np.int64)), np.log(a[cols]) - wrong[cols])
+    log_b -= log_b.max(axis=1, keepdims=True)
+    belief = np.exp(log_b)
+    return belief / belief.sum(axis=1, keepdims=True), a
+
+
 def gain_of_one_label(belief: np.ndarray, accuracy: float) -> np.ndarray:
     """Expected rise in the probability that the consensus (the most likely class) is right,
     from one more label by an annotator of `accuracy` whose wrong answers are uniform over the
@@ -345,10 +381,10 @@ def expected_gain(
     pred_probs_unlabelled: np.ndarray | None = None,
     accuracy: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The Dawid-Skene value of one more label for labelled and unlabelled items, on one
-    scale (HIGH first): `gain_of_one_label` of the belief (labelled: `weighted_consensus`
-    with the model; unlabelled: the model's prediction), for an annotator of the annotators'
-    mean estimated accuracy (or `accuracy`)."""
+    """The value of one more label for labelled and unlabelled items, on one scale (HIGH
+    first): `gain_of_one_label` of the belief (labelled: `annotator_belief` with the model;
+    unlabelled: the model's prediction), for an annotator of the annotators' mean estimated
+    accuracy (or `accuracy`)."""
     gains = np.empty(0)
     k = None
     if pred_probs is not None:
@@ -356,9 +392,9 @@ def expected_gain(
             raise ValueError("pred_probs (labelled items) needs their labels")
         pred_probs = np.asarray(pred_probs, dtype=np.float64)
         k = pred_probs.shape[1]
-        belief, acc = weighted_consensus(labels, k, pred_probs)
-        if accuracy is None and (~np.isnan(acc)).any():
-            accuracy = float(np.nanmean(acc))
+        belief, acc = annotator_belief(labels, k, pred_probs)
+        if accuracy is None:
+            accuracy = float(np.mean(acc))
         gains = gain_of_one_label(belief, accuracy if accuracy is not None else 0.8)
     unlabelled = np.empty(0)
     if pred_probs_unlabelled is not None:
