@@ -25,7 +25,9 @@ Strategies (`--strategies`):
   queue's relabel requests land, "one more label on a labelled item" is simulated with a
   project of overlap MAX_OVERLAP, whose partly labelled items stay in the pool: the strategy
   re-ranks labelled and new items together with UpdatePriorities and the queue never serves
-  an item twice to one annotator. Its only queue call is `request_labels`.
+  an item twice to one annotator. Its queue calls are `request_labels` and, as a request is
+  for one label, `mark_served` (the items a labeller just popped go to the bottom until the
+  next re-rank, so concurrent labellers do not all take the same top items).
 
 Label accuracy is measured on what the model is trained on: each labelled item's single
 label (overlap 1), or the consensus (random-x3: the majority of completed items, the
@@ -51,6 +53,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, train_test_split
+from threadpoolctl import threadpool_limits
 
 from bench.common import RESULTS, write
 from labelgrid.client import QueueClient
@@ -82,7 +85,9 @@ CLASSES = [str(d) for d in range(10)]
 QUEUE_PATH = (
     "simulated: a project with overlap MAX_OVERLAP keeps partly labelled items in the pool; "
     "relabel-or-new ranks labelled and new items together with UpdatePriorities "
-    "(request_labels), the queue never serving an item twice to one annotator"
+    "(request_labels), the queue never serving an item twice to one annotator; an item "
+    "popped in a round drops to the bottom until the next re-rank (mark_served), so each "
+    "request gets one label"
 )
 MODEL = "LogisticRegression(max_iter=2000)"
 
@@ -141,6 +146,15 @@ def request_labels(
     client.update_priorities(project, ids, priorities, model_version=version)
 
 
+def mark_served(client: QueueClient, project: str, ids: list[int], version: int) -> None:
+    """Simulation only: a request is for ONE label. In the overlap-MAX_OVERLAP project the
+    queue would hand a top item to up to MAX_OVERLAP concurrent labellers, so the items one
+    labeller has just popped are sent to the bottom of the ranking until the next re-rank,
+    and the next labeller of the round gets the next requests. The queue's relabel request
+    (one more label per request) makes this unnecessary."""
+    client.update_priorities(project, ids, [-1e12] * len(ids), model_version=version)
+
+
 class RelabelOrNew:
     """The relabel-or-new learner: Dawid-Skene consensus for training, ActiveLab or the
     expected gain for the ranking of labelled and unlabelled items together."""
@@ -154,6 +168,11 @@ class RelabelOrNew:
         self.version = 0
         self.model: LogisticRegression | None = None
         self.training: dict[int, int] = {}  # item id -> consensus class
+
+    def served(self, ids: list[int]) -> None:
+        if ids:
+            self.version += 1
+            mark_served(self.client, self.project, ids, self.version)
 
     def pull(self) -> None:
         for chunk in self.client.stream_labelled(self.project, after=self.cursor):
@@ -227,13 +246,23 @@ class RelabelOrNew:
 
 
 def one_run(strategy: str, labellers: int, seed: int, budget: int, perfect: bool) -> Run:
+    # one BLAS thread per run: on a loaded 2-core machine, threaded BLAS made each
+    # LogisticRegression fit several times slower (runs go in parallel with --jobs instead)
+    with threadpool_limits(1):
+        return _one_run(strategy, labellers, seed, budget, perfect)
+
+
+def _one_run(strategy: str, labellers: int, seed: int, budget: int, perfect: bool) -> Run:
     start = time.perf_counter()
     X_pool, y_pool, X_test, y_test = dataset()
     crowd = Crowd.make(y_pool, seed, perfect)
     rng = np.random.default_rng(seed)
     overlap = 3 if strategy == "random-x3" else MAX_OVERLAP if strategy in RELABEL else 1
     learner: Any = None
-    with tempfile.TemporaryDirectory() as tmp:
+    # the database in memory-backed /dev/shm where there is one: fsyncs are not what this
+    # benchmark measures, and on a shared machine they were most of a run's time
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:
         service = EmbeddedService(f"sqlite:///{Path(tmp) / 'bench.db'}")
         client = QueueClient(service.address)
         try:
@@ -262,8 +291,15 @@ def one_run(strategy: str, labellers: int, seed: int, budget: int, perfect: bool
 
             def label(workers: list[int], n: int) -> int:
                 got = 0
+                # every labeller of the round pops, then they all submit: concurrent work
+                popped = []
                 for w in workers:
-                    for item in client.pop(project, f"a{w}", n):
+                    items = client.pop(project, f"a{w}", n)
+                    if strategy in RELABEL:
+                        learner.served([item.id for item in items])
+                    popped.append((w, items))
+                for w, items in popped:
+                    for item in items:
                         answer = crowd.answers[w, position[item.id]]
                         client.submit(project, item, CLASSES[answer], f"a{w}")
                         got += 1
@@ -555,7 +591,9 @@ def plot(summary: dict, strategies: list[str], path: Path) -> None:
             ax.grid(alpha=0.3)
             if row == 1:
                 ax.set_xlabel("annotations")
-    axes[0, 0].legend(fontsize=8)
+    for ax in axes[0]:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
