@@ -103,10 +103,21 @@ def _majority(counts: np.ndarray) -> np.ndarray:
 
 
 def dawid_skene_posteriors(
-    votes: Votes, codes: np.ndarray, n_categories: int, max_iter: int = 100, tol: float = 1e-6
+    votes: Votes,
+    codes: np.ndarray,
+    n_categories: int,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    diagonal_prior: float = 0.0,
 ) -> np.ndarray:
     """EM over one confusion matrix per worker (Dawid & Skene, 1979), started from the
-    majority vote; returns (items, categories) posterior class probabilities."""
+    majority vote; returns (items, categories) posterior class probabilities.
+
+    `diagonal_prior` adds that many pseudo-votes to the diagonal of every worker's confusion
+    matrix (a prior that workers are more often right than wrong). Without it, a worker's row
+    for a class they never answered is uniform, and when most items have one label EM can
+    drift every item to one class; 1.0 keeps sparse crowds (one or two labels per item) sane
+    and barely moves dense ones."""
     k = n_categories
     posterior = _majority(votes.counts(codes, k)).astype(float)
     if votes.n_items == 0:
@@ -117,6 +128,7 @@ def dawid_skene_posteriors(
         prior = np.clip(posterior.mean(axis=0), 1e-9, None)
         prior /= prior.sum()
         confusion = np.full((n_workers, k, k), smoothing)
+        confusion[:, np.arange(k), np.arange(k)] += diagonal_prior
         for label in range(k):
             mask = codes == label
             np.add.at(confusion[:, :, label], votes.worker[mask], posterior[votes.item[mask]])

@@ -107,3 +107,26 @@ def test_crowd_harness_quick(tmp_path: Path, pg) -> None:
             assert s["server_cpu_ms_per_label"] > 0
             assert s["rtt"]["Submit"]["n"] > 0 and s["progress_messages_per_s"] > 0
         assert s["database_cpu_ms_per_label"] is not None or backend == "sqlite"
+
+
+def test_label_efficiency_harness_quick(tmp_path: Path) -> None:
+    """The noisy-crowd benchmark at 100 annotations, one seed: every strategy with 1 and 10
+    labellers has model and label accuracies at each checkpoint, and the plot is written."""
+    from bench.label_efficiency import CHECKPOINTS, DEFAULT_STRATEGIES
+
+    results = _run(tmp_path, "bench.label_efficiency", "--quick")["label_efficiency_crowd-quick"]
+    assert results["complete"] is True
+    assert "simulated" in results["setup"]["relabel_queue_path"]
+    assert len(results["runs"]) == 2 * len(DEFAULT_STRATEGIES)
+    summary = results["summary_mean_std"]
+    assert set(summary) == {f"{s} x{n}" for s in DEFAULT_STRATEGIES for n in (1, 10)}
+    for curves in summary.values():
+        for what in ("model_accuracy", "label_accuracy"):
+            assert list(curves[what]) == [str(n) for n in CHECKPOINTS if n <= 100]
+            mean, std = curves[what]["100"]
+            assert 0.0 <= mean <= 1.0 and std == 0.0
+    for run in results["runs"]:
+        annotations = [point[0] for point in run["curve"]]
+        assert annotations == sorted(annotations) and annotations[-1] == 100
+    assert set(results["targets"]) >= {"relabel-activelab x1", "ten_labellers_vs_one"}
+    assert (tmp_path / "label_efficiency_crowd-quick.png").stat().st_size > 10_000

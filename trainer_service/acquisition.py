@@ -96,8 +96,9 @@ def priorities_from_order(
     return priorities
 
 
-#: Strategies that also need the items' features: the batch-aware ones.
-BATCH_AWARE = {"batch-margin": margin}
+#: Strategies that also need the items' features: the batch-aware ones (the score that picks
+#: the pool of candidates, and `ORDERS` the order in which that pool is served).
+BATCH_AWARE = {"batch-margin": margin, "cluster-margin": margin}
 
 
 def diverse_order(X: np.ndarray) -> np.ndarray:
@@ -118,3 +119,69 @@ def diverse_order(X: np.ndarray) -> np.ndarray:
         min_dist = np.minimum(min_dist, np.linalg.norm(X - X[nxt], axis=1))
         min_dist[order] = -1.0
     return np.asarray(order, dtype=np.int64)
+
+
+def kmeans(
+    X: np.ndarray, k: int, rng: np.random.Generator | None = None, iterations: int = 10
+) -> np.ndarray:
+    """Cluster of each row: k-means (Lloyd) from a k-means++ start, in numpy."""
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    n = len(X)
+    k = max(1, min(k, n))
+    rng = rng or np.random.default_rng(0)
+    centres = [X[rng.integers(n)]]
+    d2 = ((X - centres[0]) ** 2).sum(axis=1)
+    for _ in range(k - 1):
+        total = d2.sum()
+        pick = rng.choice(n, p=d2 / total) if total > 0 else rng.integers(n)
+        centres.append(X[pick])
+        d2 = np.minimum(d2, ((X - X[pick]) ** 2).sum(axis=1))
+    C = np.asarray(centres)
+    assign = np.zeros(n, dtype=np.int64)
+    for _ in range(iterations):
+        dist = (X**2).sum(1)[:, None] - 2 * X @ C.T + (C**2).sum(1)[None, :]
+        new = dist.argmin(axis=1)
+        if _ and np.array_equal(new, assign):
+            break
+        assign = new
+        for c in range(len(C)):
+            members = X[assign == c]
+            if len(members):
+                C[c] = members.mean(axis=0)
+    return assign
+
+
+def cluster_order(X: np.ndarray, cluster_size: int = 10, seed: int = 0) -> np.ndarray:
+    """Cluster-Margin's serving order (Citovsky et al., 2021, "Batch Active Learning at
+    Scale") of rows sorted by uncertainty (row 0 most uncertain): the rows are clustered
+    (k-means, one cluster per `cluster_size` rows; the paper clusters the whole pool once,
+    hierarchically), then served round-robin over the clusters, smallest cluster first as in
+    the paper, each time that cluster's most uncertain row not yet served. The first k rows
+    served all come from different clusters, so k concurrent labellers get k different kinds
+    of uncertain items, and, unlike farthest-first, not the outliers of the feature space.
+
+    The cost depends only on the number of rows (the loop's `diverse_pool` most uncertain
+    items, 200 by default): the pool itself, up to millions of items, is only scored."""
+    n = len(X)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    k = max(1, -(-n // max(1, cluster_size)))
+    assign = kmeans(X, k, np.random.default_rng(seed))
+    clusters = [np.flatnonzero(assign == c) for c in np.unique(assign)]
+    # smallest first; equal sizes by their most uncertain row
+    clusters.sort(key=lambda rows: (len(rows), rows[0]))
+    order: list[int] = []
+    depth = 0
+    while len(order) < n:
+        for rows in clusters:
+            if depth < len(rows):
+                order.append(int(rows[depth]))
+        depth += 1
+    return np.asarray(order, dtype=np.int64)
+
+
+#: How each batch-aware strategy orders its pool of candidates (sorted by uncertainty).
+ORDERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "batch-margin": diverse_order,
+    "cluster-margin": cluster_order,
+}

@@ -179,6 +179,8 @@ class ActiveLearner:
             if self.batch_aware
             else acquisition.resolve(acquisition_function)
         )
+        #: how the pool of most uncertain items is served (batch-aware strategies)
+        self.batch_order = acquisition.ORDERS.get(acquisition_function, acquisition.diverse_order)
         self.diverse_pool = diverse_pool
         self.trainer_name = trainer_name
         self.record = record
@@ -367,7 +369,7 @@ class ActiveLearner:
             everything = np.concatenate([ids, again])
             order = np.argsort(-np.concatenate([values, again_values]), kind="stable")
             if pool is not None:
-                order = self._diversify(everything, order, *pool)
+                order = self._diversify(everything, order, *pool, self.batch_order)
             ranked = acquisition.priorities_from_order(order, self.shuffle_prop, self.rng)
             ranked += base
             priorities, again_priorities = ranked[: len(ids)], ranked[len(ids) :]
@@ -419,13 +421,18 @@ class ActiveLearner:
 
     @staticmethod
     def _diversify(
-        ids: np.ndarray, order: np.ndarray, pool_ids: np.ndarray, pool_x: np.ndarray
+        ids: np.ndarray,
+        order: np.ndarray,
+        pool_ids: np.ndarray,
+        pool_x: np.ndarray,
+        batch_order: Callable[[np.ndarray], np.ndarray] = acquisition.diverse_order,
     ) -> np.ndarray:
-        """Serve the most uncertain items farthest-first, ahead of the rest (still by
-        uncertainty), so concurrent labellers get diverse uncertain items."""
+        """Serve the most uncertain items in the strategy's batch order (farthest-first for
+        batch-margin, round-robin over clusters for cluster-margin), ahead of the rest (still
+        by uncertainty), so concurrent labellers get diverse uncertain items."""
         position = {int(i): k for k, i in enumerate(ids)}
         head = np.asarray([position[int(i)] for i in pool_ids], dtype=np.int64)
-        head = head[acquisition.diverse_order(pool_x)]
+        head = head[batch_order(pool_x)]
         rest = order[~np.isin(order, head)]
         return np.concatenate([head, rest])
 
