@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import cross_val_score
+from sklearn.model_selection import cross_val_predict, cross_val_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from labelgrid import payloads
@@ -38,11 +38,15 @@ from labelgrid.client import QueueClient
 from labelgrid_proto.v1 import queue_pb2
 from trainer_service import acquisition, models, relabel, scoring
 from trainer_service.cache import CacheBusy, FeatureCache, Uncacheable, project_key
+from trainer_service.relabel_or_new import RelabelOrNew
 
 log = logging.getLogger("labelgrid.trainer")
 
 EvalMethod = Callable[[Any, Any, Any], Any]
 Preprocess = Callable[[Any, Any], tuple[Any, Any]]
+
+#: the crowd acquisition's name (trainer_service/relabel_or_new.py)
+RELABEL_OR_NEW = "relabel-or-new"
 
 # Status values of a run, shared with the TrainerService contract.
 OK = "ok"
@@ -133,8 +137,11 @@ class ActiveLearner:
     """Active learning for one project, against a queue service.
 
     Parameters follow superintendent: `eval_method(model, X, y)` returns scores,
-    `acquisition` ('entropy', 'margin', 'certainty', 'random' or a callable from
-    probabilities to one score per item, higher first), `shuffle_prop` the share of the
+    `acquisition` ('entropy', 'margin', 'certainty', 'random', 'batch-margin',
+    'cluster-margin', 'relabel-or-new' or a callable from probabilities to one score per
+    item, higher first; one with `relabel_scores` also asks labelled items again in projects
+    with max_overlap > overlap, those ranking among the next `relabel_top` items: see
+    trainer_service/relabel.py and relabel_or_new.py), `shuffle_prop` the share of the
     ranking shuffled for exploration, `model_preprocess(x, y) -> (X, y)`.
     `consensus` says which labels to train on: "majority" or "dawid_skene" (one label per
     completed item), None (every annotation, the newest winning), or "auto": majority when
@@ -167,6 +174,7 @@ class ActiveLearner:
         workers: int = 1,
         scorer: scoring.Scorer | None = None,
         score_budget: int = 0,
+        relabel_top: int = 200,
     ) -> None:
         self.client = client
         self._consensus = consensus
@@ -174,11 +182,14 @@ class ActiveLearner:
         self.model = model
         self.eval_method = eval_method or default_eval
         self.batch_aware = acquisition_function in acquisition.BATCH_AWARE
-        self.acquire = (
-            acquisition.BATCH_AWARE[acquisition_function]
-            if self.batch_aware
-            else acquisition.resolve(acquisition_function)
-        )
+        if acquisition_function == RELABEL_OR_NEW:  # stateful: one per learner
+            self.acquire: Any = RelabelOrNew()
+        else:
+            self.acquire = (
+                acquisition.BATCH_AWARE[acquisition_function]
+                if self.batch_aware
+                else acquisition.resolve(acquisition_function)
+            )
         #: how the pool of most uncertain items is served (batch-aware strategies)
         self.batch_order = acquisition.ORDERS.get(acquisition_function, acquisition.diverse_order)
         self.diverse_pool = diverse_pool
@@ -190,6 +201,9 @@ class ActiveLearner:
         self.rng = np.random.default_rng(seed)
         self.cursor = 0
         self.labelled: dict[int, tuple[Any, list[str]]] = {}
+        #: every annotation (item, worker, labels), for acquisitions that weigh annotators
+        self.votes: list[tuple[int, str, tuple[str, ...]]] = []
+        self._votes_cursor = 0
         self.history: list[RunResult] = []
         self._fit_lock = threading.Lock()
         self._settings: queue_pb2.Project | None = None
@@ -208,6 +222,9 @@ class ActiveLearner:
         if score_budget < 0:
             raise ValueError(f"score_budget must be >= 0; got {score_budget}")
         self.score_budget = score_budget
+        if relabel_top < 1:
+            raise ValueError(f"relabel_top must be >= 1; got {relabel_top}")
+        self.relabel_top = relabel_top
         self._phases: dict[str, float] = {}
 
     def close(self) -> None:
@@ -269,7 +286,19 @@ class ActiveLearner:
                             self.labelled[item.item_id][0],
                             list(item.labels),
                         )
+        if getattr(self.acquire, "needs_votes", False):
+            self._fetch_votes()
         return new
+
+    def _fetch_votes(self) -> None:
+        """The annotations newer than the votes' cursor (each worker's own label). An undo
+        after they were read is not seen: the next fresh learner reads them anew."""
+        for chunk in self.client.stream_labelled(
+            self.project, after=self._votes_cursor, labels_only=True
+        ):
+            for a in chunk.items:
+                self.votes.append((a.item_id, a.worker_id, tuple(a.labels)))
+            self._votes_cursor = max(self._votes_cursor, chunk.cursor)
 
     def _training_set(self) -> tuple[Any, Any]:
         xs = [x for x, _ in self.labelled.values()]
@@ -350,16 +379,26 @@ class ActiveLearner:
         if self.acquire is None:
             return RunResult(OK, f"fitted on {n} labels; no reorder set{note}", score, std, n)
         with self._phase("score"):
+            # labelled items first: an acquisition may learn from them what it needs for the
+            # unlabelled ones (relabel-or-new: the crowd's accuracy)
+            again, again_values = self._relabel_scores(X, y)
             if pool_ids is not None and pool_priorities is not None:
                 ids, values, pool, base = self._score_cached(pool_ids, pool_priorities)
             else:
                 (ids, values, pool), base = self._score_unlabelled(), 0.0
         with self._phase("score"):
-            again, again_values = self._relabel_scores(X)
             # an item still in the pool (e.g. asking one more label after a disagreement)
             # is ranked there; the queue refuses an id in both lists
             fresh = ~np.isin(again, ids)
             again, again_values = again[fresh], again_values[fresh]
+            if len(again) > 0:
+                # ask again only what ranks among the next `relabel_top` of the combined order
+                # (what labellers reach before the next run): a request reopens the item,
+                # and a labelled item reopened at the bottom would only look unlabelled
+                both = np.sort(np.concatenate([values, again_values]))[::-1]
+                cut = both[min(self.relabel_top, len(both)) - 1]
+                keep = again_values >= cut
+                again, again_values = again[keep], again_values[keep]
         if len(ids) == 0 and len(again) == 0:
             return RunResult(
                 ALL_LABELLED, f"fitted on {n} labels; nothing left to rank{note}", score, std, n
@@ -401,14 +440,24 @@ class ActiveLearner:
             settings.overlap, 1
         )
 
-    def _relabel_scores(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _relabel_scores(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
         """(ids, scores) of the labelled items the acquisition wants another label on (on
         the scale of its unlabelled scores); none when it does not score labelled items
         (trainer_service/relabel.py)."""
         scorer = relabel.relabel_scorer(self.acquire)
         if scorer is None or not self._can_relabel:
             return np.empty(0, np.int64), np.empty(0)
-        probs = self.model.predict_proba(X)
+        probs = None
+        if getattr(self.acquire, "out_of_fold", False) and not self.settings.multi_label:
+            try:  # each item predicted by a model that did not see it
+                folds = max(2, min(3, int(np.min(np.unique(y, return_counts=True)[1]))))
+                probs = cross_val_predict(
+                    models.fresh(self.model), X, y, cv=folds, method="predict_proba"
+                )
+            except Exception as exc:  # too few labels per class: the fitted model's view
+                log.info("no out-of-fold probabilities", extra={"why": str(exc)})
+        if probs is None:
+            probs = self.model.predict_proba(X)
         if isinstance(probs, list):  # multi-output estimators: one array per label
             probs = np.stack([p[:, -1] for p in probs], axis=1)
         pool = relabel.LabelledPool(
@@ -416,6 +465,7 @@ class ActiveLearner:
             probabilities=np.asarray(probs, dtype=np.float64),
             labels=[labels for _, labels in self.labelled.values()],
             classes=list(getattr(self.model, "classes_", [])),
+            votes=self.votes,
         )
         return relabel.wanted(pool, scorer(pool))
 

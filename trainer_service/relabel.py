@@ -19,7 +19,7 @@ acquisition's own business.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,6 +39,9 @@ class LabelledPool:
     labels: list[list[str]]
     #: the model's classes, in the columns' order
     classes: list[Any]
+    #: every annotation seen (item id, worker, labels), for acquisitions that weigh each
+    #: annotator (`needs_votes = True`); may include items outside `ids`
+    votes: Sequence[tuple[int, str, tuple[str, ...]]] = ()
 
 
 @runtime_checkable

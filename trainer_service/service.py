@@ -22,7 +22,7 @@ from labelgrid.client import QueueClient
 from labelgrid_proto.v1 import trainer_pb2, trainer_pb2_grpc
 from trainer_service import acquisition, models
 from trainer_service.auth import Refused, TokenChecker
-from trainer_service.loop import ActiveLearner, RunResult
+from trainer_service.loop import RELABEL_OR_NEW, ActiveLearner, RunResult
 from trainer_service.scoring import InProcess, Scorer
 
 log = logging.getLogger("labelgrid.trainer")
@@ -116,8 +116,9 @@ class TrainerService(trainer_pb2_grpc.TrainerServiceServicer):
         except (ValueError, TypeError) as exc:
             raise JobError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         name = spec.acquisition or "margin"
-        if name not in acquisition.FUNCTIONS and name not in acquisition.BATCH_AWARE:
-            choices = sorted([*acquisition.FUNCTIONS, *acquisition.BATCH_AWARE])
+        known = [*acquisition.FUNCTIONS, *acquisition.BATCH_AWARE, RELABEL_OR_NEW]
+        if name not in known:
+            choices = sorted(known)
             raise JobError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"unknown acquisition {name!r}; use one of {choices}",

@@ -38,7 +38,9 @@ export type JobSpec = Message<"labelgrid.v1.JobSpec"> & {
   modelParamsJson: string;
 
   /**
-   * "entropy", "margin", "certainty", "random" or "batch-margin" (diverse among the uncertain).
+   * "entropy", "margin", "certainty", "random", "batch-margin" or "cluster-margin" (diverse
+   * among the uncertain), or "relabel-or-new" (projects with max_overlap > overlap: one more
+   * label on a doubtful item or a first one on a new item, whichever is worth more).
    *
    * @generated from field: string acquisition = 4;
    */
