@@ -64,7 +64,11 @@ from trainer_service.loop import ActiveLearner
 
 LOOP_STRATEGIES = {"random", "margin", "entropy", "batch-margin", "cluster-margin"}
 RELABEL = {"relabel-activelab": "activelab", "relabel-gain": "expected_gain"}
-ALL_STRATEGIES = [*sorted(LOOP_STRATEGIES), "random-x3", *RELABEL]
+#: the product's path: ActiveLearner(acquisition_function="relabel-or-new") pushing real
+#: relabel requests (UpdatePriorities relabel_ids) in a project with overlap 2 (the queue
+#: takes max_overlap > overlap only from overlap 2) and max_overlap MAX_OVERLAP
+RELABEL_LOOP = "relabel-loop"
+ALL_STRATEGIES = [*sorted(LOOP_STRATEGIES), "random-x3", *RELABEL, RELABEL_LOOP]
 DEFAULT_STRATEGIES = [
     "random",
     "random-x3",
@@ -258,6 +262,7 @@ def _one_run(strategy: str, labellers: int, seed: int, budget: int, perfect: boo
     crowd = Crowd.make(y_pool, seed, perfect)
     rng = np.random.default_rng(seed)
     overlap = 3 if strategy == "random-x3" else MAX_OVERLAP if strategy in RELABEL else 1
+    overlap = 2 if strategy == RELABEL_LOOP else overlap
     learner: Any = None
     # the database in memory-backed /dev/shm where there is one: fsyncs are not what this
     # benchmark measures, and on a shared machine they were most of a run's time
@@ -267,7 +272,8 @@ def _one_run(strategy: str, labellers: int, seed: int, budget: int, perfect: boo
         client = QueueClient(service.address)
         try:
             project = f"{strategy}-{labellers}-{seed}"
-            client.create_project(project, CLASSES, overlap=overlap)
+            more = {"max_overlap": MAX_OVERLAP} if strategy == RELABEL_LOOP else {}
+            client.create_project(project, CLASSES, overlap=overlap, **more)
             ids = client.add_features(project, X_pool, priorities=rng.random(len(X_pool)))
             position = {int(i): k for k, i in enumerate(ids)}
             truth = {int(i): int(y) for i, y in zip(ids, y_pool, strict=True)}
@@ -280,7 +286,11 @@ def _one_run(strategy: str, labellers: int, seed: int, budget: int, perfect: boo
                     project,
                     model(),
                     eval_method=lambda m, X, y: [0.0],  # scored on the held-out set instead
-                    acquisition_function=None if strategy.startswith("random") else strategy,
+                    acquisition_function=None
+                    if strategy.startswith("random")
+                    else "relabel-or-new"
+                    if strategy == RELABEL_LOOP
+                    else strategy,
                     shuffle_prop=0.0,
                     seed=seed,
                     record=False,
@@ -465,6 +475,7 @@ def main() -> None:
     parser.add_argument("--labellers", nargs="+", type=int, default=list(SETTINGS))
     parser.add_argument("--perfect", action="store_true", help="annotators always right")
     parser.add_argument("--quick", action="store_true", help="1 seed, 100 annotations")
+    parser.add_argument("--out", help="results name (default label_efficiency_crowd/_perfect)")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.budget = 1, 100
@@ -497,7 +508,7 @@ def save(args: argparse.Namespace, runs: list[Run], started: float, final: bool)
     runs = sorted(runs, key=lambda r: (r.labellers, ALL_STRATEGIES.index(r.strategy), r.seed))
     checkpoints = [n for n in CHECKPOINTS if n <= args.budget]
     summary = summarise(runs, args.strategies, checkpoints)
-    name = "label_efficiency" + ("_perfect" if args.perfect else "_crowd")
+    name = args.out or "label_efficiency" + ("_perfect" if args.perfect else "_crowd")
     name += "-quick" if args.quick else ""
     command = "python -m bench.label_efficiency" + (
         " --quick"

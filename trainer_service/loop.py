@@ -24,6 +24,7 @@ import logging
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -451,9 +452,11 @@ class ActiveLearner:
         if getattr(self.acquire, "out_of_fold", False) and not self.settings.multi_label:
             try:  # each item predicted by a model that did not see it
                 folds = max(2, min(3, int(np.min(np.unique(y, return_counts=True)[1]))))
-                probs = cross_val_predict(
-                    models.fresh(self.model), X, y, cv=folds, method="predict_proba"
-                )
+                with warnings.catch_warnings():  # a rare class missing from a fold is
+                    warnings.simplefilter("ignore")  # expected early on: its column is 0
+                    probs = cross_val_predict(
+                        models.fresh(self.model), X, y, cv=folds, method="predict_proba"
+                    )
             except Exception as exc:  # too few labels per class: the fitted model's view
                 log.info("no out-of-fold probabilities", extra={"why": str(exc)})
         if probs is None:
