@@ -328,7 +328,7 @@ def _one_run(strategy: str, labellers: int, seed: int, budget: int, perfect: boo
                         if ok
                         else float("nan")
                     )
-                    labels = {i: int(v[1][0]) for i, v in learner.labelled.items()}
+                    labels = {i: int(v) for i, v in learner.training_labels().items()}
                 right = [labels[i] == truth[i] for i in labels]
                 run.curve.append(
                     Point(done, acc, float(np.mean(right)) if right else float("nan"), len(right))

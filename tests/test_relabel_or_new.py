@@ -50,6 +50,21 @@ def test_a_disputed_item_is_worth_more_than_an_agreed_one() -> None:
         assert np.isnan(other) or other < disputed
 
 
+@pytest.mark.parametrize("trusted", ["a", "b"])
+def test_the_training_consensus_weighs_annotators_by_accuracy(trusted: str) -> None:
+    """ann and bob agree on six items and eve contradicts them each time; on a seventh item
+    only ann and eve answer, 1 against 1: the label is ann's, whichever it is."""
+    other = {"a": "b", "b": "a"}
+    votes = []
+    for item in range(1, 7):
+        label = "ab"[item % 2]
+        votes += [(item, "ann", (label,)), (item, "bob", (label,)), (item, "eve", (other[label],))]
+    votes += [(7, "eve", (other[trusted],)), (7, "ann", (trusted,))]
+    consensus = RelabelOrNew().consensus(votes)
+    assert consensus[7] == trusted
+    assert all(consensus[i] == "ab"[i % 2] for i in range(1, 7))
+
+
 def test_the_learner_asks_the_disputed_item_again(client: QueueClient, project_name: str) -> None:
     """Two workers label 1-d points; they disagree on one. relabel-or-new asks it again (and
     not the items they agree on, which the model backs), and the queue serves it to a third

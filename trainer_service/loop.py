@@ -307,8 +307,16 @@ class ActiveLearner:
             self._binarizer = MultiLabelBinarizer()
             y = self._binarizer.fit_transform([labels for _, labels in self.labelled.values()])
         else:
-            y = np.asarray([labels[0] for _, labels in self.labelled.values()])
+            y = np.asarray(list(self.training_labels().values()))
         return self.preprocess(xs, y)
+
+    def training_labels(self) -> dict[int, str]:
+        """The label each labelled item is trained on (single-label projects): the queue's
+        consensus, or the acquisition's own where it weighs annotators (`consensus(votes)`,
+        e.g. relabel-or-new: each worker weighed by their estimated accuracy)."""
+        mine = getattr(self.acquire, "consensus", None)
+        theirs = mine(self.votes) if callable(mine) and self.votes else {}
+        return {i: theirs.get(i, labels[0]) for i, (_, labels) in self.labelled.items()}
 
     # -- one run ------------------------------------------------------------------------
 

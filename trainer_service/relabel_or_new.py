@@ -20,7 +20,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from queue_service.consensus import Vote
 from trainer_service import crowd_acquisition
 from trainer_service.relabel import LabelledPool
 
@@ -70,14 +69,26 @@ class RelabelOrNew:
         out[rows] = np.where(gain > SETTLED, gain, np.nan)  # nothing to gain: do not ask
         return out
 
+    def consensus(self, votes: Sequence[tuple[int, str, Sequence[str]]]) -> dict[int, str]:
+        """Each voted item's most likely label, every annotator weighed by their estimated
+        (Dawid-Skene) accuracy (`crowd_acquisition.annotator_belief`, without the model: the
+        labels it is trained on); single-label votes only."""
+        names = sorted({str(labels[0]) for _, _, labels in votes if len(labels) == 1})
+        chosen = _votes(votes, set(names), {int(item) for item, _, _ in votes})
+        if len(names) < 2 or not chosen:
+            return {}
+        item_ids, _, labels = crowd_acquisition.labels_matrix(chosen, names)
+        belief, _ = crowd_acquisition.annotator_belief(labels, len(names))
+        return {int(i): names[k] for i, k in zip(item_ids, belief.argmax(axis=1), strict=True)}
+
 
 def _votes(
     annotations: Sequence[tuple[int, str, Sequence[str]]], classes: set[str], ids: set[int]
-) -> list[Vote]:
+) -> list[crowd_acquisition.Vote]:
     """Single-label votes on the pool's items, in the model's classes (a label the model
     has never seen cannot be weighed against it)."""
     return [
-        Vote(int(item), str(worker), (str(labels[0]),))
+        crowd_acquisition.Vote(int(item), str(worker), (str(labels[0]),))
         for item, worker, labels in annotations
         if int(item) in ids and len(labels) == 1 and str(labels[0]) in classes
     ]
