@@ -116,14 +116,24 @@ async def on_thread(adapted: Any, fn: Any, *args: Any) -> Any:
     through the engine, so store/failures.py gives them the same statuses."""
     import sqlite3
 
-    import sqlalchemy.exc
-
     async with adapted._execute_mutex:
         conn = adapted._connection
         try:
             return await conn._execute(fn, conn._conn, *args)
         except sqlite3.Error as exc:
-            raise sqlalchemy.exc.DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+            raise as_sqlalchemy_error(exc) from exc
+
+
+def as_sqlalchemy_error(exc: BaseException) -> BaseException:
+    """A sqlite3 error as SQLAlchemy's (what store/failures.py maps to a status); any other
+    error as it is."""
+    import sqlite3
+
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlite3.Error):
+        return sqlalchemy.exc.DBAPIError.instance(None, None, exc, sqlite3.Error)
+    return exc
 
 
 def supported() -> bool:

@@ -16,7 +16,7 @@ from queue_service.errors import FailedPrecondition, NotFound, ResourceExhausted
 from queue_service.schema import DONE
 from queue_service.store.database import Database
 from queue_service.store.rows import InputRow, ItemRow, ProjectRow, SubmitResult
-from queue_service.store.sql import sqlite as sqlite_sql
+from queue_service.store.sql import sqlite_hot
 from queue_service.store.sql.postgres import PostgresDialect
 from queue_service.store.sql.sqlite import SqliteDialect
 
@@ -281,11 +281,11 @@ class SqliteLeases(SingleLeases):
         super().__init__(db)
         self.direct = dialect
         q = self.q
-        self.sql = sqlite_sql.HotStatements(
+        self.sql = sqlite_hot.HotStatements(
             *(s.text for s in (q.held, q.reclaim, q.lease, q.lock_item, q.annotate, q.close_item))
         )
 
-    def _items(self, rows: list[sqlite_sql.Leased], token: str) -> list[ItemRow]:
+    def _items(self, rows: list[sqlite_hot.Leased], token: str) -> list[ItemRow]:
         items = [ItemRow(i, InputRow(*inp), prio, token, exp) for i, prio, exp, inp in rows]
         items.sort(key=lambda r: (-r.priority, r.id))
         return items
@@ -296,7 +296,7 @@ class SqliteLeases(SingleLeases):
         token = secrets.token_hex(16)
         secs = float(project.lease_seconds)
         held, rows = await self.direct.run(
-            sqlite_sql.pop_body, self.sql, project.id, worker, n, max_leases, token, secs
+            sqlite_hot.pop_body, self.sql, project.id, worker, n, max_leases, token, secs
         )
         if held is not None:
             too_many(project, worker, held, n, max_leases or 0)
@@ -313,7 +313,7 @@ class SqliteLeases(SingleLeases):
     ) -> SubmitResult:
         nxt_token = next_token(token, item_id) if pop_next else None
         done = await self.direct.run(
-            sqlite_sql.submit_body,
+            sqlite_hot.submit_body,
             self.sql,
             project.id,
             item_id,

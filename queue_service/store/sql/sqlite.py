@@ -1,7 +1,8 @@
 """SQLite's own SQL. Every write transaction is BEGIN IMMEDIATE (see queue_service.db) and
 this process's writers also queue on an asyncio lock, so threads do not spin on the
-database lock; with the database held, no row locks are needed. The hot path (k = 1 Pop
-and Submit) and re-ranks run each transaction as one call on the connection's thread."""
+database lock; with the database held, no row locks are needed. Re-ranks run each
+transaction as one call on the connection's thread, and so does the hot path (k = 1 Pop
+and Submit, sqlite_hot.py), whose concurrent transactions are committed together."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from queue_service import db, sqlite_driver
-from queue_service.schema import DONE
 from queue_service.store.records import INPUT_COLUMNS, ITEM_COLUMNS, item_records
 from queue_service.store.rows import InputRow, PackedRows, RowBlock, input_records
+from queue_service.store.sql.sqlite_hot import GroupCommit
 
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
@@ -62,12 +63,6 @@ CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
 # re-rank. A labeller's Pop waiting for a slice no longer waits for its fsync as well.
 SLICES_SYNCHRONOUS = "PRAGMA synchronous=NORMAL"
 
-# the inputs of the items a hot-path Pop leased (at most LABELGRID_MAX_POP of them)
-HOT_INPUTS = (
-    "SELECT item_id, kind, dtype, shape, data, text, metadata FROM item_inputs "
-    "WHERE item_id IN ({})"
-)
-
 
 class SqliteDialect:
     """The `Dialect` of SQLite (aiosqlite)."""
@@ -88,6 +83,7 @@ class SqliteDialect:
         self._reranks: AsyncEngine | None = None
         # one re-rank of a project at a time (this process owns the file): store/priorities.py
         self._rerank_locks: dict[int, asyncio.Lock] = {}
+        self._hot = GroupCommit(engine, self.write_lock)
 
     def read_options(self, snapshot: bool) -> dict[str, str]:
         # a deferred transaction is already a snapshot in WAL mode
@@ -151,11 +147,10 @@ class SqliteDialect:
 
     async def run(self, body: Callable[..., tuple[bool, Any]], *args: Any) -> Any:
         """One whole write transaction as one call on the connection's thread (one hop,
-        against one per statement): `body(sqlite3_connection, *args)` returns whether to
-        commit and what to give back."""
-        async with self.write_lock, self.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            return await sqlite_driver.on_thread(raw.dbapi_connection, _transaction, body, args)
+        against one per statement), committed with those of other callers waiting at the
+        same time (sqlite_hot.GroupCommit): `body(sqlite3_connection, *args)` returns
+        whether to keep its writes and what to give back."""
+        return await self._hot.run(body, args)
 
     async def packed_unlabelled(
         self, conn: AsyncConnection, project_id: int, after: int, limit: int
@@ -341,9 +336,6 @@ def _checkpoint(raw: sqlite3.Connection) -> None:
     raw.execute(CHECKPOINT).fetchall()
 
 
-# -- the hot path of k = 1 projects: Pop and Submit, each one call on the sqlite thread ------
-
-
 def _transaction(
     raw: sqlite3.Connection, body: Callable[..., tuple[bool, Any]], args: tuple
 ) -> Any:
@@ -358,74 +350,3 @@ def _transaction(
             raw.execute("ROLLBACK")
         raise
     return result
-
-
-@dataclass(frozen=True)
-class HotStatements:
-    """The k = 1 statements the hot path runs: the shared ones (store/sql/queries.py), as
-    text for sqlite3's own named parameters."""
-
-    held: str
-    reclaim: str
-    lease: str
-    lock_item: str
-    annotate: str
-    close_item: str
-
-
-# what a hot-path lease gives back: (id, priority, lease_expires_at, input columns)
-Leased = tuple[int, float, float, tuple]
-
-
-def lease_rows(
-    raw: sqlite3.Connection, q: HotStatements, p: int, w: str, n: int, token: str, secs: float
-) -> list[Leased]:
-    raw.execute(q.reclaim, {"p": p})
-    rows = raw.execute(q.lease, {"p": p, "t": token, "w": w, "l": secs, "n": n}).fetchall()
-    if not rows:
-        return []
-    ids = [r[0] for r in rows]
-    found = raw.execute(HOT_INPUTS.format(", ".join("?" * len(ids))), ids).fetchall()
-    inputs = {r[0]: r[1:] for r in found}
-    return [(r[0], r[1], r[2], inputs[r[0]]) for r in rows]
-
-
-def pop_body(
-    raw: sqlite3.Connection,
-    q: HotStatements,
-    p: int,
-    w: str,
-    n: int,
-    limit: int | None,
-    token: str,
-    secs: float,
-) -> tuple[bool, tuple[int | None, list[Leased]]]:
-    """(the worker's live leases when n more would pass the limit, else None; the leased)"""
-    if limit is not None:
-        held = raw.execute(q.held, {"p": p, "w": w}).fetchone()[0]
-        if held + n > limit:
-            return False, (held, [])
-    return True, (None, lease_rows(raw, q, p, w, n, token, secs))
-
-
-def submit_body(
-    raw: sqlite3.Connection,
-    q: HotStatements,
-    p: int,
-    item_id: int,
-    token: str,
-    w: str,
-    labels: str,
-    next_token: str | None,
-    secs: float,
-) -> tuple[bool, tuple[int, Leased | None] | None]:
-    """The common Submit: the lease is live and ours. Anything else (a retry, a stale lease,
-    an unknown item) keeps nothing and gives None: the caller takes the careful path."""
-    item = raw.execute(q.lock_item, {"i": item_id, "p": p}).fetchone()
-    if item is None or item[0] == DONE or item[1] != token or item[2] != w:
-        return False, None
-    params = {"p": p, "i": item_id, "w": w, "l": labels, "t": token}
-    ann_id = raw.execute(q.annotate, params).fetchone()[0]
-    raw.execute(q.close_item, {"i": item_id})
-    nxt = lease_rows(raw, q, p, w, 1, next_token, secs) if next_token is not None else []
-    return True, (ann_id, nxt[0] if nxt else None)

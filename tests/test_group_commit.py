@@ -1,0 +1,152 @@
+"""SQLite's group commit (queue_service/store/sql/sqlite_hot.py): concurrent hot
+transactions share one COMMIT, yet each is kept or rolled back on its own, a failed
+transaction keeps nothing of any of them, and a caller cancelled before its turn is left out.
+Real SQLite files; what was kept is read back through a fresh sqlite3 connection."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from queue_service.db import create_engine
+from queue_service.store.sql.sqlite import SqliteDialect
+
+
+def _insert(raw: sqlite3.Connection, v: str, keep: bool = True) -> tuple[bool, int]:
+    row = raw.execute("INSERT INTO t (v) VALUES (?) RETURNING id", (v,)).fetchone()
+    return keep, row[0]
+
+
+def _insert_then_fail(raw: sqlite3.Connection, v: str) -> tuple[bool, int]:
+    raw.execute("INSERT INTO t (v) VALUES (?)", (v,))
+    raise ValueError(f"body {v} failed")
+
+
+class Interrupted(BaseException):
+    """Not an Exception: it ends the whole transaction, as a lost connection would."""
+
+
+def _insert_then_interrupt(raw: sqlite3.Connection, v: str) -> tuple[bool, int]:
+    raw.execute("INSERT INTO t (v) VALUES (?)", (v,))
+    raise Interrupted
+
+
+def _missing_table(raw: sqlite3.Connection) -> tuple[bool, int]:
+    raw.execute("INSERT INTO nowhere VALUES (1)")
+    return True, 0
+
+
+def _stored(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [v for (v,) in conn.execute("SELECT v FROM t ORDER BY v")]
+
+
+async def _dialect(path: Path) -> SqliteDialect:
+    engine = create_engine(f"sqlite:///{path}")
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
+    return SqliteDialect(engine)
+
+
+def test_concurrent_transactions_share_one_commit(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+
+    async def run() -> list[int]:
+        dialect = await _dialect(path)
+        try:
+            ids = await asyncio.gather(*(dialect.run(_insert, f"v{i:02d}") for i in range(20)))
+            # all twenty were waiting when the first reached the thread: one transaction
+            assert (dialect._hot.transactions, dialect._hot.calls) == (1, 20)
+            alone = await dialect.run(_insert, "later")
+            assert (dialect._hot.transactions, dialect._hot.calls) == (2, 21)
+            return [*ids, alone]
+        finally:
+            await dialect.engine.dispose()
+
+    ids = asyncio.run(run())
+    assert sorted(ids) == list(range(1, 22))  # each saw the ones before it
+    assert _stored(path) == sorted([f"v{i:02d}" for i in range(20)] + ["later"])
+
+
+def test_each_body_is_kept_or_rolled_back_on_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+
+    async def run() -> list[object]:
+        dialect = await _dialect(path)
+        try:
+            calls = [dialect.run(_insert, f"ok{i}") for i in range(4)]
+            calls.insert(1, dialect.run(_insert_then_fail, "failed"))
+            calls.insert(3, dialect.run(_insert, "dropped", False))
+            calls.append(dialect.run(_insert, "ok0"))  # a duplicate: IntegrityError
+            calls.append(dialect.run(_missing_table))
+            out = await asyncio.gather(*calls, return_exceptions=True)
+            assert dialect._hot.transactions == 1
+            return out
+        finally:
+            await dialect.engine.dispose()
+
+    out = asyncio.run(run())
+    assert isinstance(out[1], ValueError) and str(out[1]) == "body failed failed"
+    assert isinstance(out[3], int)  # kept nothing, still answered
+    # sqlite3's errors come back as SQLAlchemy's, as through the engine (store/failures.py)
+    assert isinstance(out[6], sa.exc.IntegrityError)
+    assert isinstance(out[7], sa.exc.OperationalError) and "nowhere" in str(out[7])
+    assert _stored(path) == ["ok0", "ok1", "ok2", "ok3"]
+
+
+def test_a_failed_transaction_keeps_nothing_and_fails_every_caller(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+
+    async def run() -> list[object]:
+        dialect = await _dialect(path)
+        try:
+            calls = [dialect.run(_insert, "first"), dialect.run(_insert_then_interrupt, "x")]
+            calls.append(dialect.run(_insert, "third"))
+            out = await asyncio.gather(*calls, return_exceptions=True)
+            # the queue goes on afterwards
+            assert isinstance(await dialect.run(_insert, "after"), int)
+            return out
+        finally:
+            await dialect.engine.dispose()
+
+    out = asyncio.run(run())
+    assert all(isinstance(o, Interrupted) for o in out), out
+    assert _stored(path) == ["after"]  # "first" ran, but its transaction was not committed
+
+
+def test_a_caller_cancelled_before_its_turn_is_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    on_thread = threading.Event()
+    release = threading.Event()
+
+    def slow(raw: sqlite3.Connection) -> tuple[bool, int]:
+        on_thread.set()
+        release.wait(10)
+        return _insert(raw, "slow")
+
+    async def run() -> None:
+        dialect = await _dialect(path)
+        try:
+            first = asyncio.ensure_future(dialect.run(slow))
+            await asyncio.to_thread(on_thread.wait, 10)
+            waiting = asyncio.ensure_future(dialect.run(_insert, "cancelled"))
+            kept = asyncio.ensure_future(dialect.run(_insert, "kept"))
+            await asyncio.sleep(0.05)
+            waiting.cancel()
+            release.set()
+            await first
+            await kept
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert (dialect._hot.transactions, dialect._hot.calls) == (2, 2)
+        finally:
+            release.set()
+            await dialect.engine.dispose()
+
+    asyncio.run(run())
+    assert _stored(path) == ["kept", "slow"]
