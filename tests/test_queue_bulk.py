@@ -114,3 +114,25 @@ def test_bulk_rows_and_item_by_item_are_the_same_data_for_a_key(
     assert back.tobytes() == X.tobytes()
     stored = query(database_url, f"SELECT dtype, shape FROM item_inputs WHERE item_id = {ids[7]}")
     assert stored == [("<f4", "8")]
+
+
+def test_counting_a_workers_leases_reads_only_that_workers(
+    client: QueueClient, project_name: str, database_url: str, backend: str
+) -> None:
+    """A Pop counts the worker's live leases (the per-worker limit). With a crowd holding
+    two leases a page, that count must not read every leased item of the project: each Pop
+    would then cost more the larger the crowd (migration 0009's ix_items_held)."""
+    client.create_project(project_name, ["a"])
+    client.add_features(project_name, np.zeros((2000, 1), np.uint8))
+    for w in range(300):
+        assert len(client.pop(project_name, worker_id=f"w{w}", n=2)) == 2
+    held = (  # store/sql/queries.py's `held`, with values in place of its parameters
+        "SELECT COUNT(*) FROM items WHERE project_id = 1 AND status = 1 "
+        "AND leased_by = 'w7' AND lease_expires_at > 0"
+    )
+    assert query(database_url, held) == [(2,)]
+    if backend == "postgres":
+        plan = "\n".join(r[0] for r in query(database_url, "EXPLAIN " + held))
+    else:
+        plan = "\n".join(r[3] for r in query(database_url, "EXPLAIN QUERY PLAN " + held))
+    assert "ix_items_held" in plan, plan
