@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 import pytest
 
-from labelgrid import QueueClient
+from labelgrid import Item, QueueClient
 from tests.support.snapshot import query
 
 
@@ -63,6 +63,35 @@ def test_submit_with_pop_next_is_one_round_trip(client: QueueClient, project_nam
         item = QueueClient.__module__ and __import__("labelgrid").Item.from_proto(reply.next)
         seen.append(item.id)
     assert seen == ids
+    assert client.progress(project_name).labelled == 3
+
+
+def test_submit_with_pop_next_after_the_lease_expired(
+    client: QueueClient, project_name: str, database_url: str
+) -> None:
+    """A lease that expired but was not taken by anyone is still the worker's to submit;
+    with pop_next it comes back done, and the next item is another one (or none): never
+    the submitted item again, however high its priority."""
+    client.create_project(project_name, ["a"], lease_seconds=1)
+    first, second, third = client.add_features(project_name, ["one", "two", "three"])
+    client.update_priorities(project_name, [first, second, third], [3.0, 2.0, 1.0], 1)
+    held = client.pop(project_name, "w", n=2)
+    assert [it.id for it in held] == [first, second]
+    time.sleep(1.5)  # both leases expire; `first` is the top expired item now
+    reply = client.submit(project_name, held[0], "a", "w", pop_next=True)
+    assert not reply.duplicate and reply.next.id == second  # expired, higher than `third`
+    again = client.submit(project_name, held[0], "a", "w", pop_next=True)
+    assert again.duplicate and again.next.id == second
+    last = client.pop(project_name, "v")[0]
+    assert last.id == third
+    time.sleep(1.5)
+    taken = client.submit(project_name, Item.from_proto(reply.next), "a", "w", pop_next=True)
+    assert taken.next.id == third  # `third` expired under "v": taken over
+    done = client.submit(project_name, Item.from_proto(taken.next), "a", "w", pop_next=True)
+    assert not done.HasField("next")  # nothing left, and not an item already done
+    assert query(database_url, f"SELECT COUNT(*) FROM annotations WHERE item_id = {first}") == [
+        (1,)
+    ]
     assert client.progress(project_name).labelled == 3
 
 

@@ -216,8 +216,9 @@ class SingleLeases:
 
 
 class DirectLeases(SingleLeases):
-    """k = 1 on PostgreSQL: Pop and the common Submit are one prepared statement each,
-    straight on asyncpg; anything unusual (a retry, a stale lease) takes the careful path."""
+    """k = 1 on PostgreSQL: Pop and the common Submit (with its next item) are one prepared
+    statement each, straight on asyncpg; anything unusual (a retry, a stale lease) takes
+    the careful path."""
 
     def __init__(self, db: Database, dialect: PostgresDialect) -> None:
         super().__init__(db)
@@ -262,14 +263,39 @@ class DirectLeases(SingleLeases):
         labels: list[str],
         pop_next: bool,
     ) -> SubmitResult:
-        ann_id = await self.direct.submit(item_id, project.id, token, worker, json.dumps(labels))
-        if ann_id is None:
-            return await super().submit(project, item_id, token, worker, labels, pop_next)
-        nxt = None
-        if pop_next:
-            leased = await self.pop(project, worker, 1, None, next_token(token, item_id))
-            nxt = leased[0] if leased else None
-        return SubmitResult(ann_id, False, nxt)
+        if not pop_next:
+            ann_id = await self.direct.submit(
+                item_id, project.id, token, worker, json.dumps(labels)
+            )
+            if ann_id is None:
+                return await super().submit(project, item_id, token, worker, labels, False)
+            return SubmitResult(ann_id, False, None)
+        nxt_token = next_token(token, item_id)
+        row = await self.direct.submit_next(
+            item_id,
+            project.id,
+            token,
+            worker,
+            json.dumps(labels),
+            nxt_token,
+            float(project.lease_seconds),
+        )
+        if row is None:
+            return await super().submit(project, item_id, token, worker, labels, True)
+        if row["id"] is not None:
+            inputs = (row["kind"], row["dtype"], row["shape"], row["data"], row["text"])
+            item = ItemRow(
+                row["id"],
+                InputRow(*inputs, row["metadata"]),
+                row["priority"],
+                nxt_token,
+                row["lease_expires_at"],
+            )
+            return SubmitResult(row["ann"], False, item)
+        # nothing free at that moment: a Pop, which waits for rows a re-rank's slice holds
+        # while any are available (never empty then)
+        leased = await self.pop(project, worker, 1, None, nxt_token)
+        return SubmitResult(row["ann"], False, leased[0] if leased else None)
 
 
 class SqliteLeases(SingleLeases):
