@@ -284,6 +284,8 @@ class ClassLabeller(widgets.VBox):
             for chunk in client.stream_unlabelled(project, ids_only=True)
             for it in chunk.items
         ]
+        if consensus:  # items asked again have labels but no consensus while they wait
+            waiting += [it.item_id for it in client.export_labels(project)]
         out: list[Any] = []
         for item_id in sorted(labelled.keys() | set(waiting)):
             labels = labelled.get(item_id)
