@@ -28,6 +28,11 @@ Strategies (`--strategies`):
   an item twice to one annotator. Its queue calls are `request_labels` and, as a request is
   for one label, `mark_served` (the items a labeller just popped go to the bottom until the
   next re-rank, so concurrent labellers do not all take the same top items).
+- `relabel-loop`: the product's path, `ActiveLearner(acquisition_function="relabel-or-new")`
+  pushing real relabel requests to a project of overlap 1 and max_overlap MAX_OVERLAP (one
+  label per item; a request reopens a done item for one more label from a worker who has
+  not labelled it), trained on the learner's own accuracy-weighted consensus;
+  `relabel-loop-k2` the same with overlap 2 (every item labelled twice first).
 
 Label accuracy is measured on what the model is trained on: each labelled item's single
 label (overlap 1), or the consensus (random-x3: the majority of completed items, the
@@ -65,10 +70,14 @@ from trainer_service.loop import ActiveLearner
 LOOP_STRATEGIES = {"random", "margin", "entropy", "batch-margin", "cluster-margin"}
 RELABEL = {"relabel-activelab": "activelab", "relabel-gain": "expected_gain"}
 #: the product's path: ActiveLearner(acquisition_function="relabel-or-new") pushing real
-#: relabel requests (UpdatePriorities relabel_ids) in a project with overlap 2 (the queue
-#: takes max_overlap > overlap only from overlap 2) and max_overlap MAX_OVERLAP
+#: relabel requests (UpdatePriorities relabel_ids) in a project with max_overlap MAX_OVERLAP
+#: and overlap 1 (one label per item, more only on request), or overlap 2 (`-k2`: every item
+#: gets two labels before any is asked a third time; the only way before overlap-1 projects
+#: could take relabel requests)
 RELABEL_LOOP = "relabel-loop"
-ALL_STRATEGIES = [*sorted(LOOP_STRATEGIES), "random-x3", *RELABEL, RELABEL_LOOP]
+RELABEL_LOOP_K2 = "relabel-loop-k2"
+RELABEL_LOOPS = {RELABEL_LOOP: 1, RELABEL_LOOP_K2: 2}  # strategy -> overlap
+ALL_STRATEGIES = [*sorted(LOOP_STRATEGIES), "random-x3", *RELABEL, *RELABEL_LOOPS]
 DEFAULT_STRATEGIES = [
     "random",
     "random-x3",
@@ -262,7 +271,7 @@ def _one_run(strategy: str, labellers: int, seed: int, budget: int, perfect: boo
     crowd = Crowd.make(y_pool, seed, perfect)
     rng = np.random.default_rng(seed)
     overlap = 3 if strategy == "random-x3" else MAX_OVERLAP if strategy in RELABEL else 1
-    overlap = 2 if strategy == RELABEL_LOOP else overlap
+    overlap = RELABEL_LOOPS.get(strategy, overlap)
     learner: Any = None
     # the database in memory-backed /dev/shm where there is one: fsyncs are not what this
     # benchmark measures, and on a shared machine they were most of a run's time
@@ -272,7 +281,7 @@ def _one_run(strategy: str, labellers: int, seed: int, budget: int, perfect: boo
         client = QueueClient(service.address)
         try:
             project = f"{strategy}-{labellers}-{seed}"
-            more = {"max_overlap": MAX_OVERLAP} if strategy == RELABEL_LOOP else {}
+            more = {"max_overlap": MAX_OVERLAP} if strategy in RELABEL_LOOPS else {}
             client.create_project(project, CLASSES, overlap=overlap, **more)
             ids = client.add_features(project, X_pool, priorities=rng.random(len(X_pool)))
             position = {int(i): k for k, i in enumerate(ids)}
@@ -289,12 +298,12 @@ def _one_run(strategy: str, labellers: int, seed: int, budget: int, perfect: boo
                     acquisition_function=None
                     if strategy.startswith("random")
                     else "relabel-or-new"
-                    if strategy == RELABEL_LOOP
+                    if strategy in RELABEL_LOOPS
                     else strategy,
                     shuffle_prop=0.0,
                     seed=seed,
                     record=False,
-                    consensus="majority" if overlap > 1 else None,
+                    consensus="majority" if overlap > 1 or strategy in RELABEL_LOOPS else None,
                 )
             run = Run(strategy, labellers, seed)
             done = 0

@@ -217,10 +217,12 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         cut = spec.reliability_cut
         if not 0.0 <= cut <= 1.0:  # NaN fails too
             raise InvalidArgument(f"reliability_cut must be between 0 and 1; got {cut}")
-        if (threshold or reviewers or most > overlap or cut) and overlap < 2:
+        # overlap 1 with max_overlap > 1: one label per item, more on request (a model's
+        # relabel requests, or a disagreement among them), so agreement settings apply
+        if (threshold or reviewers or cut) and most < 2:
             raise InvalidArgument(
-                "review_threshold, max_overlap, reviewers and reliability_cut need overlap "
-                ">= 2 (agreement needs at least two labels per item)"
+                "review_threshold, reviewers and reliability_cut need items with two labels "
+                "or more: set overlap >= 2, or max_overlap >= 2 for more labels on request"
             )
         if threshold and not reviewers and most == overlap:
             raise InvalidArgument(

@@ -136,3 +136,43 @@ def test_the_trainer_service_runs_relabel_or_new(
             assert run.model_version >= 1
     finally:
         trainer.kill()
+
+
+def test_the_learner_asks_again_in_an_overlap_1_project(
+    client: QueueClient, project_name: str
+) -> None:
+    """One label per item (overlap 1, max_overlap 3): ann labels every point, one of them
+    against the line; relabel-or-new asks that one again, and the queue serves it to another
+    worker, never to ann."""
+    from sklearn.linear_model import LogisticRegression
+
+    from trainer_service.loop import ActiveLearner
+
+    client.create_project(project_name, ["neg", "pos"], max_overlap=3)
+    xs = np.array([[-4.0], [-3.5], [-3.0], [-2.5], [2.5], [3.0], [3.5], [4.0], [-3.2]])
+    ids = client.add_features(project_name, xs)
+    doubtful = ids[-1]
+    for it in client.pop(project_name, "ann", n=len(ids)):
+        label = "neg" if it.input[0] < 0 else "pos"
+        client.submit(project_name, it, "pos" if it.id == doubtful else label, "ann")
+    assert client.progress(project_name).labelled == len(ids)
+    learner = ActiveLearner(
+        client,
+        project_name,
+        LogisticRegression(),
+        acquisition_function="relabel-or-new",
+        shuffle_prop=0.0,
+        record=False,
+        relabel_top=3,
+    )
+    try:
+        assert learner.consensus == "majority"  # items may get several labels
+        result = learner.run_once()
+        assert result.status == "ok", result.message
+        assert "labelled items again" in result.message, result.message
+        assert client.pop(project_name, "ann", n=len(ids)) == []
+        served = [it.id for it in client.pop(project_name, "bob", n=len(ids))]
+        assert doubtful in served, (served, doubtful)
+        assert client.progress(project_name).labelled == len(ids) - len(served)
+    finally:
+        learner.close()

@@ -334,3 +334,21 @@ def test_new_labels_with_overlap_is_the_consensus(
     assert widget.new_labels == ["b", "b"]
     widget.consensus = "dawid_skene"
     assert len(widget.new_labels) == 2
+
+
+def test_new_labels_with_more_labels_on_request(service: ServiceProcess, project_name: str) -> None:
+    """Overlap 1, max_overlap 3: the majority of each item's labels; an item a model asked
+    again for is None while it waits (it has labels, but no consensus yet)."""
+    with QueueClient(service.address) as client:
+        client.create_project(project_name, ["a", "b"], max_overlap=3)
+        x, y, _ = client.add_features(project_name, ["x", "y", "z"])
+        for it in client.pop(project_name, "w1", n=2):
+            client.submit(project_name, it, "a", "w1")
+        client.request_relabels(project_name, [x, y], [2.0, 1.0], model_version=1)
+        [again] = client.pop(project_name, "w2", n=1)
+        assert again.id == x
+        client.submit(project_name, again, "b", "w2")
+        [leased] = client.pop(project_name, "w3", n=1)
+        assert leased.id == y  # asked again, leased, not labelled yet
+    widget = ClassLabeller(server=service.address, table_name=project_name, worker_id="me")
+    assert widget.new_labels == ["a", None, None]  # x: (a, b) tie to the first option

@@ -146,7 +146,8 @@ class ActiveLearner:
     ranking shuffled for exploration, `model_preprocess(x, y) -> (X, y)`.
     `consensus` says which labels to train on: "majority" or "dawid_skene" (one label per
     completed item), None (every annotation, the newest winning), or "auto": majority when
-    the project asks for several labels per item, else every annotation.
+    the project may give an item several labels (overlap or max_overlap above 1), else
+    every annotation.
 
     Scale: `cache_dir` keeps the project's features between runs and restarts (None: a
     temporary directory for this learner's life); `scorer` says where scoring runs
@@ -263,7 +264,8 @@ class ActiveLearner:
     @property
     def consensus(self) -> str | None:
         if self._consensus == "auto":
-            return "majority" if self.settings.overlap > 1 else None
+            settings = self.settings
+            return "majority" if max(settings.overlap, settings.max_overlap) > 1 else None
         return self._consensus
 
     def fetch_labels(self) -> int:

@@ -18,7 +18,8 @@ class Progress:
         out = ProgressRow()
         async with self.db.read(snapshot=True) as conn:
             params = {"p": project.id}
-            for status, expired, n in await conn.execute(self.q.status_counts, params):
+            counts = self.q.status_counts_assigned if project.single_first else self.q.status_counts
+            for status, expired, n in await conn.execute(counts, params):
                 out.total += n
                 if status == DONE:
                     out.labelled += n

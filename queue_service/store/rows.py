@@ -31,8 +31,18 @@ class ProjectRow:
 
     @property
     def shared(self) -> bool:
-        """Several annotations per item: leases live in `assignments`, not on the item."""
-        return self.overlap > 1
+        """Several annotations per item, now (overlap > 1) or on request (max_overlap > 1:
+        a disagreement or a model's relabel request asks one more): leases live in
+        `assignments`, not on the item, so no worker labels an item twice."""
+        return self.overlap > 1 or self.max_overlap > 1
+
+    @property
+    def single_first(self) -> bool:
+        """One label per item first, more only on request (overlap 1, max_overlap > 1): a
+        shared project that serves labellers like an overlap-1 one (a worker who skipped an
+        item or let its lease expire may be given it again; only a worker who labelled it
+        never is)."""
+        return self.overlap == 1 and self.max_overlap > 1
 
     def settings(self) -> tuple:
         return (

@@ -1,6 +1,8 @@
 """k > 1: several workers label each item. A lease is an assignment (a slot of the item);
 reviewers adjudicate items whose labels disagree. See `slots` for how an item's status
-follows from its assignments."""
+follows from its assignments. Projects of overlap 1 whose items may get more labels on
+request (max_overlap > 1: a model's relabel request, or a disagreement) lease this way too,
+serving their first round like an overlap-1 project (ProjectRow.single_first)."""
 
 from __future__ import annotations
 
@@ -63,12 +65,21 @@ class SharedLeases:
         # available ones, ranked by their priority among the rest
         judging = bool(project.reviewers)
         reviewing = worker in project.reviewers or not judging
-        picks = [self.q.pick[REVIEW, judging]] if reviewing else []
-        picks.append(self.q.pick[AVAILABLE, False])
+        # overlap 1, more labels on request: served like an overlap-1 project, so a worker
+        # who skipped an item or let its lease expire may be given it again
+        again = project.single_first
+        if again:
+            pick, available = self.q.pick_first, self.q.pick_available_first
+            picks = [pick[REVIEW]] if reviewing else []
+            picks.append(pick[AVAILABLE])
+        else:
+            available = self.q.pick_available
+            picks = [self.q.pick[REVIEW, judging]] if reviewing else []
+            picks.append(self.q.pick[AVAILABLE, False])
         if await self._below_cut(conn, project, worker):
             # annotator-aware routing: items in an extra round only when no item in its
             # first round is left for this worker (see Project.reliability_cut)
-            first, relabel = self.q.pick_available[False], self.q.pick_available[True]
+            first, relabel = available[False], available[True]
             picks = [first, *picks[:-1], relabel]
         picked: list[sa.Row] = []
         for pick in picks:
@@ -77,9 +88,12 @@ class SharedLeases:
             picked += (await conn.execute(pick, {**params, "n": n - len(picked)})).all()
         if not picked:
             return []
-        retaken = [r.id for r in picked if r.stage == IN_REVIEW]
-        if retaken:
-            await conn.execute(self.q.retake, {"ids": retaken, "w": worker})
+        if again:  # this worker's skipped or expired assignments of these items
+            await conn.execute(self.q.reclaim, {"ids": [r.id for r in picked], "w": worker})
+        else:
+            retaken = [r.id for r in picked if r.stage == IN_REVIEW]
+            if retaken:
+                await conn.execute(self.q.retake, {"ids": retaken, "w": worker})
         expires = await self.db.lease_expiry(conn, project.lease_seconds)
         await conn.execute(
             self.q.assign, [{**params, "i": r.id, "t": token, "e": expires} for r in picked]

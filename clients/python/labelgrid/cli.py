@@ -509,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--consensus",
         choices=["auto", "none", "majority", "dawid_skene"],
         default="auto",
-        help="consensus columns: auto = majority when the project's overlap is above 1",
+        help="consensus columns: auto = majority when the project's overlap or max_overlap "
+        "is above 1",
     )
     exp.set_defaults(func=_export)
 

@@ -34,7 +34,8 @@ client, writes the very same bytes for the owner's download buttons.
 (Parquet's `metadata`, `consensus` and `consensus_confidence` are null where CSV is empty.)
 
 The consensus columns are there when a consensus is asked for; by default (`consensus=
-"auto"`) that is the majority when the project's overlap is above 1, and none otherwise.
+"auto"`) that is the majority when the project's overlap (or max_overlap, for more labels on
+request) is above 1, and none otherwise.
 They carry the consensus of the row's item (the same on each of its annotations), for the
 items whose labels are all in; items still waiting for labels have none. Imported labels
 appear under the worker `(import)`. Item inputs (the arrays, texts, URIs) are not exported:

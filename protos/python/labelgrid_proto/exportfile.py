@@ -50,11 +50,12 @@ class Row:
 
 def method_for(project: queue_pb2.Project, consensus: str | None) -> str | None:
     """The consensus method an export uses: "auto" is the majority when the project's
-    overlap is above 1, and none otherwise; None or "none" is none."""
+    items may get several labels (overlap or max_overlap above 1), and none otherwise;
+    None or "none" is none."""
     if consensus not in (*CONSENSUS, None):
         raise ValueError(f"unknown consensus {consensus!r}; use one of {', '.join(CONSENSUS)}")
     if consensus == "auto":
-        return "majority" if project.overlap > 1 else None
+        return "majority" if max(project.overlap, project.max_overlap) > 1 else None
     return None if consensus in (None, "none") else consensus
 
 

@@ -226,6 +226,31 @@ class SharedQueries:
             )
             for relabel in (False, True)
         }
+        # overlap 1 with max_overlap > 1 (ProjectRow.single_first) serves like overlap 1: a
+        # worker who skipped an item or let its lease expire may take it again (`reclaim`
+        # clears that old assignment first); one who holds or labelled it may not. Keyed as
+        # `pick` (by status) and `pick_available` (by whether the pick is of relabel items)
+        held_or_done = f" AND a.state IN ({LIVE}, {SUBMITTED})"
+        self.pick_first = {
+            status: text(
+                "SELECT id, priority, stage FROM items WHERE project_id = :p AND "
+                f"status = {status} AND {fresh.format(held_or_done)} "
+                f"ORDER BY priority DESC, id LIMIT :n {d.skip}"
+            )
+            for status in (REVIEW, AVAILABLE)
+        }
+        self.pick_available_first = {
+            relabel: text(
+                "SELECT id, priority, stage FROM items WHERE project_id = :p AND "
+                f"status = {AVAILABLE} AND stage {'=' if relabel else '<>'} {RELABEL} AND "
+                f"{fresh.format(held_or_done)} ORDER BY priority DESC, id LIMIT :n {d.skip}"
+            )
+            for relabel in (False, True)
+        }
+        self.reclaim = expanding(
+            "DELETE FROM assignments WHERE item_id IN :ids AND worker_id = :w "
+            f"AND state IN ({EXPIRED}, {RELEASED})"
+        )
         self.reliability = text(
             "SELECT reliability FROM worker_reliability WHERE project_id = :p AND worker_id = :w"
         )
@@ -392,6 +417,15 @@ class ReadQueries:
             "SELECT status, CASE WHEN status = 1 AND lease_expires_at <= "
             f"{d.now} THEN 1 ELSE 0 END AS expired, COUNT(*) AS n FROM items "
             "WHERE project_id = :p GROUP BY 1, 2"
+        )
+        # the same for a project whose leases are assignments and whose leased items have
+        # one slot open at a time (overlap 1 with max_overlap > 1): leased until its live
+        # assignment's time is up, as an overlap-1 item is until its lease's
+        self.status_counts_assigned = text(
+            f"SELECT status, CASE WHEN status = {LEASED} AND NOT EXISTS (SELECT 1 FROM "
+            "assignments a WHERE a.item_id = items.id AND "
+            f"a.state = {LIVE} AND a.expires_at > {d.now}) THEN 1 ELSE 0 END AS expired, "
+            "COUNT(*) AS n FROM items WHERE project_id = :p GROUP BY 1, 2"
         )
         self.worker_counts = text(
             "SELECT worker_id, COUNT(*) FROM annotations WHERE project_id = :p GROUP BY worker_id"

@@ -269,12 +269,13 @@ class ClassLabeller(widgets.VBox):
     @property
     def new_labels(self) -> list[Any]:
         """Every item's label in insertion order (None where unlabelled); multi-label
-        projects give lists. With several labels per item (overlap > 1) this is the
-        consensus of completed items (`self.consensus`: "majority" by default, or
+        projects give lists. With several labels per item (overlap or max_overlap > 1) this
+        is the consensus of completed items (`self.consensus`: "majority" by default, or
         "dawid_skene"; None gives each item's newest annotation); items still waiting for
         labels are None."""
         client, project = self.queue.client, self.queue.project
-        consensus = self.consensus if self.project.overlap > 1 else None
+        several = max(self.project.overlap, self.project.max_overlap) > 1
+        consensus = self.consensus if several else None
         labelled = {
             it.item_id: list(it.labels) for it in client.export_labels(project, consensus=consensus)
         }
@@ -283,6 +284,8 @@ class ClassLabeller(widgets.VBox):
             for chunk in client.stream_unlabelled(project, ids_only=True)
             for it in chunk.items
         ]
+        if consensus:  # items asked again have labels but no consensus while they wait
+            waiting += [it.item_id for it in client.export_labels(project)]
         out: list[Any] = []
         for item_id in sorted(labelled.keys() | set(waiting)):
             labels = labelled.get(item_id)

@@ -80,6 +80,10 @@ export type Project = Message<"labelgrid.v1.Project"> & {
   reviewThreshold: number;
 
   /**
+   * At most this many annotations per item: above `overlap`, a completed item may get more,
+   * one at a time, after a disagreement (`review_threshold` without reviewers) or when a
+   * model asks (relabel requests, UpdatePrioritiesRequest). With overlap 1 and max_overlap
+   * above 1 an item gets one label, and more only where asked, never twice from one worker.
    * 0 in a request means `overlap`.
    *
    * @generated from field: int32 max_overlap = 10;
@@ -102,10 +106,10 @@ export type Project = Message<"labelgrid.v1.Project"> & {
   instructions: string;
 
   /**
-   * Annotator-aware routing (needs overlap >= 2; 0 = off). Each worker's reliability is
-   * estimated by Dawid-Skene from the project's labels (the mean posterior probability of
-   * the labels the worker gave, on items with two labels or more; recomputed in the
-   * background a few seconds after labels change, stored per (project, worker) in the
+   * Annotator-aware routing (needs overlap or max_overlap >= 2; 0 = off). Each worker's
+   * reliability is estimated by Dawid-Skene from the project's labels (the mean posterior
+   * probability of the labels the worker gave, on items with two labels or more; recomputed
+   * in the background a few seconds after labels change, stored per (project, worker) in the
    * database, so every replica routes alike). A worker whose reliability is below this cut
    * is served items in an extra round (relabel requests, and items asking one more label
    * after a disagreement) only when no item in its first round is left for them: those
