@@ -549,6 +549,7 @@ def run_step(
     else:
         url = pg.new_database()
     web = f"127.0.0.1:{free_port()}"
+    # 0: the service's own default (queue_service/db.py POOL_SIZE), not start_queue's 40
     env = {"LABELGRID_DB_POOL_SIZE": str(args.pool_size)}
     cwd = None
     if root != ".":
@@ -754,7 +755,9 @@ def main() -> None:
         default=30.0,
         help="seconds between the stand-in trainer's RecordTrainingRun calls (0: none)",
     )
-    parser.add_argument("--pool-size", type=int, default=40, help="LABELGRID_DB_POOL_SIZE")
+    parser.add_argument(
+        "--pool-size", type=int, default=0, help="LABELGRID_DB_POOL_SIZE (0: the default)"
+    )
     parser.add_argument("--sim-processes", type=int, default=0, help="0: one per 400 labellers")
     parser.add_argument(
         "--without",

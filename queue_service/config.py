@@ -39,7 +39,8 @@ class Settings:
     tls_key: str = ""
     #: TLS: CA bundle for client certificates; set, clients must present one it signed.
     tls_client_ca: str = ""
-    db_pool_size: int = 10
+    #: Database connections kept per replica; 0: the backend's default (db.POOL_SIZE).
+    db_pool_size: int = 0
     #: Seconds a call waits for a free database connection (then UNAVAILABLE).
     db_pool_timeout: float = 30.0
     sqlite_synchronous: str = "FULL"

@@ -31,9 +31,16 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+# connections kept per process when LABELGRID_DB_POOL_SIZE is 0 (unset). On SQLite each is a
+# thread of its own, and past a few they only take the GIL from the event loop: with 40, a
+# burst of reads (every open page asking for a new training run at once) stalled the crowd
+# benchmark's Submits for seconds at 1,000 labellers; with 5, not (bench/results/crowd_round4)
+POOL_SIZE = {"sqlite": 5, "postgresql": 10}
+
+
 def create_engine(
     url: str,
-    pool_size: int = 10,
+    pool_size: int = 0,
     sqlite_synchronous: str = "FULL",
     pool_timeout: float = 30.0,
     pooled: bool = True,
@@ -41,7 +48,9 @@ def create_engine(
     """`pooled=False` (SQLite): a fresh connection per checkout, outside any pool (a re-rank's
     own connection, held for its whole length)."""
     url = normalise_url(url)
-    if make_url(url).get_backend_name() == "sqlite":
+    backend = make_url(url).get_backend_name()
+    pool_size = pool_size or POOL_SIZE[backend]
+    if backend == "sqlite":
         from queue_service import sqlite_driver
 
         # one thread hop per statement instead of four (sqlite_driver.py says why)

@@ -74,7 +74,7 @@ class Store:
     async def open(
         cls,
         url: str,
-        pool_size: int = 10,
+        pool_size: int = 0,
         sqlite_synchronous: str = "FULL",
         pool_timeout: float = 30.0,
     ) -> Store:
