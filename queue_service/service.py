@@ -27,6 +27,7 @@ from queue_service.errors import (
     ResourceExhausted,
 )
 from queue_service.notify import ChangeNotifier
+from queue_service.run_replies import RunReplies
 from queue_service.schema import UNRANKED
 from queue_service.store import AnnotationRow, InputRow, ProjectRow, RowBlock, Store, failures
 from queue_service.watch import Fanout, ProgressViews
@@ -129,6 +130,8 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             min_gap=settings.progress_min_seconds,
             budget=settings.progress_messages_per_second,
         )
+        # ListTrainingRuns replies shared by a project's pages for a moment (run_replies.py)
+        self.run_replies = RunReplies(settings.progress_min_seconds)
         self.auth = authenticator
         # annotator-aware routing: reliabilities recomputed after labels change, coalesced
         self.routing = routing.Refresher(store, settings.reliability_seconds)
@@ -685,6 +688,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
     async def RecordTrainingRun(self, request, context):
         project = await self._project(request.project)
         run_id = await self.store.record_run(project, convert.training_run_row(request.run))
+        self.run_replies.forget(project.id)
         self.notifier.notify(project.id)  # pages see the new run through their progress
         return queue_pb2.RecordTrainingRunResponse(id=run_id)
 
@@ -693,8 +697,21 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         project = await self._project(request.project)
         if request.newest < 0:
             raise InvalidArgument(f"newest is {request.newest}; give 0 (every run) or more")
-        runs = await self.store.list_runs(project, request.newest)
-        return queue_pb2.ListTrainingRunsResponse(runs=[convert.training_run(r) for r in runs])
+        # every page asks when its progress tells of a new run: one read serves them all
+        views = self.progress.latest(project.id)
+        known = views.full.progress.last_training_run_id if views is not None else None
+        now = asyncio.get_running_loop().time()
+        kept = self.run_replies.get(project.id, request.newest, known, now)
+        if kept is not None:
+            return kept
+
+        async def fetch() -> queue_pb2.ListTrainingRunsResponse:
+            runs = await self.store.list_runs(project, request.newest)
+            return queue_pb2.ListTrainingRunsResponse(runs=[convert.training_run(r) for r in runs])
+
+        if known is None:
+            return await fetch()
+        return await self.run_replies.read(project.id, request.newest, known, now, fetch)
 
     # -- agreement ------------------------------------------------------------------------
 

@@ -111,6 +111,11 @@ class Fanout:
             if topic.watchers == 0:
                 self._drop(key, topic)
 
+    def latest(self, key: int) -> Any:
+        """The newest value read for `key` while it is watched here, else None."""
+        topic = self._topics.get(key)
+        return topic.value if topic is not None and topic.version else None
+
     def _drop(self, key: int, topic: _Topic) -> None:
         if self._topics.get(key) is topic:
             del self._topics[key]
