@@ -3,6 +3,8 @@ loop asking a disputed item again through a real queue service."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,9 @@ from labelgrid import QueueClient
 from tests.support.servers import ServiceProcess, TrainerProcess
 from trainer_service.relabel import LabelledPool
 from trainer_service.relabel_or_new import RelabelOrNew
+
+if TYPE_CHECKING:
+    from trainer_service.loop import ActiveLearner
 
 
 def test_unlabelled_items_score_the_gain_of_one_label_by_hand() -> None:
@@ -50,6 +55,24 @@ def test_a_disputed_item_is_worth_more_than_an_agreed_one() -> None:
         assert np.isnan(other) or other < disputed
 
 
+def _relabelling_learner(client: QueueClient, project_name: str) -> ActiveLearner:
+    """A learner asking up to 3 labelled items again, ranked in a fixed order, recording
+    nothing."""
+    from sklearn.linear_model import LogisticRegression
+
+    from trainer_service.loop import ActiveLearner
+
+    return ActiveLearner(
+        client,
+        project_name,
+        LogisticRegression(),
+        acquisition_function="relabel-or-new",
+        shuffle_prop=0.0,
+        record=False,
+        relabel_top=3,
+    )
+
+
 @pytest.mark.parametrize("trusted", ["a", "b"])
 def test_the_training_consensus_weighs_annotators_by_accuracy(trusted: str) -> None:
     """ann and bob agree on six items and eve contradicts them each time; on a seventh item
@@ -69,10 +92,6 @@ def test_the_learner_asks_the_disputed_item_again(client: QueueClient, project_n
     """Two workers label 1-d points; they disagree on one. relabel-or-new asks it again (and
     not the items they agree on, which the model backs), and the queue serves it to a third
     worker, never again to the two."""
-    from sklearn.linear_model import LogisticRegression
-
-    from trainer_service.loop import ActiveLearner
-
     client.create_project(project_name, ["neg", "pos"], overlap=2, max_overlap=3)
     xs = np.array([[-4.0], [-3.5], [-3.0], [-2.5], [2.5], [3.0], [3.5], [4.0], [-0.2]])
     ids = client.add_features(project_name, xs)
@@ -84,15 +103,7 @@ def test_the_learner_asks_the_disputed_item_again(client: QueueClient, project_n
                 label = "pos"
             client.submit(project_name, it, label, worker)
     assert client.progress(project_name).labelled == len(ids)
-    learner = ActiveLearner(
-        client,
-        project_name,
-        LogisticRegression(),
-        acquisition_function="relabel-or-new",
-        shuffle_prop=0.0,
-        record=False,
-        relabel_top=3,
-    )
+    learner = _relabelling_learner(client, project_name)
     try:
         result = learner.run_once()
         assert result.status == "ok", result.message
@@ -144,10 +155,6 @@ def test_the_learner_asks_again_in_an_overlap_1_project(
     """One label per item (overlap 1, max_overlap 3): ann labels every point, one of them
     against the line; relabel-or-new asks that one again, and the queue serves it to another
     worker, never to ann."""
-    from sklearn.linear_model import LogisticRegression
-
-    from trainer_service.loop import ActiveLearner
-
     client.create_project(project_name, ["neg", "pos"], max_overlap=3)
     xs = np.array([[-4.0], [-3.5], [-3.0], [-2.5], [2.5], [3.0], [3.5], [4.0], [-3.2]])
     ids = client.add_features(project_name, xs)
@@ -156,15 +163,7 @@ def test_the_learner_asks_again_in_an_overlap_1_project(
         label = "neg" if it.input[0] < 0 else "pos"
         client.submit(project_name, it, "pos" if it.id == doubtful else label, "ann")
     assert client.progress(project_name).labelled == len(ids)
-    learner = ActiveLearner(
-        client,
-        project_name,
-        LogisticRegression(),
-        acquisition_function="relabel-or-new",
-        shuffle_prop=0.0,
-        record=False,
-        relabel_top=3,
-    )
+    learner = _relabelling_learner(client, project_name)
     try:
         assert learner.consensus == "majority"  # items may get several labels
         result = learner.run_once()
