@@ -136,3 +136,31 @@ def test_counting_a_workers_leases_reads_only_that_workers(
     else:
         plan = "\n".join(r[3] for r in query(database_url, "EXPLAIN QUERY PLAN " + held))
     assert "ix_items_held" in plan, plan
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_expired_leases_are_found_by_index(
+    client: QueueClient, project_name: str, database_url: str
+) -> None:
+    """The statements that look for expired leases compare with one instant per statement
+    (`statement_timestamp()`), not the volatile `clock_timestamp()`, so the expiry is an
+    index condition instead of a filter over every live lease of the project."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from queue_service.store.sql.postgres import PostgresDialect
+    from queue_service.store.sql.queries import Queries
+
+    client.create_project(project_name, ["a"], overlap=2)
+    client.add_features(project_name, np.zeros((2000, 1), np.uint8))
+    for w in range(300):
+        assert len(client.pop(project_name, worker_id=f"w{w}", n=2)) == 2
+    dsn = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ANALYZE assignments, items")  # what autovacuum would do by now
+    q = Queries(PostgresDialect)  # type: ignore[arg-type]  # only its clauses are read
+    for statement in (q.shared.due, q.single.reclaim):
+        sql = statement.text.replace(":p", "1")
+        plan = "\n".join(r[0] for r in query(database_url, "EXPLAIN " + sql))
+        conditions = [line for line in plan.splitlines() if "Index Cond" in line]
+        assert any("expires_at <=" in line for line in conditions), plan

@@ -34,6 +34,9 @@ class Dialect(Protocol):
 
     # seconds since the epoch by the database clock: leases never trust a client's clock
     now: str
+    # the same, one instant for the whole statement: what lease expiry is compared with, so
+    # that the comparison can be an index condition (PostgreSQL's clock_timestamp() cannot)
+    instant: str
     # row lock of a read-modify-write, and of a pick that skips rows others hold
     lock: str
     key_lock: str

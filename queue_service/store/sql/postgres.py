@@ -174,6 +174,7 @@ class PostgresDialect:
     """The `Dialect` of PostgreSQL (asyncpg); also runs the k = 1 hot path statements."""
 
     now = NOW
+    instant = DUE
     lock = "FOR UPDATE"
     key_lock = "FOR NO KEY UPDATE"
     skip = "FOR UPDATE SKIP LOCKED"

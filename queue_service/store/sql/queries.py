@@ -105,13 +105,13 @@ class SingleQueries:
         self.live = text(
             "SELECT id, lease_token AS token, lease_expires_at AS expires_at, priority "
             f"FROM items WHERE project_id = :p AND status = {LEASED} AND leased_by = :w "
-            f"AND lease_expires_at > {d.now} ORDER BY lease_expires_at, priority DESC, id"
+            f"AND lease_expires_at > {d.instant} ORDER BY lease_expires_at, priority DESC, id"
         )
         # expired leases go back to the pool first (their token is kept, so a late submit
         # is still accepted as long as nobody else has taken the item)
         self.reclaim = text(
             f"UPDATE items SET status = {AVAILABLE} WHERE id IN (SELECT id FROM items "
-            f"WHERE project_id = :p AND status = {LEASED} AND lease_expires_at <= {d.now}"
+            f"WHERE project_id = :p AND status = {LEASED} AND lease_expires_at <= {d.instant}"
             f" {d.skip})"
         )
         self.lease = text(
@@ -123,7 +123,7 @@ class SingleQueries:
         )
         self.held = text(
             "SELECT COUNT(*) FROM items WHERE project_id = :p AND status = "
-            f"{LEASED} AND leased_by = :w AND lease_expires_at > {d.now}"
+            f"{LEASED} AND leased_by = :w AND lease_expires_at > {d.instant}"
         )
         self.lock_item = text(
             "SELECT status, lease_token, leased_by FROM items "
@@ -170,16 +170,16 @@ class SharedQueries:
             "SELECT a.item_id AS id, a.token, a.expires_at, it.priority, it.stage "
             "FROM assignments a JOIN items it ON it.id = a.item_id "
             f"WHERE a.project_id = :p AND a.worker_id = :w AND a.state = {LIVE} "
-            f"AND a.expires_at > {d.now} ORDER BY a.expires_at, it.priority DESC, a.item_id"
+            f"AND a.expires_at > {d.instant} ORDER BY a.expires_at, it.priority DESC, a.item_id"
         )
         self.due = text(
             "SELECT DISTINCT item_id FROM assignments WHERE project_id = :p AND "
-            f"state = {LIVE} AND expires_at <= {d.now}"
+            f"state = {LIVE} AND expires_at <= {d.instant}"
         )
         self.lock_items = expanding(f"SELECT id FROM items WHERE id IN :ids ORDER BY id {d.skip}")
         self.expire = text(
             f"UPDATE assignments SET state = {EXPIRED} WHERE item_id = :i AND "
-            f"state = {LIVE} AND expires_at <= {d.now}"
+            f"state = {LIVE} AND expires_at <= {d.instant}"
         )
         self.slots = text(
             f"SELECT it.stage, it.needed, SUM(CASE WHEN a.state = {LIVE} THEN 1 ELSE 0 "
@@ -197,7 +197,7 @@ class SharedQueries:
         self.settle = {True: text(settle.format(d.now)), False: text(settle.format("NULL"))}
         self.held = text(
             "SELECT COUNT(*) FROM assignments WHERE project_id = :p AND "
-            f"worker_id = :w AND state = {LIVE} AND expires_at > {d.now}"
+            f"worker_id = :w AND state = {LIVE} AND expires_at > {d.instant}"
         )
         # never the same item twice to one worker; an adjudicator whose lease expired may
         # take the item up again (a project may have a single reviewer): keyed by
@@ -319,7 +319,7 @@ class RelabelQueries:
         # per item: labels in (submitted slots) and live leases (not past their time)
         self.slots = expanding(
             f"SELECT item_id, SUM(CASE WHEN state = {SUBMITTED} THEN 1 ELSE 0 END) AS done, "
-            f"SUM(CASE WHEN state = {LIVE} AND expires_at > {d.now} THEN 1 ELSE 0 END) "
+            f"SUM(CASE WHEN state = {LIVE} AND expires_at > {d.instant} THEN 1 ELSE 0 END) "
             "AS live FROM assignments WHERE item_id IN :ids GROUP BY item_id"
         )
         # items whose label is final: an adjudication, or a label imported with the data
@@ -336,7 +336,7 @@ class RelabelQueries:
         self.open = text(f"SELECT id FROM items WHERE project_id = :p AND stage = {RELABEL}")
         self.expire = expanding(
             f"UPDATE assignments SET state = {EXPIRED} WHERE item_id IN :ids AND "
-            f"state = {LIVE} AND expires_at <= {d.now}"
+            f"state = {LIVE} AND expires_at <= {d.instant}"
         )
         # back to an ordinary item needing the labels it has (settle then closes it)
         self.withdraw = text(f"UPDATE items SET stage = {NORMAL}, needed = :n WHERE id = :i")
@@ -424,7 +424,7 @@ class ReadQueries:
         self.status_counts_assigned = text(
             f"SELECT status, CASE WHEN status = {LEASED} AND NOT EXISTS (SELECT 1 FROM "
             "assignments a WHERE a.item_id = items.id AND "
-            f"a.state = {LIVE} AND a.expires_at > {d.now}) THEN 1 ELSE 0 END AS expired, "
+            f"a.state = {LIVE} AND a.expires_at > {d.instant}) THEN 1 ELSE 0 END AS expired, "
             "COUNT(*) AS n FROM items WHERE project_id = :p GROUP BY 1, 2"
         )
         self.worker_counts = text(

@@ -68,6 +68,7 @@ class SqliteDialect:
     """The `Dialect` of SQLite (aiosqlite)."""
 
     now = NOW
+    instant = NOW  # 'now' is already one instant per statement in SQLite
     lock = ""
     key_lock = ""
     skip = ""
