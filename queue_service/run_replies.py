@@ -24,47 +24,39 @@ class RunReplies:
         self.most = most
         self._replies: dict[tuple[int, int], tuple[float, int, Any]] = {}
         self._pending: dict[tuple[int, int], tuple[int, asyncio.Future]] = {}
-        self.served = 0  # replies given from here (for tests)
-
-    def get(self, project_id: int, newest: int, known_run: int | None, now: float) -> Any:
-        """The kept reply, or None. `known_run`: the newest run id the project's shared
-        progress has seen (None: nobody watches it here)."""
-        if known_run is None:
-            return None
-        kept = self._replies.get((project_id, newest))
-        if kept is None:
-            return None
-        read_at, holds_run, reply = kept
-        if now - read_at >= self.seconds or holds_run < known_run:
-            return None
-        self.served += 1
-        return reply
 
     async def read(
         self,
         project_id: int,
         newest: int,
-        known_run: int,
+        known_run: int | None,
         now: float,
         fetch: Callable[[], Awaitable[Any]],
     ) -> Any:
-        """`fetch()`'s reply, kept; callers arriving while it runs (a run reaches every page
-        at once) share it when it started with as new a run known as theirs."""
+        """The reply to ListTrainingRuns(`newest`): `fetch()`'s, or one kept or in flight
+        that holds at least `known_run`, the newest run id the project's shared progress has
+        seen (None: nobody watches the project here, so `fetch()` every time). Callers
+        arriving while a fetch runs (a run reaches every page at once) share it."""
+        if known_run is None:
+            return await fetch()
         key = (project_id, newest)
+        kept = self._replies.get(key)
+        if kept is not None:
+            read_at, holds_run, reply = kept
+            if now - read_at < self.seconds and holds_run >= known_run:
+                return reply
         pending = self._pending.get(key)
         if pending is None or pending[0] < known_run:
             future = asyncio.ensure_future(fetch())
             pending = self._pending[key] = (known_run, future)
 
-            def done(f: asyncio.Future, key: tuple[int, int] = key) -> None:
+            def done(f: asyncio.Future) -> None:
                 if self._pending.get(key) is pending:
                     del self._pending[key]
                 if not f.cancelled() and f.exception() is None:
                     self.put(project_id, newest, now, known_run, f.result())
 
             future.add_done_callback(done)
-        else:
-            self.served += 1
         return await asyncio.shield(pending[1])
 
     def put(self, project_id: int, newest: int, read_at: float, known_run: int, reply: Any) -> None:

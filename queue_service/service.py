@@ -700,17 +700,12 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         # every page asks when its progress tells of a new run: one read serves them all
         views = self.progress.latest(project.id)
         known = views.full.progress.last_training_run_id if views is not None else None
-        now = asyncio.get_running_loop().time()
-        kept = self.run_replies.get(project.id, request.newest, known, now)
-        if kept is not None:
-            return kept
 
         async def fetch() -> queue_pb2.ListTrainingRunsResponse:
             runs = await self.store.list_runs(project, request.newest)
             return queue_pb2.ListTrainingRunsResponse(runs=[convert.training_run(r) for r in runs])
 
-        if known is None:
-            return await fetch()
+        now = asyncio.get_running_loop().time()
         return await self.run_replies.read(project.id, request.newest, known, now, fetch)
 
     # -- agreement ------------------------------------------------------------------------

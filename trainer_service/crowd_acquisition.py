@@ -395,7 +395,7 @@ def expected_gain(
         belief, acc = annotator_belief(labels, k, pred_probs)
         if accuracy is None:
             accuracy = float(np.mean(acc))
-        gains = gain_of_one_label(belief, accuracy if accuracy is not None else 0.8)
+        gains = gain_of_one_label(belief, accuracy)
     unlabelled = np.empty(0)
     if pred_probs_unlabelled is not None:
         p = np.asarray(pred_probs_unlabelled, dtype=np.float64)

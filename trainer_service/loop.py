@@ -36,6 +36,7 @@ from sklearn.preprocessing import MultiLabelBinarizer
 
 from labelgrid import payloads
 from labelgrid.client import QueueClient
+from labelgrid_proto.exportfile import several_labels
 from labelgrid_proto.v1 import queue_pb2
 from trainer_service import acquisition, models, relabel, scoring
 from trainer_service.cache import CacheBusy, FeatureCache, Uncacheable, project_key
@@ -264,8 +265,7 @@ class ActiveLearner:
     @property
     def consensus(self) -> str | None:
         if self._consensus == "auto":
-            settings = self.settings
-            return "majority" if max(settings.overlap, settings.max_overlap) > 1 else None
+            return "majority" if several_labels(self.settings) else None
         return self._consensus
 
     def fetch_labels(self) -> int:

@@ -48,6 +48,13 @@ class Row:
     consensus_confidence: float | None = None
 
 
+def several_labels(project: queue_pb2.Project) -> bool:
+    """Whether the project's items may get more than one label (overlap above 1, or
+    max_overlap for more on request): what an "auto" consensus keys on, in exports, the
+    trainer and the widgets alike."""
+    return max(project.overlap, project.max_overlap) > 1
+
+
 def method_for(project: queue_pb2.Project, consensus: str | None) -> str | None:
     """The consensus method an export uses: "auto" is the majority when the project's
     items may get several labels (overlap or max_overlap above 1), and none otherwise;
@@ -55,7 +62,7 @@ def method_for(project: queue_pb2.Project, consensus: str | None) -> str | None:
     if consensus not in (*CONSENSUS, None):
         raise ValueError(f"unknown consensus {consensus!r}; use one of {', '.join(CONSENSUS)}")
     if consensus == "auto":
-        return "majority" if max(project.overlap, project.max_overlap) > 1 else None
+        return "majority" if several_labels(project) else None
     return None if consensus in (None, "none") else consensus
 
 

@@ -25,18 +25,18 @@ log = logging.getLogger("labelgrid.queue")
 
 NOW = "extract(epoch from clock_timestamp())::float8"
 # the same instant for a whole statement (stable, where clock_timestamp() is volatile), so
-# `lease_expires_at <= DUE` is an index condition: with NOW every leased row of the project
+# `lease_expires_at <= INSTANT` is an index condition: with NOW every leased row of the project
 # was read and filtered, about two per open page, on every Pop
-DUE = "extract(epoch from statement_timestamp())::float8"
+INSTANT = "extract(epoch from statement_timestamp())::float8"
 
 # $1 project, $2 worker, $3 n, $4 most leases, $5 token, $6 lease seconds
 _POP = (
     f"WITH held AS (SELECT COUNT(*) AS c FROM items WHERE project_id = $1 "
-    f"AND status = {LEASED} AND leased_by = $2 AND lease_expires_at > {DUE}), "
+    f"AND status = {LEASED} AND leased_by = $2 AND lease_expires_at > {INSTANT}), "
     "avail AS (SELECT id, priority FROM items WHERE project_id = $1 AND "
     f"status = {AVAILABLE} ORDER BY priority DESC, id LIMIT $3 FOR UPDATE{{wait}}), "
     "expired AS (SELECT id, priority FROM items WHERE project_id = $1 AND "
-    f"status = {LEASED} AND lease_expires_at <= {DUE} "
+    f"status = {LEASED} AND lease_expires_at <= {INSTANT} "
     "ORDER BY priority DESC, id LIMIT $3 FOR UPDATE SKIP LOCKED), "
     "picked AS (SELECT id FROM (SELECT * FROM avail UNION ALL "
     "SELECT * FROM expired) c WHERE (SELECT c FROM held) + $3 <= $4 "
@@ -60,15 +60,19 @@ POP_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"
 ANY_AVAILABLE = (
     f"SELECT EXISTS (SELECT 1 FROM items WHERE project_id = $1 AND status = {AVAILABLE})"
 )
-# $1 item, $2 project, $3 token, $4 worker, $5 labels (JSON)
-SUBMIT = (
-    f"WITH upd AS (UPDATE items SET status = {DONE}, completed_at = {NOW}, "
+# $1 item, $2 project, $3 token, $4 worker, $5 labels (JSON): close the item when the lease
+# is live and ours (`upd`), and record the annotation
+_CLOSE = (
+    f"upd AS (UPDATE items SET status = {DONE}, completed_at = {NOW}, "
     "lease_token = NULL, lease_expires_at = NULL WHERE id = $1 AND "
     f"project_id = $2 AND status <> {DONE} AND lease_token = $3 AND "
-    "leased_by = $4 RETURNING id) INSERT INTO annotations (project_id, "
-    "item_id, worker_id, labels, lease_token, created_at) "
-    f"SELECT $2, id, $4, $5, $3, {NOW} FROM upd RETURNING id"
+    "leased_by = $4 RETURNING id)"
 )
+_ANNOTATE = (
+    "INSERT INTO annotations (project_id, item_id, worker_id, labels, lease_token, "
+    f"created_at) SELECT $2, id, $4, $5, $3, {NOW} FROM upd RETURNING id"
+)
+SUBMIT = f"WITH {_CLOSE} {_ANNOTATE}"
 # Submit with pop_next in one statement (one round trip, one commit: about a quarter of a
 # label's CPU here and in PostgreSQL): SUBMIT, then the top available or expired item
 # leased to the same worker under $6, only when the submit matched. The submitted item is
@@ -77,17 +81,12 @@ SUBMIT = (
 # $7 lease seconds; one row (ann = the annotation id, id NULL when nothing was free), none
 # when the lease was not live and ours.
 SUBMIT_NEXT = (
-    f"WITH upd AS (UPDATE items SET status = {DONE}, completed_at = {NOW}, "
-    "lease_token = NULL, lease_expires_at = NULL WHERE id = $1 AND "
-    f"project_id = $2 AND status <> {DONE} AND lease_token = $3 AND "
-    "leased_by = $4 RETURNING id), "
-    "ann AS (INSERT INTO annotations (project_id, item_id, worker_id, labels, lease_token, "
-    f"created_at) SELECT $2, id, $4, $5, $3, {NOW} FROM upd RETURNING id), "
+    f"WITH {_CLOSE}, ann AS ({_ANNOTATE}), "
     "avail AS (SELECT id, priority FROM items WHERE project_id = $2 AND "
     f"status = {AVAILABLE} AND EXISTS (SELECT 1 FROM upd) ORDER BY priority DESC, id "
     "LIMIT 1 FOR UPDATE SKIP LOCKED), "
     "expired AS (SELECT id, priority FROM items WHERE project_id = $2 AND "
-    f"status = {LEASED} AND lease_expires_at <= {DUE} AND id <> $1 AND "
+    f"status = {LEASED} AND lease_expires_at <= {INSTANT} AND id <> $1 AND "
     "EXISTS (SELECT 1 FROM upd) ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED), "
     "picked AS (SELECT id FROM (SELECT * FROM avail UNION ALL SELECT * FROM expired) c "
     "ORDER BY priority DESC, id LIMIT 1), "
@@ -174,7 +173,7 @@ class PostgresDialect:
     """The `Dialect` of PostgreSQL (asyncpg); also runs the k = 1 hot path statements."""
 
     now = NOW
-    instant = DUE
+    instant = INSTANT
     lock = "FOR UPDATE"
     key_lock = "FOR NO KEY UPDATE"
     skip = "FOR UPDATE SKIP LOCKED"

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from queue_service import db, sqlite_driver
 from queue_service.store.records import INPUT_COLUMNS, ITEM_COLUMNS, item_records
 from queue_service.store.rows import InputRow, PackedRows, RowBlock, input_records
-from queue_service.store.sql.sqlite_hot import GroupCommit
+from queue_service.store.sql.sqlite_hot import GroupCommit, transaction
 
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
@@ -300,7 +300,7 @@ class SqliteRerank:
         async with self.lock:
             _, newer = await sqlite_driver.on_thread(
                 self.raw,
-                _transaction,
+                transaction,
                 rerank_body,
                 (self.q, self.project_id, version, 0, 0, self.lock.wanted),
             )
@@ -313,7 +313,7 @@ class SqliteRerank:
         async with self.lock:
             self.at, newer = await sqlite_driver.on_thread(
                 self.raw,
-                _transaction,
+                transaction,
                 rerank_body,
                 (self.q, self.project_id, version, self.at, self.n, self.lock.wanted),
             )
@@ -335,19 +335,3 @@ def _clear_rerank(raw: sqlite3.Connection) -> None:
 
 def _checkpoint(raw: sqlite3.Connection) -> None:
     raw.execute(CHECKPOINT).fetchall()
-
-
-def _transaction(
-    raw: sqlite3.Connection, body: Callable[..., tuple[bool, Any]], args: tuple
-) -> Any:
-    """On the connection's thread: BEGIN IMMEDIATE, the body, COMMIT (ROLLBACK when the body
-    raises or keeps nothing)."""
-    raw.execute("BEGIN IMMEDIATE")
-    try:
-        keep, result = body(raw, *args)
-        raw.execute("COMMIT" if keep else "ROLLBACK")
-    except BaseException:
-        if raw.in_transaction:
-            raw.execute("ROLLBACK")
-        raise
-    return result

@@ -107,22 +107,32 @@ def submit_body(
     return True, (ann_id, nxt[0] if nxt else None)
 
 
+def transaction(raw: sqlite3.Connection, body: Body, args: tuple) -> Any:
+    """On the connection's thread: BEGIN IMMEDIATE, the body, COMMIT (ROLLBACK when the body
+    raises or keeps nothing)."""
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        keep, result = body(raw, *args)
+        raw.execute("COMMIT" if keep else "ROLLBACK")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return result
+
+
 def transactions(raw: sqlite3.Connection, calls: list[tuple[Body, tuple]]) -> list[tuple]:
     """On the connection's thread: BEGIN IMMEDIATE, each body in a savepoint (rolled back
     when it raises or keeps nothing), one COMMIT. Gives (True, result) or (False, error) per
-    body; raises, with nothing kept, when the transaction itself fails."""
+    body; raises, with nothing kept, when the transaction itself fails (a BaseException)."""
+    if len(calls) == 1:  # alone: the transaction is its savepoint
+        try:
+            return [(True, transaction(raw, *calls[0]))]
+        except Exception as exc:
+            return [(False, exc)]
     raw.execute("BEGIN IMMEDIATE")
     out: list[tuple] = []
     try:
-        if len(calls) == 1:  # alone: the transaction is its savepoint
-            body, args = calls[0]
-            try:
-                keep, result = body(raw, *args)
-            except Exception as exc:
-                raw.execute("ROLLBACK")
-                return [(False, exc)]
-            raw.execute("COMMIT" if keep else "ROLLBACK")
-            return [(True, result)]
         for body, args in calls:
             raw.execute("SAVEPOINT hot")
             try:

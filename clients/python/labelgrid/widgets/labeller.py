@@ -26,6 +26,7 @@ from labelgrid.connection import ProjectQueue
 from labelgrid.extras import require
 from labelgrid.widgets import display as show
 from labelgrid.widgets.session import LabellingSession
+from labelgrid_proto.exportfile import several_labels
 
 DEFAULT_PROJECT = "superintendent"
 #: shortcuts act on key release: ipyevents cancels every key event it watches (it calls
@@ -274,8 +275,7 @@ class ClassLabeller(widgets.VBox):
         "dawid_skene"; None gives each item's newest annotation); items still waiting for
         labels are None."""
         client, project = self.queue.client, self.queue.project
-        several = max(self.project.overlap, self.project.max_overlap) > 1
-        consensus = self.consensus if several else None
+        consensus = self.consensus if several_labels(self.project) else None
         labelled = {
             it.item_id: list(it.labels) for it in client.export_labels(project, consensus=consensus)
         }
