@@ -62,10 +62,15 @@ def test_concurrent_transactions_share_one_commit(tmp_path: Path) -> None:
             ids = await asyncio.gather(*(dialect.run(_insert, f"v{i:02d}") for i in range(20)))
             # all twenty were waiting when the first reached the thread: one transaction
             assert (dialect._hot.transactions, dialect._hot.calls) == (1, 20)
+            held = dialect._hot._raw
             alone = await dialect.run(_insert, "later")
             assert (dialect._hot.transactions, dialect._hot.calls) == (2, 21)
+            # on the hot path's own connection, held between transactions, not the pool's
+            assert held is not None and dialect._hot._raw is held
+            assert dialect.engine.pool.checkedout() == 0
             return [*ids, alone]
         finally:
+            await dialect.close()
             await dialect.engine.dispose()
 
     ids = asyncio.run(run())
@@ -88,6 +93,7 @@ def test_each_body_is_kept_or_rolled_back_on_its_own(tmp_path: Path) -> None:
             assert dialect._hot.transactions == 1
             return out
         finally:
+            await dialect.close()
             await dialect.engine.dispose()
 
     out = asyncio.run(run())
@@ -112,6 +118,7 @@ def test_a_failed_transaction_keeps_nothing_and_fails_every_caller(tmp_path: Pat
             assert isinstance(await dialect.run(_insert, "after"), int)
             return out
         finally:
+            await dialect.close()
             await dialect.engine.dispose()
 
     out = asyncio.run(run())
@@ -146,6 +153,7 @@ def test_a_caller_cancelled_before_its_turn_is_left_out(tmp_path: Path) -> None:
             assert (dialect._hot.transactions, dialect._hot.calls) == (2, 2)
         finally:
             release.set()
+            await dialect.close()
             await dialect.engine.dispose()
 
     asyncio.run(run())

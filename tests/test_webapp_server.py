@@ -24,6 +24,7 @@ import pytest
 
 from labelgrid import QueueClient
 from labelgrid_proto.v1 import queue_pb2
+from queue_service.web.connect import FitGzip
 from tests.conftest import IN_CI
 from tests.support.ports import free_port
 from tests.support.servers import ServiceProcess
@@ -72,11 +73,12 @@ def test_connect_json_and_binary_over_the_same_handlers(web: ServiceProcess) -> 
     request = urllib.request.Request(
         base + SERVICE + "ListLeases",
         data=queue_pb2.ListLeasesRequest(project="c", worker_id="w").SerializeToString(),
-        headers={"content-type": "application/proto"},
+        headers={"content-type": "application/proto", "accept-encoding": "gzip, deflate"},
     )
-    with urllib.request.urlopen(request, timeout=10) as r:
+    with urllib.request.urlopen(request, timeout=10) as r:  # gzipped, as for a browser
         assert r.headers["content-type"] == "application/proto"
-        leases = queue_pb2.ListLeasesResponse.FromString(r.read())
+        assert r.headers["content-encoding"] == "gzip"
+        leases = queue_pb2.ListLeasesResponse.FromString(gzip.decompress(r.read()))
     assert [i.lease_token for i in leases.items] == [i["leaseToken"] for i in popped["items"]]
     assert leases.worker_id == "w"
     first = popped["items"][0]
@@ -91,6 +93,16 @@ def test_connect_json_and_binary_over_the_same_handlers(web: ServiceProcess) -> 
         assert [(r.item_id, list(r.labels)) for r in client.export_labels("c")] == [
             (int(first["id"]), ["b"])
         ]
+
+
+@pytest.mark.parametrize("size", [0, 1, 300, 511, 512, 513, 5000, 2**15 - 1, 2**15, 10**6])
+def test_replies_are_gzipped_with_a_window_fitted_to_them(size: int) -> None:
+    data = (bytes(range(256)) * (size // 256 + 1))[:size]
+    packed = FitGzip().compress(data)
+    assert gzip.decompress(packed) == data  # any gzip reader reads it
+    assert FitGzip().decompress(packed, size) == data
+    if size >= 300:  # as small as with zlib's default window
+        assert len(packed) <= len(gzip.compress(data, 6)) * 1.05 + 8
 
 
 @pytest.mark.parametrize(

@@ -81,10 +81,11 @@ class SqliteDialect:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.write_lock = WriteLock()
-        self._reranks: AsyncEngine | None = None
+        self._own: AsyncEngine | None = None
+        self._own_made = asyncio.Lock()
         # one re-rank of a project at a time (this process owns the file): store/priorities.py
         self._rerank_locks: dict[int, asyncio.Lock] = {}
-        self._hot = GroupCommit(engine, self.write_lock)
+        self._hot = GroupCommit(self._own_engine, self.write_lock)
 
     def read_options(self, snapshot: bool) -> dict[str, str]:
         # a deferred transaction is already a snapshot in WAL mode
@@ -122,7 +123,7 @@ class SqliteDialect:
         """A re-rank staged on a connection of its own, held until it is applied; `q`: the
         shared statements of projects (the model version)."""
         version_sql = VersionSql(q.model_version.text, q.set_model_version.text)
-        async with (await self._rerank_engine()).connect() as conn:
+        async with (await self._own_engine()).connect() as conn:
             raw = (await conn.get_raw_connection()).dbapi_connection
             try:
                 matched = await sqlite_driver.on_thread(
@@ -135,16 +136,18 @@ class SqliteDialect:
             finally:
                 await sqlite_driver.on_thread(raw, _clear_rerank)
 
-    async def _rerank_engine(self) -> AsyncEngine:
-        """Re-ranks' connections, outside the pool: a re-rank holds its connection while it
-        waits for the write lock, and a writer holding the lock may wait for a pooled one
-        (with a pool of one, the two waited on each other until the pool timed out)."""
-        if self._reranks is None:
-            async with self.engine.connect() as conn:  # the same durability as the pool's
-                sync = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar_one()
-            url = self.engine.url.render_as_string(hide_password=False)
-            self._reranks = db.create_engine(url, sqlite_synchronous=str(sync), pooled=False)
-        return self._reranks
+    async def _own_engine(self) -> AsyncEngine:
+        """Connections outside the pool, for those held long: a re-rank's, held while it
+        waits for the write lock (a writer holding the lock may wait for a pooled one: with a
+        pool of one, the two waited on each other until the pool timed out), and the hot
+        path's, held for good (sqlite_hot.GroupCommit)."""
+        async with self._own_made:
+            if self._own is None:
+                async with self.engine.connect() as conn:  # the same durability as the pool's
+                    sync = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar_one()
+                url = self.engine.url.render_as_string(hide_password=False)
+                self._own = db.create_engine(url, sqlite_synchronous=str(sync), pooled=False)
+        return self._own
 
     async def run(self, body: Callable[..., tuple[bool, Any]], *args: Any) -> Any:
         """One whole write transaction as one call on the connection's thread (one hop,
@@ -169,8 +172,9 @@ class SqliteDialect:
         """Nothing to do: SQLite's planner does not go wrong on a freshly filled table."""
 
     async def close(self) -> None:
-        if self._reranks is not None:
-            await self._reranks.dispose()
+        await self._hot.close()
+        if self._own is not None:
+            await self._own.dispose()
 
 
 class WriteLock:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from queue_service import sqlite_driver
 from queue_service.schema import DONE
@@ -162,13 +162,41 @@ class GroupCommit:
     of the pool (see the module's docstring). A caller cancelled before its turn is left out,
     as one cancelled while waiting for the write lock was before."""
 
-    def __init__(self, engine: AsyncEngine, write_lock: Any) -> None:
-        self.engine = engine
+    def __init__(self, engine: Callable[[], Awaitable[AsyncEngine]], write_lock: Any) -> None:
+        self._engine = engine  # the engine the hot path's own connection comes from
         self.write_lock = write_lock
         self._queue: list[_Call] = []
         self._drainer: asyncio.Task | None = None
+        self._conn: AsyncConnection | None = None
+        self._raw: Any = None
         self.transactions = 0  # run on the thread, and the callers they served
         self.calls = 0
+
+    async def _connection(self) -> Any:
+        """The hot path's connection, opened once and held: checking one out of SQLAlchemy's
+        pool and back for every transaction cost the event loop about as much as the
+        transaction's own SQL (bench/results/crowd_hot_connection_ab.json)."""
+        if self._raw is None:
+            conn = await (await self._engine()).connect()
+            try:
+                raw = (await conn.get_raw_connection()).dbapi_connection
+            except BaseException:
+                await asyncio.shield(conn.close())
+                raise
+            self._conn, self._raw = conn, raw
+        return self._raw
+
+    def _drop(self) -> None:
+        """After a failure of the transaction itself: the next one starts on a new connection
+        (this one is closed once whatever it still runs on its thread is done)."""
+        conn, self._conn, self._raw = self._conn, None, None
+        if conn is not None:
+            asyncio.ensure_future(conn.close()).add_done_callback(_seen)
+
+    async def close(self) -> None:
+        conn, self._conn, self._raw = self._conn, None, None
+        if conn is not None:
+            await conn.close()
 
     async def run(self, body: Body, args: tuple) -> Any:
         future = asyncio.get_running_loop().create_future()
@@ -193,14 +221,15 @@ class GroupCommit:
 
     async def _commit(self, calls: list[_Call]) -> None:
         try:
-            async with self.write_lock, self.engine.connect() as conn:
-                raw = (await conn.get_raw_connection()).dbapi_connection
+            async with self.write_lock:
+                raw = await self._connection()
                 self.transactions += 1
                 self.calls += len(calls)
                 results = await sqlite_driver.on_thread(
                     raw, transactions, [(body, args) for body, args, _ in calls]
                 )
         except BaseException as exc:
+            self._drop()
             for *_, future in calls:
                 if future.done():
                     continue
@@ -218,3 +247,9 @@ class GroupCommit:
                 future.set_result(value)
             else:
                 future.set_exception(sqlite_driver.as_sqlalchemy_error(value))
+
+
+def _seen(future: asyncio.Future) -> None:
+    """A background close's failure is of no use to anyone: marked retrieved."""
+    if not future.cancelled():
+        future.exception()
