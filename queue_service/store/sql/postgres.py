@@ -20,6 +20,7 @@ from queue_service.schema import AVAILABLE, DONE, KIND_ARRAY, LEASED, RELABEL, U
 from queue_service.store import failures
 from queue_service.store.records import INPUT_COLUMNS
 from queue_service.store.rows import InputRow, PackedRows, RowBlock, input_records
+from queue_service.store.sql.held import HeldConnections
 
 log = logging.getLogger("labelgrid.queue")
 
@@ -189,6 +190,7 @@ class PostgresDialect:
         # single statements that need no explicit transaction (one round trip)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._tasks: set[asyncio.Task] = set()
+        self._held = HeldConnections(engine)  # the hot path's, between statements
 
     def read_options(self, snapshot: bool) -> dict[str, str]:
         return self._READ[snapshot]
@@ -197,7 +199,8 @@ class PostgresDialect:
 
     async def fetch(self, sql: str, *args: object, lock_timeout: str | None = None) -> list:
         """One statement straight on asyncpg (prepared once per connection, autocommitted):
-        the two hot paths skip SQLAlchemy's execution layer, about a third of their CPU.
+        the two hot paths skip SQLAlchemy's execution layer, about a third of their CPU, and
+        its pool between statements (held.py).
 
         SQLAlchemy never sees errors raised here, so this does what it would: a connection
         that failed, or that a cancelled call left mid-statement, is dropped from the pool.
@@ -205,31 +208,35 @@ class PostgresDialect:
         still consuming the server's goodbye), it is sent again on another connection; any
         other lost connection reaches the caller as UNAVAILABLE (store/failures.py)."""
         for attempt in range(3):
-            async with self.engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                try:
-                    driver = raw.driver_connection
-                    if lock_timeout is None:
-                        return await driver.fetch(sql, *args)  # type: ignore[union-attr]
-                    async with driver.transaction():  # type: ignore[union-attr]
-                        await driver.execute(lock_timeout)  # type: ignore[union-attr]
-                        return await driver.fetch(sql, *args)  # type: ignore[union-attr]
-                except asyncpg.DeadlockDetectedError:
-                    # the statement was rolled back whole, so running it again is safe
-                    if attempt == 2:
-                        raise
-                except asyncio.CancelledError:
-                    # the statement may still be running on this connection
-                    await asyncio.shield(conn.invalidate())
+            held = await self._held.acquire()
+            driver = held[1]
+            try:
+                if lock_timeout is None:
+                    rows = await driver.fetch(sql, *args)
+                else:
+                    async with driver.transaction():
+                        await driver.execute(lock_timeout)
+                        rows = await driver.fetch(sql, *args)
+            except asyncpg.DeadlockDetectedError:
+                await self._held.release(held)
+                # the statement was rolled back whole, so running it again is safe
+                if attempt == 2:
                     raise
-                except Exception as exc:
-                    if not failures.broken(exc):
-                        raise  # a statement error or a timeout: the connection is fine
-                    await conn.invalidate()
-                    if attempt == 2 or not failures.never_sent(exc):
-                        raise Unavailable(
-                            f"database unavailable: {type(exc).__name__}; retry"
-                        ) from exc
+                continue
+            except asyncio.CancelledError:
+                # the statement may still be running on this connection
+                await self._held.discard(held, lost=False)
+                raise
+            except Exception as exc:
+                if not failures.broken(exc):
+                    await self._held.release(held)
+                    raise  # a statement error or a timeout: the connection is fine
+                await self._held.discard(held, lost=True)
+                if attempt == 2 or not failures.never_sent(exc):
+                    raise Unavailable(f"database unavailable: {type(exc).__name__}; retry") from exc
+                continue
+            await self._held.release(held)
+            return rows
         raise AssertionError("unreachable")
 
     async def pop(
@@ -449,6 +456,7 @@ class PostgresDialect:
             yield PostgresRerank(conn, project_id, ids, priorities, matched, q)
 
     async def close(self) -> None:
+        await self._held.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
