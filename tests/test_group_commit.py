@@ -158,3 +158,35 @@ def test_a_caller_cancelled_before_its_turn_is_left_out(tmp_path: Path) -> None:
 
     asyncio.run(run())
     assert _stored(path) == ["kept", "slow"]
+
+
+def test_a_lone_call_waits_for_company_only_while_calls_come_often(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+
+    async def run() -> None:
+        dialect = await _dialect(path)
+        hot = dialect._hot
+        hot.delay = 0.5  # long enough that the second call below surely comes within it
+        try:
+            await dialect.run(_insert, "one person")  # a first call: no rate yet
+            assert (hot.delayed, hot.transactions) == (0, 1)
+            # 120 calls within a second (the busy rate is 100 a second)
+            await asyncio.gather(*(dialect.run(_insert, f"burst{i:03d}") for i in range(120)))
+            assert hot.delayed == 0  # never alone
+            # calls came often: a lone call now waits, and the next one shares its COMMIT
+            first = asyncio.ensure_future(dialect.run(_insert, "lone"))
+            await asyncio.sleep(0.05)
+            second = asyncio.ensure_future(dialect.run(_insert, "company"))
+            before = hot.transactions
+            await asyncio.gather(first, second)
+            assert hot.delayed == 1 and hot.transactions == before + 1
+            # after a quiet second and more, a lone call goes at once again
+            await asyncio.sleep(1.5)
+            await dialect.run(_insert, "quiet")
+            assert hot.delayed == 1
+        finally:
+            await dialect.close()
+            await dialect.engine.dispose()
+
+    asyncio.run(run())
+    assert len(_stored(path)) == 124

@@ -9,7 +9,8 @@ SAVEPOINT of its own, so one that fails or keeps nothing is rolled back alone, t
 COMMIT. None is answered before that COMMIT, so an acknowledged label is as durable as
 before; a failed COMMIT fails them all and nothing of theirs is kept. Run one after the
 other in the order they came, they see each other's writes exactly as separate transactions
-would."""
+would. A crowd at human pace rarely sends two at once, so while calls come often a lone one
+waits a few milliseconds for others (COMMIT_DELAY; bench/results/crowd_round5.json)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ from queue_service.schema import DONE
 
 # most transactions in one COMMIT: the last of them waits for all before it
 MOST_PER_COMMIT = 64
+# a lone caller waits this long for company when calls come this often (per second) or more:
+# a crowd at human pace sends its labels one at a time, each its own COMMIT and fsync
+# otherwise (PostgreSQL's commit_delay, for the same reason); one person never waits
+COMMIT_DELAY = 0.005
+BUSY_RATE = 100.0
 
 Body = Callable[..., tuple[bool, Any]]
 
@@ -171,6 +177,10 @@ class GroupCommit:
         self._raw: Any = None
         self.transactions = 0  # run on the thread, and the callers they served
         self.calls = 0
+        self.delay = COMMIT_DELAY
+        self.delayed = 0  # lone callers that waited for company
+        self._rate = 0.0  # calls a second, smoothed over about a second
+        self._last = 0.0
 
     async def _connection(self) -> Any:
         """The hot path's connection, opened once and held: checking one out of SQLAlchemy's
@@ -199,8 +209,13 @@ class GroupCommit:
             await conn.close()
 
     async def run(self, body: Body, args: tuple) -> Any:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._queue.append((body, args, future))
+        now = loop.time()
+        gap, self._last = now - self._last, now
+        weight = min(gap, 1.0)  # an exponential average of the rate over ~1 s
+        self._rate = self._rate * (1.0 - weight) + weight / max(gap, 1e-6)
         if self._drainer is None:
             self._drainer = asyncio.ensure_future(self._drain())
         return await future
@@ -208,6 +223,9 @@ class GroupCommit:
     async def _drain(self) -> None:
         try:
             while self._queue:
+                if len(self._queue) == 1 and self.delay and self._rate >= BUSY_RATE:
+                    self.delayed += 1
+                    await asyncio.sleep(self.delay)
                 calls = [c for c in self._queue[:MOST_PER_COMMIT] if not c[2].done()]
                 del self._queue[:MOST_PER_COMMIT]
                 if calls:
