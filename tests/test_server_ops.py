@@ -34,6 +34,41 @@ def test_health_and_reflection(service: ServiceProcess) -> None:
     assert {"labelgrid.v1.QueueService", "grpc.health.v1.Health"} <= services
 
 
+@pytest.mark.parametrize(
+    ("command", "variable", "value", "words"),
+    [
+        ("queue serve", "LABELGRID_PROGRESS_MIN_SECONDS", "soon", "is not a valid value"),
+        ("queue serve", "LABELGRID_DB_POOL_SIZE", "-3", "give a number of 0 or more"),
+        ("queue serve", "LABELGRID_AUTH", "maybe", "is not a boolean"),
+        ("trainer serve", "LABELGRID_TRAINER_SCORE_BUDGET", "all", "is not a valid value"),
+        ("token list", "LABELGRID_HEALTH_INTERVAL", "nan", "give a number of 0 or more"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(
+    tmp_path: Path, command: str, variable: str, value: str, words: str
+) -> None:
+    env = {
+        **os.environ,
+        "LABELGRID_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        variable: value,
+    }
+    extra = ["--address", "127.0.0.1:0"] if command.endswith("serve") else []
+    if command == "trainer serve":
+        extra += ["--queue", "127.0.0.1:1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "labelgrid.cli", *command.split(), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"labelgrid: {variable}={value!r}" + (
+        f": {words}" if words.startswith("give") else f" {words}"
+    )
+    assert not (tmp_path / "x.db").exists()  # refused before anything was opened
+
+
 def test_environment_configures_the_service(tmp_path: Path) -> None:
     db = tmp_path / "from-env.db"
     env = {"LABELGRID_DATABASE_URL": f"sqlite:///{db}", "LABELGRID_MAX_POP": "5"}
