@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from queue_service.db import create_engine
 from queue_service.store.sql.sqlite import SqliteDialect
+from queue_service.store.sql.sqlite_hot import PROBE_SECONDS
 
 
 def _insert(raw: sqlite3.Connection, v: str, keep: bool = True) -> tuple[bool, int]:
@@ -167,10 +168,10 @@ def test_a_lone_call_waits_for_company_only_while_calls_come_often(tmp_path: Pat
         dialect = await _dialect(path)
         hot = dialect._hot
         hot.delay = 0.5  # long enough that the second call below surely comes within it
+        hot.busy_rate = 10.0  # so that the burst below counts as busy on a slow machine too
         try:
             await dialect.run(_insert, "one person")  # a first call: no rate yet
             assert (hot.delayed, hot.transactions) == (0, 1)
-            # 120 calls within a second (the busy rate is 100 a second)
             await asyncio.gather(*(dialect.run(_insert, f"burst{i:03d}") for i in range(120)))
             assert hot.delayed == 0  # never alone
             # calls came often: a lone call now waits, and the next one shares its COMMIT
@@ -190,3 +191,44 @@ def test_a_lone_call_waits_for_company_only_while_calls_come_often(tmp_path: Pat
 
     asyncio.run(run())
     assert len(_stored(path)) == 124
+
+
+def test_one_fast_client_stops_waiting_for_company_that_never_comes(tmp_path: Path) -> None:
+    """A script calling back to back is busy by rate but alone: after a few waits that bring
+    nobody, it waits at most once a second (a probe), not on every call."""
+    path = tmp_path / "g.db"
+
+    async def run() -> tuple[int, float]:
+        dialect = await _dialect(path)
+        hot = dialect._hot
+        hot.delay = 0.05
+        loop = asyncio.get_running_loop()
+        try:
+            started = loop.time()
+            for i in range(300):
+                await dialect.run(_insert, f"v{i:03d}")
+            return hot.delayed, loop.time() - started
+        finally:
+            await dialect.close()
+            await dialect.engine.dispose()
+
+    delayed, seconds = asyncio.run(run())
+    # four waits bring the smoothed company (from 1) under a half, then one probe a second
+    assert delayed <= 4 + int(seconds / PROBE_SECONDS) + 1, (delayed, seconds)
+    assert len(_stored(path)) == 300
+
+
+def test_no_transaction_after_close(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+
+    async def run() -> None:
+        dialect = await _dialect(path)
+        await dialect.run(_insert, "before")
+        await dialect.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await dialect.run(_insert, "after")
+        assert dialect._hot._raw is None  # nothing reopened
+        await dialect.engine.dispose()
+
+    asyncio.run(run())
+    assert _stored(path) == ["before"]

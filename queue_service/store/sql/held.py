@@ -12,19 +12,22 @@ one with it (opened against the same server: after a restart they are all gone).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 # idle connections kept at most: one statement at a time per connection, and the pool
-# (10 + 10 overflow) serves every other read and write too
+# (10 + 10 overflow by default) serves every other read and write too; never more than half
+# of the pool's base size, so a small pool (LABELGRID_DB_POOL_SIZE) is not taken over
 KEEP = 4
 
 
 class HeldConnections:
     def __init__(self, engine: AsyncEngine, keep: int = KEEP) -> None:
         self.engine = engine
-        self.keep = keep
+        size = getattr(engine.pool, "size", None)
+        self.keep = min(keep, size() // 2) if callable(size) else 0
         self._idle: list[tuple[AsyncConnection, Any]] = []
         self._closed = False
         self.opened = 0  # checked out of the pool (for tests)
@@ -52,19 +55,23 @@ class HeldConnections:
 
     async def discard(self, held: tuple[AsyncConnection, Any], lost: bool) -> None:
         """After a failure: this connection is invalidated; when it was `lost` (the server
-        went away), so is every idle one."""
+        went away), so is every idle one. Done whole even if the caller is cancelled."""
         doomed = [held]
         if lost:
             doomed += self._idle
             self._idle = []
-        for conn, _ in doomed:
-            try:
-                await asyncio.shield(conn.invalidate())
-            finally:
-                await asyncio.shield(conn.close())
+        await asyncio.shield(_invalidate(doomed))
 
     async def close(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []
         for conn, _ in idle:
+            await conn.close()
+
+
+async def _invalidate(doomed: list[tuple[AsyncConnection, Any]]) -> None:
+    for conn, _ in doomed:  # already broken: dropping them is all that is left to do
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
+        with contextlib.suppress(Exception):
             await conn.close()

@@ -27,11 +27,14 @@ from queue_service.schema import DONE
 
 # most transactions in one COMMIT: the last of them waits for all before it
 MOST_PER_COMMIT = 64
-# a lone caller waits this long for company when calls come this often (per second) or more:
-# a crowd at human pace sends its labels one at a time, each its own COMMIT and fsync
-# otherwise (PostgreSQL's commit_delay, for the same reason); one person never waits
+# A lone caller waits this long for company when calls come this often (per second) or more,
+# and while such waits do bring company: a crowd at human pace sends its labels one at a
+# time, each its own COMMIT and fsync otherwise (PostgreSQL's commit_delay, which likewise
+# waits only when other transactions are about). A client alone, however fast, finds nobody
+# after a few waits and then waits at most once a second (a probe for a crowd).
 COMMIT_DELAY = 0.005
 BUSY_RATE = 100.0
+PROBE_SECONDS = 1.0
 
 Body = Callable[..., tuple[bool, Any]]
 
@@ -164,9 +167,9 @@ _Call = tuple[Body, tuple, asyncio.Future]
 
 
 class GroupCommit:
-    """Hot transactions of concurrent callers, run and committed together on one connection
-    of the pool (see the module's docstring). A caller cancelled before its turn is left out,
-    as one cancelled while waiting for the write lock was before."""
+    """Hot transactions of concurrent callers, run and committed together on a connection of
+    their own, outside the pool (see the module's docstring). A caller cancelled before its
+    turn is left out, as one cancelled while waiting for the write lock was before."""
 
     def __init__(self, engine: Callable[[], Awaitable[AsyncEngine]], write_lock: Any) -> None:
         self._engine = engine  # the engine the hot path's own connection comes from
@@ -178,14 +181,21 @@ class GroupCommit:
         self.transactions = 0  # run on the thread, and the callers they served
         self.calls = 0
         self.delay = COMMIT_DELAY
+        self.busy_rate = BUSY_RATE
         self.delayed = 0  # lone callers that waited for company
         self._rate = 0.0  # calls a second, smoothed over about a second
         self._last = 0.0
+        self._company = 1.0  # others a wait brought, smoothed over the last few waits
+        self._probe_at = 0.0
+        self._closed = False
+        self._closing: set[asyncio.Future] = set()
 
     async def _connection(self) -> Any:
         """The hot path's connection, opened once and held: checking one out of SQLAlchemy's
         pool and back for every transaction cost the event loop about as much as the
-        transaction's own SQL (bench/results/crowd_hot_connection_ab.json)."""
+        transaction's own SQL (bench/results/crowd_round5_1_sqlite_hot_connection.json)."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
         if self._raw is None:
             conn = await (await self._engine()).connect()
             try:
@@ -201,12 +211,23 @@ class GroupCommit:
         (this one is closed once whatever it still runs on its thread is done)."""
         conn, self._conn, self._raw = self._conn, None, None
         if conn is not None:
-            asyncio.ensure_future(conn.close()).add_done_callback(_seen)
+            closing = asyncio.ensure_future(conn.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closed_one)
+
+    def _closed_one(self, future: asyncio.Future) -> None:
+        self._closing.discard(future)
+        _seen(future)
 
     async def close(self) -> None:
+        """No new transaction from now on; the one on the thread finishes first."""
+        self._closed = True
+        if self._drainer is not None:
+            await asyncio.gather(self._drainer, return_exceptions=True)
         conn, self._conn, self._raw = self._conn, None, None
         if conn is not None:
             await conn.close()
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def run(self, body: Body, args: tuple) -> Any:
         loop = asyncio.get_running_loop()
@@ -223,11 +244,14 @@ class GroupCommit:
     async def _drain(self) -> None:
         try:
             while self._queue:
-                if len(self._queue) == 1 and self.delay and self._rate >= BUSY_RATE:
+                waited = len(self._queue) == 1 and self._worth_waiting()
+                if waited:
                     self.delayed += 1
                     await asyncio.sleep(self.delay)
                 calls = [c for c in self._queue[:MOST_PER_COMMIT] if not c[2].done()]
                 del self._queue[:MOST_PER_COMMIT]
+                if waited:
+                    self._company = 0.8 * self._company + 0.2 * max(len(calls) - 1, 0)
                 if calls:
                     await self._commit(calls)
         finally:
@@ -236,6 +260,19 @@ class GroupCommit:
                 for *_, future in self._queue:
                     future.cancel()
                 self._queue.clear()
+
+    def _worth_waiting(self) -> bool:
+        """Whether a lone call should wait for company: calls come often, and waits have
+        been bringing company (else once a second, to notice a crowd arriving)."""
+        if not self.delay or self._rate < self.busy_rate:
+            return False
+        if self._company >= 0.5:
+            return True
+        now = asyncio.get_running_loop().time()
+        if now < self._probe_at:
+            return False
+        self._probe_at = now + PROBE_SECONDS
+        return True
 
     async def _commit(self, calls: list[_Call]) -> None:
         try:
