@@ -260,6 +260,27 @@ def post_export(service: ServiceProcess, body: dict, headers: dict | None = None
         return exc.code, exc.read(), {k.lower(): v for k, v in exc.headers.items()}
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_no_agreement_yet_says_why_in_the_projects_terms(
+    browser, secured: ServiceProcess, database_url: str
+) -> None:
+    admin = make_token(database_url, "root", "admin")
+    with QueueClient(secured.address, token=admin, retries=0) as root:
+        root.create_project("single", ["a", "b"])
+        root.create_project("relabels", ["a", "b"], max_overlap=3)
+        for name in ("single", "relabels"):
+            root.add_features(name, ["x", "y"])
+    said = {}
+    for name in ("single", "relabels"):
+        owner = open_owner(browser, f"{secured.web_url}/?view=owner&project={name}", admin)
+        body = owner.page.locator("#o-agreement-body")
+        wait_for(lambda b=body: b.get_attribute("data-items") == "0", 30, what="agreement")
+        said[name] = body.inner_text()
+        owner.close()
+    assert "overlap above 1, or max_overlap above 1" in said["single"]
+    assert "relabel requests (up to 3 per item)" in said["relabels"]
+
+
 def test_export_endpoint_takes_the_token_from_a_header_or_the_body_only(
     secured: ServiceProcess, database_url: str, tmp_path
 ) -> None:

@@ -269,6 +269,18 @@ async function refreshStats(): Promise<void> {
   await refreshRuns();
 }
 
+/** Why there is no agreement yet, in this project's terms: two labels on an item come from
+ * overlap, or from relabel requests up to max_overlap. */
+function noAgreementYet(): string {
+  const why =
+    (project?.overlap ?? 1) > 1
+      ? `each item gets ${project?.overlap} labels`
+      : (project?.maxOverlap ?? 1) > 1
+        ? `second labels come with relabel requests (up to ${project?.maxOverlap} per item)`
+        : "agreement needs overlap above 1, or max_overlap above 1 for relabel requests";
+  return `No item has two labels yet: ${why}.`;
+}
+
 async function refreshAgreement(): Promise<void> {
   const reply = await step(() => client.getAgreement({ project: projectName }), true);
   const a = reply?.agreement;
@@ -276,7 +288,7 @@ async function refreshAgreement(): Promise<void> {
   const body = $("o-agreement-body");
   body.dataset.items = String(a.items);
   if (!a.items) {
-    body.replaceChildren(h("p", { textContent: "No item has two labels yet: agreement needs overlap above 1." }));
+    body.replaceChildren(h("p", { textContent: noAgreementYet() }));
     return;
   }
   body.replaceChildren(
