@@ -26,6 +26,7 @@ from queue_service.store.changes import ChangeFeed
 log = logging.getLogger("labelgrid.queue")
 
 SERVICE_NAME = queue_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name
+KEEP_ALIVE_SECONDS = 75
 
 
 class QueueServer:
@@ -128,6 +129,10 @@ class QueueServer:
             log_level="warning",
             access_log=False,
             server_header=False,
+            # idle connections kept this long, as nginx does by default: with uvicorn's 5 s,
+            # a page's connection idle between two labels was closed just as its next request
+            # went out (failed connections at 2,000+ pages, bench/results/crowd_keepalive_ab.json)
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
             timeout_graceful_shutdown=int(s.shutdown_grace),
             **tls,
         )

@@ -96,6 +96,25 @@ def test_connect_json_and_binary_over_the_same_handlers(web: ServiceProcess) -> 
         ]
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_an_idle_connection_stays_open_between_labels(web: ServiceProcess) -> None:
+    """A page labels every few seconds on the same connection; uvicorn's default closed it
+    after 5 idle seconds, sometimes just as the page's next request went out (failed
+    requests in the crowd benchmark, bench/results/crowd_keepalive_ab.json)."""
+    host, port = web.web_url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/")
+            reply = conn.getresponse()
+            assert reply.status == 200 and reply.read()
+            sock = conn.sock
+            time.sleep(6)  # longer than uvicorn's default keep-alive
+        assert conn.sock is sock  # the same connection served the second request
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize("size", [0, 1, 300, 511, 512, 513, 5000, 2**15 - 1, 2**15, 10**6])
 def test_replies_are_gzipped_with_a_window_fitted_to_them(size: int) -> None:
     # a random half, then the same again: only a window reaching back half the size finds it
