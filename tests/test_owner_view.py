@@ -149,8 +149,10 @@ def test_the_owners_view(browser, secured: ServiceProcess, database_url: str, tm
         assert body.get_attribute("data-items") == str(found.items) == "5"
         assert "ann / bob" in body.inner_text()
 
-        # the learning curve: one point per recorded run
+        # the learning curve: one point per recorded run (drawn after the agreement panel's
+        # call returns, so it may come a moment later)
         points = page.locator("#o-curve-chart circle.point")
+        wait_for(lambda: points.count() == len(RUNS), 30, what="the learning curve")
         assert [
             (int(p.get_attribute("data-labels")), float(p.get_attribute("data-score")))
             for p in points.all()
