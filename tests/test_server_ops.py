@@ -69,6 +69,24 @@ def test_a_bad_setting_is_one_line_naming_it(
     assert not (tmp_path / "x.db").exists()  # refused before anything was opened
 
 
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["queue", "serve", "--max-message-bytes", "-3"], "'-3': give a number of 1 or more"),
+        (["health", "--timeout", "nan"], "'nan': give a number of 0 or more"),
+        (["health", "--timeout", "soon"], "'soon' is not a number"),
+        (["stack", "--page-port", "70000"], "give a number of 0 or more and at most 65535"),
+        (["trainer", "run-once", "--project", "p", "--shuffle-prop", "2"], "at most 1"),
+    ],
+)
+def test_a_bad_flag_is_argparses_one_line_error(argv: list[str], words: str, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(argv)
+    assert stop.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "error: argument" in last and words in last
+
+
 def test_environment_configures_the_service(tmp_path: Path) -> None:
     db = tmp_path / "from-env.db"
     env = {"LABELGRID_DATABASE_URL": f"sqlite:///{db}", "LABELGRID_MAX_POP": "5"}

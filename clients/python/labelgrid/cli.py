@@ -6,11 +6,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
 
 from labelgrid.extras import MissingExtra, require
+
+
+def number(kind: type, low: float, high: float = math.inf) -> Callable[[str], float]:
+    """An argparse type: `kind` between `low` and `high` (argparse's one-line error else)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high or math.isinf(value):
+            upper = "" if math.isinf(high) else f" and at most {high:g}"
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number of {low:g} or more{upper}")
+        return value
+
+    return parse
 
 
 def needs(*extras: str) -> Callable:
@@ -383,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-message-bytes",
-        type=int,
+        type=number(int, 1),
         help="largest message accepted (env LABELGRID_MAX_MESSAGE_BYTES)",
     )
     _security_flags(serve, "require API tokens (env LABELGRID_AUTH=true)")
@@ -457,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--model", default="sklearn.linear_model:LogisticRegression")
     once.add_argument("--params", default="{}", help="model keyword arguments as JSON")
     once.add_argument("--acquisition", default="margin")
-    once.add_argument("--shuffle-prop", type=float, default=0.1)
+    once.add_argument("--shuffle-prop", type=number(float, 0, 1), default=0.1)
     once.add_argument("--log-level", default=os.environ.get("LABELGRID_LOG_LEVEL", "WARNING"))
     once.set_defaults(func=_trainer_run_once)
 
@@ -466,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", default=os.environ.get("LABELGRID_HEALTH_ADDRESS", "127.0.0.1:50051")
     )
     health.add_argument("--service", default="", help="service name ('' = the whole server)")
-    health.add_argument("--timeout", type=float, default=3.0)
+    health.add_argument("--timeout", type=number(float, 0), default=3.0)
     health.add_argument(
         "--tls-ca",
         default=os.environ.get("LABELGRID_HEALTH_TLS_CA") or None,
@@ -489,8 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
     seed = demo_sub.add_parser("seed", help="add scikit-learn's digits once")
     seed.add_argument("--server", default=os.environ.get("LABELGRID_SERVER", "127.0.0.1:50051"))
     seed.add_argument("--project", default=os.environ.get("LABELGRID_PROJECT", "digits"))
-    seed.add_argument("-n", type=int, default=None, help="only the first n images")
-    seed.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the queue")
+    seed.add_argument("-n", type=number(int, 1), default=None, help="only the first n images")
+    seed.add_argument(
+        "--wait", type=number(float, 0), default=60.0, help="seconds to wait for the queue"
+    )
     seed.add_argument("--token", default=None, help="API token (default: env LABELGRID_TOKEN)")
     seed.set_defaults(func=_demo_seed)
 
@@ -524,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the Voila labelling page (optional, for notebook users; one Python kernel "
         "per visitor: the web app of `queue serve --web-address` is the default)",
     )
-    page.add_argument("--port", type=int, default=8866)
+    page.add_argument("--port", type=number(int, 0, 65535), default=8866)
     page.add_argument("--ip", default="127.0.0.1")
     page.set_defaults(func=_page)
 
@@ -536,7 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--queue-address", default="127.0.0.1:50051")
     stack.add_argument("--trainer-address", default="127.0.0.1:50052")
     stack.add_argument(
-        "--page-port", type=int, default=8866, help="the web app's port (on 127.0.0.1)"
+        "--page-port",
+        type=number(int, 0, 65535),
+        default=8866,
+        help="the web app's port (on 127.0.0.1)",
     )
     stack.add_argument("--no-demo", action="store_true")
     stack.add_argument("--no-trainer", action="store_true")
