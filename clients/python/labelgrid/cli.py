@@ -52,25 +52,20 @@ def _queue_serve(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_level)
     from labelgrid_serving import loop as serving_loop
-    from labelgrid_serving.security import ConfigError
 
-    try:
-        settings = Settings.from_env(
-            address=args.address,
-            web_address=args.web_address,
-            database_url=args.database_url,
-            max_message_bytes=args.max_message_bytes,
-            auth=True if args.auth else None,
-            insecure_no_auth=True if args.insecure_no_auth else None,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            tls_client_ca=args.tls_client_ca,
-            metrics_address=args.metrics_address,
-        )
-        serving_loop.run(serve(settings))
-    except ConfigError as exc:
-        print(f"labelgrid: {exc}", file=sys.stderr)
-        return 2
+    settings = Settings.from_env(
+        address=args.address,
+        web_address=args.web_address,
+        database_url=args.database_url,
+        max_message_bytes=args.max_message_bytes,
+        auth=True if args.auth else None,
+        insecure_no_auth=True if args.insecure_no_auth else None,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        metrics_address=args.metrics_address,
+    )
+    serving_loop.run(serve(settings))
     return 0
 
 
@@ -79,17 +74,12 @@ def _token(args: argparse.Namespace) -> int:
     """Manage API tokens directly in the database (this is how the first admin token is made)."""
     import json
 
-    from labelgrid_serving.security import ConfigError
     from queue_service import auth
     from queue_service.config import Settings
     from queue_service.errors import QueueError
     from queue_service.store import Store
 
-    try:
-        url = args.database_url or Settings.from_env().database_url
-    except ConfigError as exc:
-        print(f"labelgrid: {exc}", file=sys.stderr)
-        return 2
+    url = args.database_url or Settings.from_env().database_url
 
     async def run() -> int:
         store = await Store.open(url)
@@ -144,31 +134,26 @@ def _token(args: argparse.Namespace) -> int:
 @needs("trainer")
 def _trainer_serve(args: argparse.Namespace) -> int:
     from labelgrid_serving import loop as serving_loop
-    from labelgrid_serving.security import ConfigError
     from queue_service import logs
     from trainer_service.config import TrainerSettings
     from trainer_service.server import serve
 
     logs.configure(args.log_level)
     jobs = [_job_spec(text) for text in args.job]
-    try:
-        settings = TrainerSettings.from_env(
-            address=args.address,
-            queue_address=args.queue,
-            auth=True if args.auth else None,
-            insecure_no_auth=True if args.insecure_no_auth else None,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            tls_client_ca=args.tls_client_ca,
-            queue_tls_ca=args.queue_tls_ca,
-            queue_tls_cert=args.queue_tls_cert,
-            queue_tls_key=args.queue_tls_key,
-            metrics_address=args.metrics_address,
-        )
-        serving_loop.run(serve(settings, jobs=jobs))
-    except ConfigError as exc:
-        print(f"labelgrid: {exc}", file=sys.stderr)
-        return 2
+    settings = TrainerSettings.from_env(
+        address=args.address,
+        queue_address=args.queue,
+        auth=True if args.auth else None,
+        insecure_no_auth=True if args.insecure_no_auth else None,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        queue_tls_ca=args.queue_tls_ca,
+        queue_tls_cert=args.queue_tls_cert,
+        queue_tls_key=args.queue_tls_key,
+        metrics_address=args.metrics_address,
+    )
+    serving_loop.run(serve(settings, jobs=jobs))
     return 0
 
 
@@ -575,9 +560,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     import grpc
 
+    from labelgrid_serving.security import ConfigError
+
     try:
         return args.func(args)
-    except MissingExtra as exc:
+    except (MissingExtra, ConfigError) as exc:  # a refusal to start: one line, not a traceback
         print(f"labelgrid: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:  # a refusal or an outage: one line, not a traceback
