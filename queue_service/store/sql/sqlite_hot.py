@@ -15,6 +15,7 @@ waits a few milliseconds for others (COMMIT_DELAY; bench/results/crowd_round5.js
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -188,7 +189,6 @@ class GroupCommit:
         self._company = 1.0  # others a wait brought, smoothed over the last few waits
         self._probe_at = 0.0
         self._closed = False
-        self._closing: set[asyncio.Future] = set()
 
     async def _connection(self) -> Any:
         """The hot path's connection, opened once and held: checking one out of SQLAlchemy's
@@ -206,18 +206,14 @@ class GroupCommit:
             self._conn, self._raw = conn, raw
         return self._raw
 
-    def _drop(self) -> None:
+    async def _drop(self) -> None:
         """After a failure of the transaction itself: the next one starts on a new connection
-        (this one is closed once whatever it still runs on its thread is done)."""
+        (this one is closed once whatever it still runs on its thread is done, even if the
+        drainer is cancelled meanwhile)."""
         conn, self._conn, self._raw = self._conn, None, None
         if conn is not None:
-            closing = asyncio.ensure_future(conn.close())
-            self._closing.add(closing)
-            closing.add_done_callback(self._closed_one)
-
-    def _closed_one(self, future: asyncio.Future) -> None:
-        self._closing.discard(future)
-        _seen(future)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.close())
 
     async def close(self) -> None:
         """No new transaction from now on; the one on the thread finishes first."""
@@ -227,7 +223,6 @@ class GroupCommit:
         conn, self._conn, self._raw = self._conn, None, None
         if conn is not None:
             await conn.close()
-        await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def run(self, body: Body, args: tuple) -> Any:
         loop = asyncio.get_running_loop()
@@ -284,7 +279,6 @@ class GroupCommit:
                     raw, transactions, [(body, args) for body, args, _ in calls]
                 )
         except BaseException as exc:
-            self._drop()
             for *_, future in calls:
                 if future.done():
                     continue
@@ -292,6 +286,7 @@ class GroupCommit:
                     future.cancel()
                 else:
                     future.set_exception(exc)
+            await self._drop()
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
@@ -302,9 +297,3 @@ class GroupCommit:
                 future.set_result(value)
             else:
                 future.set_exception(sqlite_driver.as_sqlalchemy_error(value))
-
-
-def _seen(future: asyncio.Future) -> None:
-    """A background close's failure is of no use to anyone: marked retrieved."""
-    if not future.cancelled():
-        future.exception()
