@@ -1,4 +1,5 @@
-"""One ASGI app for browsers: Connect at `/labelgrid.v1.QueueService/<Method>`, the owner's
+"""One ASGI app for browsers: Connect at `/labelgrid.v1.QueueService/<Method>` (the page's
+unary calls through unary.py, the rest through connectrpc), the owner's
 export downloads at `/export` (export.py), and the built page (`static/`, from clients/web)
 at `/`."""
 
@@ -13,6 +14,7 @@ from typing import Any
 from queue_service.service import QueueService
 from queue_service.web.connect import connect_app
 from queue_service.web.export import export_download
+from queue_service.web.unary import UnaryPath
 
 STATIC = Path(__file__).parent / "static"
 PREFIX = "/labelgrid.v1.QueueService/"
@@ -109,14 +111,19 @@ async def _plain(send: Send, status: int, text: bytes) -> None:
 def web_app(service: QueueService, read_max_bytes: int, static: Path = STATIC) -> Callable:
     """The ASGI app: Connect for the queue service's own handlers, exports, and the page."""
     rpc = connect_app(service, read_max_bytes)
+    unary = UnaryPath(service, read_max_bytes)
     files = StaticFiles(static)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == EXPORT:
-            await export_download(service, scope, receive, send)
-        elif scope["type"] == "http" and not scope["path"].startswith(PREFIX):
-            await files(scope, receive, send)
-        else:
+        if scope["type"] != "http":
+            await rpc(scope, receive, send)  # lifespan
+        elif unary.take(scope):
+            await unary(scope, receive, send)
+        elif scope["path"].startswith(PREFIX):
             await rpc(scope, receive, send)
+        elif scope["path"] == EXPORT:
+            await export_download(service, scope, receive, send)
+        else:
+            await files(scope, receive, send)
 
     return app

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 import grpc
@@ -30,16 +30,17 @@ from queue_service.service import QueueService
 CODES = {status: Code[status.name] for status in grpc.StatusCode if status.name in Code.__members__}
 
 
-class _Context:
-    """The part of grpc.aio.ServicerContext the handlers use."""
+class HandlerContext:
+    """The part of grpc.aio.ServicerContext the handlers use; `metadata` gives the request's
+    headers when a handler asks (most calls never do: no token is needed without auth)."""
 
-    __slots__ = ("_ctx",)
+    __slots__ = ("_metadata",)
 
-    def __init__(self, ctx: RequestContext) -> None:
-        self._ctx = ctx
+    def __init__(self, metadata: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        self._metadata = metadata
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return tuple(self._ctx.request_headers.items())
+        return tuple(self._metadata())
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
         raise ConnectError(CODES.get(code, Code.UNKNOWN), details)
@@ -59,12 +60,12 @@ class ConnectQueueService:
         if inspect.isasyncgenfunction(handler):  # server streaming
 
             def stream(request: Any, ctx: RequestContext) -> Any:
-                return handler(request, _Context(ctx))
+                return handler(request, HandlerContext(ctx.request_headers.items))
 
             return stream
 
         async def call(request: Any, ctx: RequestContext) -> Any:  # unary, client streaming
-            return await handler(request, _Context(ctx))
+            return await handler(request, HandlerContext(ctx.request_headers.items))
 
         return call
 
