@@ -20,7 +20,7 @@ from labelgrid import QueueClient
 from labelgrid_proto.v1 import queue_pb2
 from tests.support.browser import ARTIFACTS, launch_chromium
 from tests.support.crowd import PLAN_3, expected_buckets, expected_workers, label_by_plan
-from tests.support.servers import ServiceProcess
+from tests.support.servers import ServiceProcess, secured_web
 from tests.test_security import make_token
 from tests.test_webapp import Labeller, annotations, wait_for
 
@@ -36,12 +36,7 @@ def browser() -> Iterator:
 
 @pytest.fixture
 def secured(database_url: str) -> Iterator[ServiceProcess]:
-    proc = ServiceProcess(
-        database_url,
-        {"LABELGRID_AUTH": "true", "LABELGRID_AUTH_CACHE_SECONDS": "0"},
-        "--web-address",
-        "127.0.0.1:0",
-    ).start()
+    proc = secured_web(database_url)
     yield proc
     proc.kill()
 

@@ -17,7 +17,7 @@ import pytest
 from labelgrid import QueueClient
 from labelgrid_proto.v1 import queue_pb2
 from queue_service.web.unary import UnaryPath
-from tests.support.servers import ServiceProcess
+from tests.support.servers import ServiceProcess, secured_web
 from tests.test_security import make_token
 
 SERVICE = "/labelgrid.v1.QueueService/"
@@ -123,12 +123,7 @@ def test_replies_are_the_same_on_both_paths(web: ServiceProcess, accept: str) ->
 
 
 def test_auth_is_the_same_on_both_paths(database_url: str) -> None:
-    service = ServiceProcess(
-        database_url,
-        {"LABELGRID_AUTH": "true", "LABELGRID_AUTH_CACHE_SECONDS": "0"},
-        "--web-address",
-        "127.0.0.1:0",
-    ).start()
+    service = secured_web(database_url)
     try:
         admin = make_token(database_url, "root", "admin")
         uma = make_token(database_url, "uma", "labeller", "t")

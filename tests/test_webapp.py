@@ -22,7 +22,7 @@ from labelgrid import QueueClient
 from labelgrid.demo import seed_demo
 from labelgrid_proto.v1 import arrays_pb2, queue_pb2
 from tests.support.browser import ARTIFACTS, launch_chromium
-from tests.support.servers import ServiceProcess
+from tests.support.servers import ServiceProcess, secured_web
 from tests.support.snapshot import query
 from tests.test_security import make_token
 
@@ -669,12 +669,7 @@ def test_projects_are_listed_without_a_project_in_the_link(
 def test_a_labeller_link_with_a_token(browser, database_url: str) -> None:
     """`/?project=…&token=lg_…`: no name to type (the token names the worker), the token
     leaves the address bar, and every call carries it."""
-    service = ServiceProcess(
-        database_url,
-        {"LABELGRID_AUTH": "true", "LABELGRID_AUTH_CACHE_SECONDS": "0"},
-        "--web-address",
-        "127.0.0.1:0",
-    ).start()
+    service = secured_web(database_url)
     try:
         admin = make_token(database_url, "root", "admin")
         tina = make_token(database_url, "tina", "labeller", "digits")

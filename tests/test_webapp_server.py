@@ -28,7 +28,7 @@ from labelgrid_proto.v1 import queue_pb2
 from queue_service.web.connect import FitGzip
 from tests.conftest import IN_CI
 from tests.support.ports import free_port
-from tests.support.servers import ServiceProcess
+from tests.support.servers import ServiceProcess, secured_web
 from tests.test_security import make_token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,12 +240,7 @@ def test_watch_progress_streams_grpc_changes_and_shutdown_ends_it(web: ServicePr
 
 
 def test_auth_over_connect(database_url: str) -> None:
-    service = ServiceProcess(
-        database_url,
-        {"LABELGRID_AUTH": "true", "LABELGRID_AUTH_CACHE_SECONDS": "0"},
-        "--web-address",
-        "127.0.0.1:0",
-    ).start()
+    service = secured_web(database_url)
     try:
         admin = make_token(database_url, "root", "admin")
         uma = make_token(database_url, "uma", "labeller", "t")

@@ -117,3 +117,12 @@ class TrainerProcess(ServiceProcess):
             "--queue",
             self.queue_address,
         ]
+
+
+#: auth on, and no token cache (a revoked token fails on its next call)
+AUTH = {"LABELGRID_AUTH": "true", "LABELGRID_AUTH_CACHE_SECONDS": "0"}
+
+
+def secured_web(database_url: str) -> ServiceProcess:
+    """A started queue service with auth on and the web app on a free loopback port."""
+    return ServiceProcess(database_url, AUTH, "--web-address", "127.0.0.1:0").start()
