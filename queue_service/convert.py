@@ -143,6 +143,7 @@ def digest_update(
 def fill_payload(msg: arrays_pb2.Payload, row: InputRow) -> None:
     """Write the row's input into `msg` (a field of the reply: no message built and copied
     in, which was a few per cent of a crowd's CPU on the Submit that hands out the next)."""
+    msg.SetInParent()  # present even when empty, as a Payload copied in was
     if row.kind == KIND_ARRAY:
         array = msg.array
         array.SetInParent()  # an array even when empty

@@ -45,6 +45,9 @@ def test_an_item_is_handed_out_as_it_was_added(new: queue_pb2.NewItem) -> None:
 def test_an_empty_array_is_still_an_array() -> None:
     sent = convert.item(ItemRow(1, InputRow(convert.KIND_ARRAY), 0.0, "t", None))
     assert sent.input.WhichOneof("kind") == "array" and not sent.HasField("lease_expires_at")
+    # an item whose input row is missing (an export's outer join): an input, empty
+    sent = convert.item(ItemRow(1, InputRow(convert.KIND_TEXT), 0.0, "t", None))
+    assert sent.HasField("input") and sent.input.WhichOneof("kind") is None
 
 
 @pytest.mark.parametrize("seconds", [0.0, 1.5, -1.25, 1_732_600_000.123456, 4e9 + 0.999999999])

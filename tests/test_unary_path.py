@@ -87,7 +87,9 @@ def test_errors_are_the_same_on_both_paths(
     assert json.loads(page[2])["code"] == code, page
 
 
-@pytest.mark.parametrize("accept", ["", "gzip, deflate, br, zstd", "br, gzip;q=0.5"])
+@pytest.mark.parametrize(
+    "accept", ["", "gzip, deflate, br, zstd", "br, gzip;q=0.5", "identity, gzip"]
+)
 def test_replies_are_the_same_on_both_paths(web: ServiceProcess, accept: str) -> None:
     extra = {"accept-encoding": accept} if accept else {}
     page, general = both(
@@ -177,6 +179,10 @@ def test_only_the_page_shape_takes_the_path(tmp_path: Path) -> None:
                 _scope("CreateProject", PAGE),  # not one of the page's calls
                 _scope("WatchProgress", PAGE),  # a stream
             ]
+            # two content-types: the first counts, as connectrpc reads it
+            twice = _scope("Pop", PAGE)
+            twice["headers"].insert(0, (b"content-type", b"application/json"))
+            refused.append(twice)
             assert not any(path.take(scope) for scope in refused)
             with pytest.raises(ValueError, match="stream"):
                 UnaryPath(service, 1 << 20, ["WatchProgress"])

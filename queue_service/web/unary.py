@@ -41,13 +41,26 @@ _VARY = (b"vary", b"Accept-Encoding")
 
 
 def _gzip_accepted(value: bytes) -> bool:
-    """connectrpc's negotiation: the first listed coding it knows, exactly as spelled."""
-    return any(part.strip() == b"gzip" for part in value.split(b","))
+    """connectrpc's negotiation: the first listed coding it knows (gzip or identity), exactly
+    as spelled (`gzip;q=0` is not gzip)."""
+    for part in value.split(b","):
+        name = part.strip()
+        if name in (b"gzip", b"identity"):
+            return name == b"gzip"
+    return False
+
+
+def _first(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Each header's first value, as connectrpc reads them."""
+    first: dict[bytes, bytes] = {}
+    for key, value in headers:
+        first.setdefault(key, value)
+    return first
 
 
 class UnaryPath:
-    """Serves METHODS for requests shaped as the page sends them; `fallback` (the connectrpc
-    app) serves the rest. `take(scope)` says which."""
+    """Serves METHODS for requests shaped as the page sends them (`take(scope)` says whether
+    this one is); the connectrpc app serves the rest."""
 
     def __init__(
         self,
@@ -69,22 +82,19 @@ class UnaryPath:
     def take(self, scope: Scope) -> bool:
         if scope["method"] != "POST" or scope["path"] not in self._routes:
             return False
-        content_type = False
-        for key, value in scope["headers"]:
-            if key == b"content-type":
-                content_type = value == b"application/proto"
-            elif key == b"connect-timeout-ms":
-                return False  # a deadline: connectrpc keeps it
-            elif key == b"content-encoding":
-                if value != b"identity":
-                    return False
-            elif key == b"connect-protocol-version" and value != b"1":
-                return False  # connectrpc's error says why
-        return content_type
+        first = _first(scope["headers"])
+        return (
+            first.get(b"content-type") == b"application/proto"
+            and b"connect-timeout-ms" not in first  # a deadline: connectrpc keeps it
+            and first.get(b"content-encoding", b"identity") == b"identity"
+            # another version: connectrpc's error says why
+            and first.get(b"connect-protocol-version", b"1") == b"1"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler, request_type = self._routes[scope["path"]]
-        gzip = any(k == b"accept-encoding" and _gzip_accepted(v) for k, v in scope["headers"])
+        headers = _first(scope["headers"])
+        gzip = _gzip_accepted(headers.get(b"accept-encoding", b""))
         body = bytearray()
         while True:
             message = await receive()
@@ -107,16 +117,15 @@ class UnaryPath:
         except Exception as exc:  # protobuf's DecodeError, and whatever else it raises
             await _error(send, ConnectError(Code.INVALID_ARGUMENT, f"unmarshal message: {exc}"))
             return
-        context = HandlerContext(lambda: _metadata(scope))
+        context = HandlerContext(lambda: _metadata(headers))
         try:
-            reply = await handler(request, context)
+            data = (await handler(request, context)).SerializeToString()
         except ConnectError as exc:  # the handler's abort: its status and message
             await _error(send, exc)
             return
         except Exception as exc:  # a bug: answered as connectrpc would, then raised to log
             await _error(send, exc)
             raise
-        data = reply.SerializeToString()
         if gzip:
             data = self._gzip.compress(data)
             coding = (b"content-encoding", b"gzip")
@@ -127,8 +136,13 @@ class UnaryPath:
         await send({"type": "http.response.body", "body": data})
 
 
-def _metadata(scope: Scope) -> tuple[tuple[str, str], ...]:
-    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+def _metadata(headers: dict[bytes, bytes]) -> tuple[tuple[str, str], ...]:
+    """The headers as connectrpc gives them: the first value of each, UTF-8 (a byte that is
+    not is replaced; connectrpc answers such a request with an error)."""
+    return tuple(
+        (key.decode(errors="replace"), value.decode(errors="replace"))
+        for key, value in headers.items()
+    )
 
 
 async def _error(send: Send, exc: Exception) -> None:
