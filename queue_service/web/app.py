@@ -117,8 +117,8 @@ def web_app(service: QueueService, read_max_bytes: int, static: Path = STATIC) -
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await rpc(scope, receive, send)  # lifespan
-        elif unary.take(scope):
-            await unary(scope, receive, send)
+        elif (headers := unary.take(scope)) is not None:
+            await unary.serve(headers, scope, receive, send)
         elif scope["path"].startswith(PREFIX):
             await rpc(scope, receive, send)
         elif scope["path"] == EXPORT:

@@ -2,12 +2,13 @@
 
 A labeller's click is one Connect unary POST. connectrpc's general path serves every protocol
 and option (gRPC and gRPC-Web, JSON, GET, deadlines, interceptors, cancel on disconnect) and
-costs about 0.2 ms of CPU per call doing so: a headers object, a request context, a deadline
-scope, and two tasks watching for a disconnect. The crowd benchmark's server spends a third of
-its CPU per label there. This path takes only what the page sends: POST, `application/proto`,
-no request compression, no `connect-timeout-ms`; reads the body, calls the same grpc.aio
-handler with the same context adapter, and writes the reply (gzipped as connectrpc would) or
-the error (connectrpc's own JSON and HTTP status). Anything else goes to connectrpc unchanged.
+costs about 0.2 ms of CPU per call doing so (in process): a headers object, a request
+context, a deadline scope, and two tasks watching for a disconnect. Skipping it took about
+15 % off the crowd benchmark's server CPU per label (bench/results/crowd_unary_ab.json).
+This path takes only what the page sends: POST, `application/proto`, no request compression,
+no `connect-timeout-ms`; reads the body, calls the same grpc.aio handler with the same
+context adapter, and writes the reply (gzipped as connectrpc would) or the error
+(connectrpc's own JSON and HTTP status). Anything else goes to connectrpc unchanged.
 
 One difference, on purpose: a call is not cancelled when the browser goes away. A Submit that
 reached the handler finishes (the label is kept) and its reply is dropped.
@@ -60,7 +61,7 @@ def _first(headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
 
 class UnaryPath:
     """Serves METHODS for requests shaped as the page sends them (`take(scope)` says whether
-    this one is); the connectrpc app serves the rest."""
+    this one is, `serve` answers it); the connectrpc app serves the rest."""
 
     def __init__(
         self,
@@ -79,21 +80,26 @@ class UnaryPath:
             request_type = message_factory.GetMessageClass(method.input_type)
             self._routes[PREFIX + name] = (getattr(service, name), request_type)
 
-    def take(self, scope: Scope) -> bool:
+    def take(self, scope: Scope) -> dict[bytes, bytes] | None:
+        """The request's headers (each one's first value) when it is shaped as the page sends
+        it, else None."""
         if scope["method"] != "POST" or scope["path"] not in self._routes:
-            return False
+            return None
         first = _first(scope["headers"])
-        return (
+        page = (
             first.get(b"content-type") == b"application/proto"
             and b"connect-timeout-ms" not in first  # a deadline: connectrpc keeps it
             and first.get(b"content-encoding", b"identity") == b"identity"
             # another version: connectrpc's error says why
             and first.get(b"connect-protocol-version", b"1") == b"1"
         )
+        return first if page else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(
+        self, headers: dict[bytes, bytes], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Answer a request `take` took, with the headers it gave."""
         handler, request_type = self._routes[scope["path"]]
-        headers = _first(scope["headers"])
         gzip = _gzip_accepted(headers.get(b"accept-encoding", b""))
         body = bytearray()
         while True:
@@ -131,8 +137,8 @@ class UnaryPath:
             coding = (b"content-encoding", b"gzip")
         else:
             coding = (b"content-encoding", b"identity")
-        headers = [_PROTO, coding, _VARY]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        reply_headers = [_PROTO, coding, _VARY]
+        await send({"type": "http.response.start", "status": 200, "headers": reply_headers})
         await send({"type": "http.response.body", "body": data})
 
 
