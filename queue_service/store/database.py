@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -58,15 +59,12 @@ class Database:
         in the service, loaded an SSL context with the system's certificates (asyncpg's
         sslmode=prefer; libcrypto was 1 % of the service's CPU in `perf` under a crowd)."""
         if self._ping_engine is None:
-            kept = self.engine.dialect.name != "sqlite"
-            self._ping_engine = create_async_engine(
-                self.engine.url,
-                **(
-                    {"pool_size": 1, "max_overflow": 0, "pool_pre_ping": True}
-                    if kept
-                    else {"poolclass": NullPool}
-                ),
+            pool: dict[str, Any] = (
+                {"poolclass": NullPool}
+                if self.engine.dialect.name == "sqlite"
+                else {"pool_size": 1, "max_overflow": 0, "pool_pre_ping": True}
             )
+            self._ping_engine = create_async_engine(self.engine.url, **pool)
         async with self._ping_engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
