@@ -85,11 +85,28 @@ def database_url(backend: str, tmp_path, request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("pg").new_database()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Each phase's report kept on the test (`rep_call`), for fixtures to read at teardown."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def service(database_url: str) -> Iterator[ServiceProcess]:
+def service(database_url: str, request: pytest.FixtureRequest) -> Iterator[ServiceProcess]:
+    """A queue service in a child process. One that exits during the test fails it with its
+    exit status and log; a failed test prints the log (a connection refused says little)."""
     proc = ServiceProcess(database_url).start()
     yield proc
+    assert proc.proc is not None
+    exited = proc.proc.poll()
     proc.kill()
+    if exited is not None:
+        pytest.fail(f"the queue service exited with {exited} during the test:\n{proc.tail()}")
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(f"queue service log ({proc.log}):\n{proc.tail()}")
 
 
 @pytest.fixture

@@ -90,6 +90,10 @@ class ServiceProcess:
     def logs(self) -> str:
         return self.log.read_text()
 
+    def tail(self, chars: int = 4000) -> str:
+        """The end of the log, for a failure's message."""
+        return self.logs()[-chars:]
+
 
 class TrainerProcess(ServiceProcess):
     """`labelgrid trainer serve --queue …` in a child process."""
