@@ -44,10 +44,36 @@ def project_name(n: int, overlap: int) -> str:
     return f"export-{n}-k{overlap}"
 
 
+def crowd_votes(db: Path, name: str, workers: int = 20, per_item: int = 3) -> None:
+    """Make a project's imported labels (one per item, final) ordinary votes of a crowd:
+    each item labelled by `per_item` of `workers` workers, a third of them disagreeing, so
+    the consensus is computed from votes (Dawid-Skene or majority), not taken from finals.
+    Written into the SQLite file directly (the quick way to 10^6 votes; the service reads
+    them as any other labels)."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        (p,) = conn.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
+        conn.execute(
+            "UPDATE annotations SET worker_id = 'w' || (item_id % ?) WHERE project_id = ?",
+            (workers, p),
+        )
+        for k in range(1, per_item):
+            conn.execute(
+                "INSERT INTO annotations (project_id, item_id, worker_id, labels, kind, "
+                "lease_token, created_at) SELECT project_id, item_id, "
+                "'w' || ((item_id + ?) % ?), CASE WHEN (item_id + ?) % 3 = 0 "
+                "THEN '[\"class-0\"]' ELSE labels END, kind, NULL, created_at + ? "
+                "FROM annotations WHERE project_id = ? AND worker_id = 'w' || (item_id % ?)",
+                (k, workers, k, k, p, workers),
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--formats", nargs="+", default=["csv", "jsonl", "parquet"])
+    parser.add_argument("--out", default="export_memory", help="result name in bench/results/")
     args = parser.parse_args()
     from labelgrid.client import QueueClient
 
@@ -70,13 +96,24 @@ def main() -> None:
                         client.add_features(name, X, labels=labels, progress=False)
                         adds[name] = time.perf_counter() - t
                         print(f"{name}: added {n} labels in {adds[name]:.1f}s", flush=True)
+                    # n votes of a crowd: n / 3 items, three ordinary labels each
+                    name = f"votes-{n}"
+                    client.create_project(name, OPTIONS, overlap=3)
+                    third = n // 3
+                    client.add_features(name, X[:third], labels=labels[:third], progress=False)
+                    crowd_votes(Path(tmp) / "export.db", name)
+                    print(f"{name}: {3 * third} crowd votes", flush=True)
             for n in args.sizes:
-                for overlap in (1, 3):
+                for overlap in (1, 3, "votes"):
                     for fmt in args.formats:
                         out = Path(tmp) / f"out.{fmt}"
+                        name = f"votes-{n}" if overlap == "votes" else project_name(n, overlap)
+                        # the service's own peak during this export (VmHWM reset first)
+                        Path(f"/proc/{queue.pid}/clear_refs").write_text("5")
+                        server_before = status_mb("VmRSS", queue.pid)
                         run = measured_child(
                             EXPORTER,
-                            project_name(n, overlap),
+                            name,
                             "--server",
                             address,
                             "--format",
@@ -85,29 +122,37 @@ def main() -> None:
                             str(out),
                         )
                         assert run["code"] == 0, run
+                        if overlap == "votes":
+                            n_rows, votes = 3 * (n // 3), "crowd"
+                        else:
+                            n_rows, votes = n, "imported"
                         run.update(
-                            labels=n,
-                            overlap=overlap,
-                            consensus="majority" if overlap > 1 else "none",
+                            labels=n_rows,
+                            votes=votes,
+                            server_rss_before_mb=server_before,
+                            server_peak_rss_mb=status_mb("VmHWM", queue.pid),
+                            overlap=3 if overlap == "votes" else overlap,
+                            consensus="majority" if overlap != 1 else "none",
                             format=fmt,
                             file_mb=out.stat().st_size / 2**20,
                             growth_mb=run["peak_rss_mb"] - run["rss_before_mb"],
-                            rows_per_s=n / run["seconds"],
+                            rows_per_s=n_rows / run["seconds"],
                         )
                         if fmt == "csv":  # every label is there, joined where it should be
                             rows, joined = count_csv(out)
-                            assert rows == n, (rows, n)
-                            assert joined == (n if overlap > 1 else 0), (joined, n)
+                            assert rows == n_rows, (rows, n_rows)
+                            assert joined == (n_rows if overlap != 1 else 0), (joined, n_rows)
                         out.unlink()
                         runs.append(run)
                         print(
-                            f"{n:>9} labels, overlap {overlap}, {fmt:>7}: "
+                            f"{n_rows:>9} labels, {votes}, overlap {run['overlap']}, {fmt:>7}: "
                             f"{run['seconds']:.1f}s ({run['rows_per_s']:,.0f} rows/s), "
                             f"file {run['file_mb']:.1f} MB, RSS {run['rss_before_mb']:.0f} -> "
-                            f"peak {run['peak_rss_mb']:.0f} MB (+{run['growth_mb']:.0f} MB)",
+                            f"peak {run['peak_rss_mb']:.0f} MB (+{run['growth_mb']:.0f} MB); "
+                            f"queue service {server_before:.0f} -> peak "
+                            f"{run['server_peak_rss_mb']:.0f} MB",
                             flush=True,
                         )
-            server_peak = status_mb("VmHWM", queue.pid)
     smallest, largest = min(args.sizes), max(args.sizes)
     growth = {}
     for overlap in (1, 3):
@@ -115,11 +160,11 @@ def main() -> None:
             of = {
                 r["labels"]: r["peak_rss_mb"]
                 for r in runs
-                if r["overlap"] == overlap and r["format"] == fmt
+                if r["overlap"] == overlap and r["format"] == fmt and r["votes"] == "imported"
             }
             growth[f"k{overlap}-{fmt}"] = of[largest] - of[smallest]
     path = write(
-        "export_memory",
+        args.out,
         {
             "command": "python -m bench.export_memory --sizes "
             + " ".join(map(str, args.sizes))
@@ -129,7 +174,8 @@ def main() -> None:
             "runs": runs,
             # the exporting process's peak at the largest size minus at the smallest
             "peak_growth_mb_smallest_to_largest": growth,
-            "queue_service_peak_rss_mb": server_peak,
+            # the queue service's highest peak during an export (each run has its own)
+            "queue_service_export_peak_rss_mb": max(r["server_peak_rss_mb"] for r in runs),
         },
     )
     print(f"wrote {path}")

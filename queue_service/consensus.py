@@ -48,30 +48,60 @@ class Votes:
     def build(
         cls, votes: Sequence[Vote], multi_label: bool, label_names: Sequence[str] = ()
     ) -> Votes:
+        workers: dict[str, int] = {}
+        sets: dict[tuple[str, ...], int] = {}
+        worker = [workers.setdefault(v.worker, len(workers)) for v in votes]
+        labels = [sets.setdefault(tuple(v.labels), len(sets)) for v in votes]
+        return cls.from_codes(
+            np.fromiter((v.item_id for v in votes), np.int64, len(votes)),
+            np.asarray(worker, dtype=np.int64),
+            list(workers),
+            np.asarray(labels, dtype=np.int64),
+            list(sets),
+            multi_label,
+            label_names,
+        )
+
+    @classmethod
+    def from_codes(
+        cls,
+        item_ids: np.ndarray,
+        worker: np.ndarray,
+        worker_names: Sequence[str],
+        labels: np.ndarray,
+        labelsets: Sequence[tuple[str, ...]],
+        multi_label: bool,
+        label_names: Sequence[str] = (),
+    ) -> Votes:
+        """From votes already coded (a stored project's, store/vote_table.py): vote v is by
+        `worker_names[worker[v]]` on item `item_ids[v]`, giving `labelsets[labels[v]]`. The
+        labels are `label_names` then any others in the order the votes first give them;
+        the workers in sorted order."""
         names = list(label_names)
         known = set(names)
-        for v in votes:
-            for label in v.labels:
+        used, first = np.unique(labels, return_index=True)
+        for code in used[np.argsort(first)]:
+            for label in labelsets[code]:
                 if label not in known:
                     known.add(label)
                     names.append(label)
         index = {name: i for i, name in enumerate(names)}
-        item_ids, item = np.unique(
-            np.fromiter((v.item_id for v in votes), np.int64, len(votes)), return_inverse=True
-        )
-        workers, worker = np.unique(
-            np.asarray([v.worker for v in votes], dtype=str), return_inverse=True
-        )
-        onehot = np.zeros((len(votes), len(names)), dtype=bool)
-        for row, v in enumerate(votes):
-            onehot[row, [index[label] for label in v.labels]] = True
+        by_set = np.zeros((len(labelsets), len(names)), dtype=bool)
+        for code in used:
+            by_set[code, [index[label] for label in labelsets[code]]] = True
+        ids, item = np.unique(np.asarray(item_ids, dtype=np.int64), return_inverse=True)
+        present, worker = np.unique(worker, return_inverse=True)
+        present_names = [str(worker_names[c]) for c in present]
+        order = sorted(range(len(present_names)), key=present_names.__getitem__)
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
         return cls(
-            item_ids=item_ids,
-            workers=[str(w) for w in workers],
+            item_ids=ids,
+            workers=[present_names[i] for i in order],
             label_names=names,
-            item=item.astype(np.int64),
-            worker=worker.astype(np.int64),
-            onehot=onehot,
+            item=item.astype(np.int64).reshape(-1),
+            worker=rank[worker.reshape(-1)] if len(order) else worker.astype(np.int64),
+            onehot=by_set[labels] if len(labels) else np.zeros((0, len(names)), dtype=bool),
             multi_label=multi_label,
         )
 
@@ -145,10 +175,37 @@ def dawid_skene_posteriors(
     return posterior
 
 
+class LabelSets(Sequence[list[str]]):
+    """Each item's labels, read from an (items, labels) bool matrix when asked: a list per
+    item for 10^6 items took about 100 MB. An item's labels are in sorted order."""
+
+    def __init__(self, present: np.ndarray, names: Sequence[str]) -> None:
+        self.present = present
+        self.names = list(names)
+        self._order = sorted(range(len(self.names)), key=self.names.__getitem__)
+
+    def __len__(self) -> int:
+        return len(self.present)
+
+    def _one(self, i: int) -> list[str]:
+        row = self.present[i]
+        return [self.names[j] for j in self._order if row[j]]
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return [self._one(j) for j in range(*i.indices(len(self)))]
+        return self._one(i)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass
 class Consensus:
     item_ids: np.ndarray
-    labels: list[list[str]]
+    labels: Sequence[list[str]]
     confidence: np.ndarray
 
 
@@ -160,23 +217,20 @@ def aggregate(votes: Votes, method: str = MAJORITY) -> Consensus:
     that of the least certain of those per-label decisions."""
     if method not in METHODS:
         raise ValueError(f"unknown consensus method {method!r}; use one of {METHODS}")
-    labels: list[list[str]] = [[] for _ in range(votes.n_items)]
-    confidence = np.ones(votes.n_items)
-    for name, codes, k in votes.questions():
+    n = votes.n_items
+    present = np.zeros((n, len(votes.label_names)), dtype=bool)
+    confidence = np.ones(n)
+    for j, (name, codes, k) in enumerate(votes.questions()):
         if method == DAWID_SKENE:
             post = dawid_skene_posteriors(votes, codes, k)
         else:
             post = _majority(votes.counts(codes, k))
         if name is None:
             winner = post.argmax(axis=1)
-            for i, w in enumerate(winner):
-                labels[i] = [votes.label_names[w]]
-            confidence = post[np.arange(votes.n_items), winner]
+            if present.shape[1]:
+                present[np.arange(n), winner] = True
+            confidence = post[np.arange(n), winner]
         else:
-            present = post[:, 1] > post[:, 0]
-            for i in np.flatnonzero(present):
-                labels[i].append(name)
+            present[:, j] = post[:, 1] > post[:, 0]
             confidence = np.minimum(confidence, post.max(axis=1))
-    if votes.multi_label:
-        labels = [sorted(x) for x in labels]
-    return Consensus(votes.item_ids, labels, confidence)
+    return Consensus(votes.item_ids, LabelSets(present, votes.label_names), confidence)

@@ -28,14 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from queue_service.consensus import dawid_skene_posteriors
 from queue_service.crowd import votes_of
-from queue_service.store import ProjectRow, Store, VoteRow
+from queue_service.store import ProjectRow, Store, VoteTable
 
 log = logging.getLogger("labelgrid.queue")
 
@@ -50,10 +49,10 @@ class Reliability:
     compared: int
 
 
-def estimate(project: ProjectRow, rows: Sequence[VoteRow]) -> list[Reliability]:
+def estimate(project: ProjectRow, table: VoteTable) -> list[Reliability]:
     """Every worker's Dawid-Skene reliability (see the module), those with at least
     MIN_COMPARED labels on items with several."""
-    votes = votes_of(project, rows)
+    votes = votes_of(project, table)
     if not len(votes.item):
         return []
     per_item = np.bincount(votes.item, minlength=votes.n_items)
@@ -113,9 +112,9 @@ class Refresher:
 
     async def refresh(self, project: ProjectRow) -> list[Reliability]:
         """Recompute and store the project's estimates now."""
-        rows = await self.store.votes(project)
-        upto = max((r.id for r in rows), default=0)
-        found = await asyncio.to_thread(estimate, project, rows)
+        table = await self.store.votes(project)
+        upto = int(table.id.max()) if len(table) else 0
+        found = await asyncio.to_thread(estimate, project, table)
         await self.store.save_reliability(
             project, [(r.worker, r.reliability, r.compared) for r in found], upto
         )

@@ -9,7 +9,7 @@ import functools
 import hashlib
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -528,12 +528,12 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             raise InvalidArgument(f"unknown consensus method {value}")
         return CONSENSUS_METHODS[value]
 
-    async def _consensus_rows(self, project: ProjectRow, method: str) -> list[AnnotationRow]:
+    async def _consensus_rows(self, project: ProjectRow, method: str) -> crowd.ConsensusRows:
         votes = await self.store.votes(project)
         return await asyncio.to_thread(crowd.consensus_rows, project, votes, method)
 
     async def _labelled_groups(
-        self, rows: list[AnnotationRow], limit: int, with_inputs: bool
+        self, rows: Sequence[AnnotationRow], limit: int, with_inputs: bool
     ) -> AsyncIterator[list[queue_pb2.LabelledItem]]:
         """Rows as LabelledItem messages, `limit` at a time (reading their inputs then),
         grouped under the reply budget."""
@@ -552,7 +552,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         whenever the project changes (Dawid-Skene re-weighs every worker each time)."""
         method = self._method(request.consensus)
         while True:
-            rows = [r for r in await self._consensus_rows(project, method) if r.id > cursor]
+            rows = (await self._consensus_rows(project, method)).after(cursor)
             async for group in self._labelled_groups(rows, limit, not request.labels_only):
                 cursor = group[-1].annotation_id
                 yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)
@@ -658,7 +658,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         if request.consensus:
             rows = await self._consensus_rows(project, self._method(request.consensus))
             if request.by_item:
-                rows.sort(key=lambda r: r.item_id)
+                rows = rows.by_item()
             async for group in self._labelled_groups(rows, limit, request.include_inputs):
                 yield queue_pb2.ExportLabelsResponse(items=group)
             return

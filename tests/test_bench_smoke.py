@@ -51,10 +51,16 @@ def test_export_memory_harness_small(tmp_path: Path) -> None:
     results = _run(
         tmp_path, "bench.export_memory", "--sizes", "300", "600", "--formats", "csv", "parquet"
     )["export_memory"]
-    assert [(r["labels"], r["overlap"], r["format"]) for r in results["runs"]] == [
-        (n, k, f) for n in (300, 600) for k in (1, 3) for f in ("csv", "parquet")
+    assert [(r["labels"], r["votes"], r["overlap"], r["format"]) for r in results["runs"]] == [
+        (n, votes, k, f)
+        for n in (300, 600)
+        for votes, k in (("imported", 1), ("imported", 3), ("crowd", 3))
+        for f in ("csv", "parquet")
     ]
     assert all(r["peak_rss_mb"] > 0 for r in results["runs"])
+    assert all(
+        r["server_peak_rss_mb"] > 0 and r["server_rss_before_mb"] > 0 for r in results["runs"]
+    )
 
 
 def test_soak_harness_short(tmp_path: Path, pg) -> None:

@@ -18,6 +18,7 @@ import pytest
 from labelgrid import QueueClient
 from queue_service.routing import estimate
 from queue_service.store.rows import ProjectRow, VoteRow
+from queue_service.store.vote_table import VoteTable
 from tests.support.servers import ServiceProcess
 from tests.support.snapshot import query
 
@@ -210,7 +211,9 @@ def test_reliability_estimate_by_hand() -> None:
     for i in range(6, 9):
         vote(i, "carol", TRUTH[i])
     vote(9, "dan", "a")  # one label on an item nobody else labelled: no estimate
-    found = {r.worker: (r.reliability, r.compared) for r in estimate(project, rows)}
+    found = {
+        r.worker: (r.reliability, r.compared) for r in estimate(project, VoteTable.from_rows(rows))
+    }
     assert set(found) == {"good1", "good2", "carol", "bad"}
     assert found["bad"][0] < 0.01 and found["bad"][1] == 3
     for good in ("good1", "good2", "carol"):

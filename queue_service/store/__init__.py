@@ -26,6 +26,7 @@ from queue_service.store.rows import (
     VoteRow,
 )
 from queue_service.store.sql.postgres import copy_records, copy_stream
+from queue_service.store.vote_table import VoteTable
 
 __all__ = [
     "ANALYZE_AFTER_ROWS",
@@ -45,6 +46,7 @@ __all__ = [
     "SubmitResult",
     "TrainingRunRow",
     "VoteRow",
+    "VoteTable",
     "copy_records",
     "copy_stream",
     "next_token",

@@ -37,7 +37,6 @@ from queue_service.store.rows import (
     RowBlock,
     SubmitResult,
     TrainingRunRow,
-    VoteRow,
 )
 from queue_service.store.runs import Runs
 from queue_service.store.shared import SharedLeases
@@ -45,6 +44,7 @@ from queue_service.store.sql.postgres import PostgresDialect
 from queue_service.store.stats import Stats
 from queue_service.store.streams import Streams
 from queue_service.store.tokens import Tokens
+from queue_service.store.vote_table import VoteTable
 
 
 class Store:
@@ -207,7 +207,7 @@ class Store:
     ) -> tuple[list[AnnotationRow], int | None]:
         return await self._streams.labelled_by_item(project, after_item, n_items, with_inputs)
 
-    async def votes(self, project: ProjectRow) -> list[VoteRow]:
+    async def votes(self, project: ProjectRow) -> VoteTable:
         return await self._streams.votes(project)
 
     async def item_inputs(self, ids: Sequence[int]) -> dict[int, InputRow]:

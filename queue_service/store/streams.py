@@ -14,9 +14,12 @@ from queue_service.store.rows import (
     ItemRow,
     PackedRows,
     ProjectRow,
-    VoteRow,
     input_row,
 )
+from queue_service.store.vote_table import VoteTable, VoteTableBuilder
+
+# votes read per query: a page of row objects at a time, never the project's all at once
+VOTES_PAGE = 20_000
 
 
 class Streams:
@@ -49,23 +52,21 @@ class Streams:
             )
             return [_annotation(r, with_inputs, r.metadata) for r in rows], upto
 
-    async def votes(self, project: ProjectRow) -> list[VoteRow]:
+    async def votes(self, project: ProjectRow) -> VoteTable:
         """Every annotation of the project, labels only, with whether its item is done:
-        what agreement and consensus are computed from (in one snapshot)."""
+        what agreement and consensus are computed from (in one snapshot), read a page at a
+        time into columns (store/vote_table.py says why)."""
+        builder = VoteTableBuilder()
+        after = 0
         async with self.db.read(snapshot=True) as conn:
-            rows = await conn.execute(self.q.votes, {"p": project.id})
-            return [
-                VoteRow(
-                    r.id,
-                    r.item_id,
-                    r.worker_id,
-                    tuple(json.loads(r.labels)),
-                    r.kind,
-                    r.created_at,
-                    bool(r.done),
-                )
-                for r in rows
-            ]
+            while True:
+                params = {"p": project.id, "c": after, "n": VOTES_PAGE}
+                rows = (await conn.execute(self.q.votes, params)).all()
+                for r in rows:
+                    builder.add(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                if len(rows) < VOTES_PAGE:
+                    return builder.table()
+                after = rows[-1][0]
 
     async def item_inputs(self, ids: Sequence[int]) -> dict[int, InputRow]:
         async with self.db.read() as conn:

@@ -397,10 +397,12 @@ class ReadQueries:
             False: text(by_item.format("")),
             True: text(by_item.format(", i.kind, i.dtype, i.shape, i.data, i.text")),
         }
+        # a page of a project's votes (store/vote_table.py), past annotation id :c
         self.votes = text(
             "SELECT a.id, a.item_id, a.worker_id, a.labels, a.kind, a.created_at, "
             f"CASE WHEN it.status = {DONE} THEN 1 ELSE 0 END AS done FROM annotations a "
-            "JOIN items it ON it.id = a.item_id WHERE a.project_id = :p ORDER BY a.id"
+            "JOIN items it ON it.id = a.item_id WHERE a.project_id = :p AND a.id > :c "
+            "ORDER BY a.id LIMIT :n"
         )
         # items a model asked one more label for (stage RELABEL) have labels: left out
         self.unlabelled_ids = text(
