@@ -1,11 +1,15 @@
 """Streaming check: `labelgrid export` must not hold every label in memory.
 
-A queue service (separate process, SQLite) holds two projects per size: one with overlap 1
+A queue service (separate process, SQLite) holds three projects per size: one with overlap 1
 and one with overlap 3, where the export joins each annotation with its item's majority
-consensus. The labels are added with AddFeatures (one imported label per item, on a 1-float
-item), which is the quick way to 10^6 labels; the export reads them as any other label.
+consensus, their labels added with AddFeatures (one imported label per item, on a 1-float
+item: the quick way to 10^6 labels, and final labels, so the consensus is theirs); and one
+of a crowd's votes (overlap 3, a third as many items, each with three ordinary labels from
+20 workers, written into the file directly), whose consensus is computed from the votes.
 Each export runs `labelgrid.cli.main(["export", ...])` in a fresh process writing to a
-file, which reports its resident memory after the imports (before) and at its peak (VmHWM).
+file, which reports its resident memory after the imports (before) and at its peak (VmHWM);
+the queue service's peak during each export is read the same way, its VmHWM reset first
+(`/proc/<pid>/clear_refs`), since the service computes the consensus the export joins.
 
     python -m bench.export_memory [--sizes 100000 1000000] [--formats csv jsonl parquet]
 """
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import measured_child, sqlite_queue, status_mb, write
+from tests.support.ports import free_port
 
 EXPORTER = """
 import json, sys, time
@@ -83,7 +88,9 @@ def main() -> None:
     runs = []
     adds = {}
     with tempfile.TemporaryDirectory() as tmp:
-        address = "127.0.0.1:50962"
+        # a free port, not a fixed one: two runs at once (a benchmark beside the suite's smoke
+        # run of it) each talked to whichever service held the fixed port
+        address = f"127.0.0.1:{free_port()}"
         with sqlite_queue(tmp, address, "export.db") as queue:
             with QueueClient(address, timeout=600) as client:
                 for n in args.sizes:

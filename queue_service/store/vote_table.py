@@ -1,10 +1,12 @@
 """A project's annotations as columns: what agreement, consensus and reliability read.
 
-Read as one row object per annotation, 10^6 labels held about 1.5 GB in the queue service
-(the rows, then the votes built from them, then a consensus per item, all at once). Here
-each annotation is a few numbers: its worker and its label set are codes into lists of the
-distinct ones, so 10^6 annotations take about 40 MB, and the rows are read a page at a
-time (`VoteTableBuilder.add`), so no more than a page of them is ever held as objects.
+Read as one row object per annotation, a consensus export of 10^6 labels grew the queue
+service by 600-800 MB (the rows, then the votes built from them, then a row per item, all
+at once). Here each annotation is a few numbers: its worker and its label set are codes
+into lists of the distinct ones, so 10^6 annotations take about 35 MB, and the rows are read
+a page at a time (`VoteTableBuilder.add`), so no more than a page of them is ever held as
+objects. The same export now grows it by 170-200 MB, most of it the consensus's
+(items, labels) matrices (bench/results/export_memory_columns.json).
 """
 
 from __future__ import annotations
