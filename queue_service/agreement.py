@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import krippendorff
 import numpy as np
 
-from queue_service.consensus import Consensus, LabelSets, Votes
+from queue_service.consensus import Consensus, Votes
 
 # gaps between one worker's labels longer than this are breaks, not labelling time
 BREAK_SECONDS = 600.0
@@ -203,18 +203,12 @@ def worker_stats(
     decided = np.zeros((votes.n_items, len(votes.label_names)), dtype=bool)
     has = np.zeros(votes.n_items, dtype=bool)
     at = np.searchsorted(votes.item_ids, consensus.item_ids)
-    if isinstance(consensus.labels, LabelSets):  # columns at once (10^6 items: no loop)
-        found = at < votes.n_items
-        found[found] = votes.item_ids[at[found]] == consensus.item_ids[found]
-        has[at[found]] = True
-        for j, name in enumerate(consensus.labels.names):
-            if name in index:
-                decided[at[found], index[name]] = consensus.labels.present[found, j]
-    else:
-        for pos, item_id, labels in zip(at, consensus.item_ids, consensus.labels, strict=True):
-            if pos < votes.n_items and votes.item_ids[pos] == item_id:
-                has[pos] = True
-                decided[pos, [index[x] for x in labels if x in index]] = True
+    found = at < votes.n_items  # the consensus's items among the votes' (all at once)
+    found[found] = votes.item_ids[at[found]] == consensus.item_ids[found]
+    has[at[found]] = True
+    for j, name in enumerate(consensus.labels.names):
+        if name in index:
+            decided[at[found], index[name]] = consensus.labels.present[found, j]
     compared = (per_item[votes.item] >= 2) & has[votes.item]
     agreed = compared & (votes.onehot == decided[votes.item]).all(axis=1)
     out = []

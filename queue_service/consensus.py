@@ -9,7 +9,7 @@ the data) overrides the vote with confidence 1.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,26 @@ class Vote:
     item_id: int
     worker: str
     labels: tuple[str, ...]
+
+
+def onehot_sets(
+    labelsets: Sequence[tuple[str, ...]], codes: Iterable[int], names: Sequence[str]
+) -> tuple[list[str], np.ndarray]:
+    """`names` extended by every label of the sets `codes` that it lacks (in that order), and
+    each set as a row of bools over them (the rows of sets not in `codes` stay empty)."""
+    names = list(names)
+    known = set(names)
+    codes = list(codes)
+    for code in codes:
+        for label in labelsets[code]:
+            if label not in known:
+                known.add(label)
+                names.append(label)
+    index = {name: i for i, name in enumerate(names)}
+    by_set = np.zeros((len(labelsets), len(names)), dtype=bool)
+    for code in codes:
+        by_set[code, [index[label] for label in labelsets[code]]] = True
+    return names, by_set
 
 
 @dataclass
@@ -77,18 +97,8 @@ class Votes:
         `worker_names[worker[v]]` on item `item_ids[v]`, giving `labelsets[labels[v]]`. The
         labels are `label_names` then any others in the order the votes first give them;
         the workers in sorted order."""
-        names = list(label_names)
-        known = set(names)
         used, first = np.unique(labels, return_index=True)
-        for code in used[np.argsort(first)]:
-            for label in labelsets[code]:
-                if label not in known:
-                    known.add(label)
-                    names.append(label)
-        index = {name: i for i, name in enumerate(names)}
-        by_set = np.zeros((len(labelsets), len(names)), dtype=bool)
-        for code in used:
-            by_set[code, [index[label] for label in labelsets[code]]] = True
+        names, by_set = onehot_sets(labelsets, used[np.argsort(first)], label_names)
         ids, item = np.unique(np.asarray(item_ids, dtype=np.int64), return_inverse=True)
         present, worker = np.unique(worker, return_inverse=True)
         present_names = [str(worker_names[c]) for c in present]
@@ -100,8 +110,8 @@ class Votes:
             workers=[present_names[i] for i in order],
             label_names=names,
             item=item.astype(np.int64).reshape(-1),
-            worker=rank[worker.reshape(-1)] if len(order) else worker.astype(np.int64),
-            onehot=by_set[labels] if len(labels) else np.zeros((0, len(names)), dtype=bool),
+            worker=rank[worker.reshape(-1)],
+            onehot=by_set[labels],
             multi_label=multi_label,
         )
 
@@ -205,7 +215,7 @@ class LabelSets(Sequence[list[str]]):
 @dataclass
 class Consensus:
     item_ids: np.ndarray
-    labels: Sequence[list[str]]
+    labels: LabelSets
     confidence: np.ndarray
 
 

@@ -15,7 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from queue_service import agreement
-from queue_service.consensus import MAJORITY, Consensus, LabelSets, Votes, aggregate
+from queue_service.consensus import (
+    MAJORITY,
+    Consensus,
+    LabelSets,
+    Votes,
+    aggregate,
+    onehot_sets,
+)
 from queue_service.schema import ADJUDICATION
 from queue_service.store import IMPORT_WORKER, AnnotationRow, ProjectRow, VoteTable
 
@@ -57,27 +64,16 @@ def _decided(project: ProjectRow, table: VoteTable, method: str) -> Consensus:
     """Each completed item's labels and confidence: its newest final label when it has one
     (confidence 1), else the consensus of its votes."""
     result = aggregate(votes_of(project, table, done_only=True), method)
-    assert isinstance(result.labels, LabelSets)
     final = np.flatnonzero(_final(table) & table.done)
     final_items, last = _last_per_item(table.item_id[final])
     final_sets = table.labels[final[last]]
-    names = list(result.labels.names)
-    known = set(names)
-    for code in np.unique(final_sets):
-        for label in table.labelsets[code]:
-            if label not in known:
-                known.add(label)
-                names.append(label)
+    names, by_set = onehot_sets(table.labelsets, np.unique(final_sets), result.labels.names)
     item_ids = np.union1d(result.item_ids, final_items)
     present = np.zeros((len(item_ids), len(names)), dtype=bool)
     confidence = np.ones(len(item_ids))
     voted = np.searchsorted(item_ids, result.item_ids)
     present[voted, : result.labels.present.shape[1]] = result.labels.present
     confidence[voted] = result.confidence
-    index = {name: j for j, name in enumerate(names)}
-    by_set = np.zeros((len(table.labelsets), len(names)), dtype=bool)
-    for code in np.unique(final_sets):
-        by_set[code, [index[label] for label in table.labelsets[code]]] = True
     decided = np.searchsorted(item_ids, final_items)
     present[decided] = by_set[final_sets]
     confidence[decided] = 1.0

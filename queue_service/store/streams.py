@@ -62,8 +62,8 @@ class Streams:
             while True:
                 params = {"p": project.id, "c": after, "n": VOTES_PAGE}
                 rows = (await conn.execute(self.q.votes, params)).all()
-                for r in rows:
-                    builder.add(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                for r in rows:  # the columns of VoteTableBuilder.add, in its order
+                    builder.add(*r)
                 if len(rows) < VOTES_PAGE:
                     return builder.table()
                 after = rows[-1][0]
