@@ -14,10 +14,9 @@ from typing import Any
 from queue_service.service import QueueService
 from queue_service.web.connect import connect_app
 from queue_service.web.export import export_download
-from queue_service.web.unary import UnaryPath
+from queue_service.web.unary import PREFIX, UnaryPath
 
 STATIC = Path(__file__).parent / "static"
-PREFIX = "/labelgrid.v1.QueueService/"
 EXPORT = "/export"
 
 Scope = MutableMapping[str, Any]

@@ -10,6 +10,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from labelgrid.extras import MissingExtra, require
 
@@ -58,11 +59,7 @@ def _queue_serve(args: argparse.Namespace) -> int:
         web_address=args.web_address,
         database_url=args.database_url,
         max_message_bytes=args.max_message_bytes,
-        auth=True if args.auth else None,
-        insecure_no_auth=True if args.insecure_no_auth else None,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca,
+        **_security_settings(args),
         metrics_address=args.metrics_address,
     )
     serving_loop.run(serve(settings))
@@ -143,11 +140,7 @@ def _trainer_serve(args: argparse.Namespace) -> int:
     settings = TrainerSettings.from_env(
         address=args.address,
         queue_address=args.queue,
-        auth=True if args.auth else None,
-        insecure_no_auth=True if args.insecure_no_auth else None,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        tls_client_ca=args.tls_client_ca,
+        **_security_settings(args),
         queue_tls_ca=args.queue_tls_ca,
         queue_tls_cert=args.queue_tls_cert,
         queue_tls_key=args.queue_tls_key,
@@ -363,6 +356,18 @@ def _security_flags(parser: argparse.ArgumentParser, auth_help: str) -> None:
     parser.add_argument(
         "--tls-client-ca", help="require client certificates signed by this CA (PEM)"
     )
+
+
+def _security_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What `_security_flags` gave, as either server's settings keywords (None: from the
+    environment)."""
+    return {
+        "auth": True if args.auth else None,
+        "insecure_no_auth": True if args.insecure_no_auth else None,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "tls_client_ca": args.tls_client_ca,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
