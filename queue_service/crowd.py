@@ -4,7 +4,7 @@ Only ordinary labels vote. A final label, an adjudicator's or one imported with 
 decides its item outright (confidence 1) and takes no part in the agreement measures.
 Everything is computed on the annotations as columns (store/vote_table.py), and the
 consensus rows are made only as they are sent (`ConsensusRows`): a consensus export of 10^6
-labels grows the queue service by 170-200 MB, against 600-800 MB with a row object per
+labels grows the queue service by 155-180 MB, against 600-800 MB with a row object per
 annotation and per item (bench/results/export_memory_columns.json, _rows_before.json).
 """
 

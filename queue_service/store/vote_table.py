@@ -5,7 +5,7 @@ service by 600-800 MB (the rows, then the votes built from them, then a row per 
 at once). Here each annotation is a few numbers: its worker and its label set are codes
 into lists of the distinct ones, so 10^6 annotations take about 35 MB, and the rows are read
 a page at a time (`VoteTableBuilder.add`), so no more than a page of them is ever held as
-objects. The same export now grows it by 170-200 MB, most of it the consensus's
+objects. The same export now grows it by 155-180 MB, most of it the consensus's
 (items, labels) matrices (bench/results/export_memory_columns.json).
 """
 
