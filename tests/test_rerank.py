@@ -4,9 +4,10 @@ backends, and a stale model still never overwrites a newer one across those tran
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -16,6 +17,9 @@ from labelgrid import QueueClient
 from tests.support.servers import ServiceProcess
 
 N = 150_000
+# long enough for a re-rank of N to be staged (about a second here), well short of the
+# service's 30 s busy timeout
+HOLD_SECONDS = 5.0
 
 
 def ranked_counter(database_url: str) -> Callable[[], int]:
@@ -42,6 +46,31 @@ def ranked_counter(database_url: str) -> Callable[[], int]:
             return conn.execute("SELECT COUNT(*) FROM items WHERE priority > -1e300").fetchone()[0]
 
     return count_pg
+
+
+@contextlib.contextmanager
+def hold_sqlite_writes(database_url: str, seconds: float = HOLD_SECONDS) -> Iterator[None]:
+    """On SQLite, the file's write lock taken by a connection of the test's and held for
+    `seconds`, the block running meanwhile: a re-rank in progress stops at its next
+    transaction, so one sent in the block is staged and waiting for the write lock before the
+    first can go on. Without it, on a fast machine the first finished all its transactions
+    while the second was being staged (CI once), and the test raced. PostgreSQL needs no
+    help: a claim there does not wait for the first re-rank's transaction."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        yield
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(url.database, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")  # waits for the first re-rank's current transaction
+    release = threading.Timer(seconds, conn.execute, ("ROLLBACK",))
+    release.start()
+    try:
+        yield
+    finally:
+        release.join()
+        conn.close()
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 120) -> None:
@@ -161,8 +190,9 @@ def test_a_stale_model_never_overwrites_a_newer_one_across_transactions(
         popping = threading.Thread(target=labeller)
         popping.start()
         wait_for(lambda: ranked() > 0, "a first part of version 1 committed")
-        with QueueClient(service.address, timeout=600, retries=0) as newer:
-            newer.update_priorities(project_name, ids, np.full(N, 2.0), model_version=2)
+        with hold_sqlite_writes(database_url):
+            with QueueClient(service.address, timeout=600, retries=0) as newer:
+                newer.update_priorities(project_name, ids, np.full(N, 2.0), model_version=2)
         updating.join(600)
         popping.join(60)
         assert pops > 0
