@@ -4,6 +4,8 @@
                                               # items: SQLite and PostgreSQL over gRPC, the same
                                               # over Connect (HTTP/1.1), two PostgreSQL replicas
     python -m bench.watchers --quick          # tiny sizes: the smoke test (no timing asserted)
+    python -m bench.watchers --items 1000000 --labelled 0.5 --watchers 0 100
+                                              # a big project (half of it with imported labels)
 
 Every run is a real `labelgrid queue serve` process (two on one database for the replica runs)
 with default settings (the follow poll is 1 s). W streams are opened by one watcher process
@@ -11,7 +13,8 @@ per replica (asyncio, one connection per stream, as W browser pages would have),
 starts when every stream has had its first progress. Then, for `--seconds`, one labeller in
 this process pops and submits one item at a time, back to back, and each pair's latency is
 recorded. The server's CPU time (utime + stime from /proc/<pid>/stat) over the window, divided
-by the changes made (each Pop and each Submit is one change), is its cost per change; the
+by the changes made (each Pop and each Submit is one change), is its cost per change (and on
+PostgreSQL the same of the database's own processes); the
 same read over `--idle` seconds before the labeller starts is what W open streams cost with
 nothing changing. `deliveries` counts the progress messages the watchers received in the
 window. With two replicas the watchers are split between them and the labeller uses the first,
@@ -70,6 +73,7 @@ class Server:
     proc: subprocess.Popen
     address: str
     web: str
+    database: int | None = None  # PostgreSQL's postmaster: its processes' CPU is counted too
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -80,12 +84,20 @@ class Server:
             self.proc.wait(10)
 
 
-def start_server(url: str, tmp: Path) -> Server:
+def start_server(url: str, tmp: Path, database: int | None = None) -> Server:
     web = free_port()
     proc, address = start_queue(
         url, tmp, extra_args=("--web-address", f"127.0.0.1:{web}"), tuned=False
     )
-    return Server(proc, address, f"http://127.0.0.1:{web}")
+    return Server(proc, address, f"http://127.0.0.1:{web}", database)
+
+
+def database_cpu(servers: list[Server]) -> float:
+    """CPU seconds of the database's processes so far (0 on SQLite, inside the service)."""
+    from bench.crowd import tree_cpu_seconds
+
+    root = servers[0].database
+    return tree_cpu_seconds(root) if root else 0.0
 
 
 # -- the watchers (one process per replica) --------------------------------------------------
@@ -266,18 +278,26 @@ class Labeller:
 # -- one run ---------------------------------------------------------------------------------
 
 
-def make_project(server: Server, name: str, items: int) -> None:
+def make_project(server: Server, name: str, items: int, labelled: float = 0.0) -> None:
+    """`items` items, the first `labelled` share of them with an imported label each (the
+    quick way to a project whose progress counts many annotations)."""
     from labelgrid import QueueClient
 
-    with QueueClient(server.address) as client:
+    done = int(items * labelled)
+    with QueueClient(server.address, timeout=600) as client:
         client.create_project(name, ["a", "b"])
         rng = np.random.default_rng(0)
-        client.add_features(name, rng.random((items, 16), dtype=np.float32))
+        if done:
+            labels = [["a", "b"][i % 2] for i in range(done)]
+            x = rng.random((done, 16), dtype=np.float32)
+            client.add_features(name, x, labels=labels, progress=False)
+        x = rng.random((items - done, 16), dtype=np.float32)
+        client.add_features(name, x, progress=False)
 
 
 def one_run(servers: list[Server], transport: str, watchers: int, size: dict) -> dict[str, Any]:
     project = f"w{watchers}-{transport}-{len(servers)}-{time.monotonic_ns()}"
-    make_project(servers[0], project, size["items"])
+    make_project(servers[0], project, size["items"], size.get("labelled", 0.0))
     targets = [s.address if transport == "grpc" else s.web for s in servers]
     pids = [s.proc.pid for s in servers]
     crowd = Watchers.open(targets, transport, project, watchers)
@@ -285,12 +305,12 @@ def one_run(servers: list[Server], transport: str, watchers: int, size: dict) ->
     try:
         labeller.pair()  # warm the labeller's connection up
         time.sleep(1.0)
-        cpu0 = [cpu_seconds(p) for p in pids]
+        cpu0, db0 = [cpu_seconds(p) for p in pids], database_cpu(servers)
         time.sleep(size["idle"])
-        cpu1 = [cpu_seconds(p) for p in pids]
+        cpu1, db1 = [cpu_seconds(p) for p in pids], database_cpu(servers)
         sent1, wcpu1 = crowd.delivered(), crowd.cpu()
         latencies = labeller.run(size["seconds"])
-        cpu2 = [cpu_seconds(p) for p in pids]
+        cpu2, db2 = [cpu_seconds(p) for p in pids], database_cpu(servers)
         sent2, wcpu2 = crowd.delivered(), crowd.cpu()
         time.sleep(1.5)  # the last change reaches every watcher
         sent3 = crowd.delivered()
@@ -312,6 +332,8 @@ def one_run(servers: list[Server], transport: str, watchers: int, size: dict) ->
         "server_cpu_s": [round(b, 3) for b in busy],
         "server_cpu_ms_per_change": round(1000 * sum(busy) / changes, 3),
         "server_idle_cpu_ms_per_s": [round(1000 * x, 1) for x in idle],
+        "database_cpu_ms_per_change": round(1000 * (db2 - db1) / changes, 3),
+        "database_idle_cpu_ms_per_s": round(1000 * (db1 - db0) / size["idle"], 1),
         "deliveries": [b - a for a, b in zip(sent1, sent2, strict=True)],
         "deliveries_after_window": [b - a for a, b in zip(sent2, sent3, strict=True)],
         "watcher_cpu_s": round(wcpu2 - wcpu1, 2),
@@ -321,7 +343,10 @@ def one_run(servers: list[Server], transport: str, watchers: int, size: dict) ->
         f"  {transport:7} replicas={len(servers)} W={watchers:5}: "
         f"{result['pairs_per_s']:6} pairs/s, p50 {result['pop_submit_p50_ms']} ms, "
         f"p99 {result['pop_submit_p99_ms']} ms, "
-        f"{result['server_cpu_ms_per_change']} ms CPU/change, deliveries {result['deliveries']}",
+        f"{result['server_cpu_ms_per_change']} ms CPU/change (database "
+        f"{result['database_cpu_ms_per_change']}), idle {result['server_idle_cpu_ms_per_s']} "
+        f"ms/s (database {result['database_idle_cpu_ms_per_s']}), "
+        f"deliveries {result['deliveries']}",
         flush=True,
     )
     return result
@@ -331,7 +356,7 @@ def warm_up(server: Server, transports: list[str], seconds: float) -> None:
     """Label for a moment first (not recorded): a fresh server's first calls open its pool's
     connections and warm its caches, which is not what W watchers cost."""
     project = f"warm-up-{time.monotonic_ns()}"
-    make_project(server, project, 2000)
+    make_project(server, project, 20_000)
     for transport in transports:
         labeller = Labeller(server, transport, project)
         try:
@@ -341,17 +366,23 @@ def warm_up(server: Server, transports: list[str], seconds: float) -> None:
 
 
 def run_backend(
-    backend: str, url: str, size: dict, tmp: Path, transports: list[str], replicas: bool
+    backend: str,
+    url: str,
+    size: dict,
+    tmp: Path,
+    transports: list[str],
+    replicas: bool,
+    database: int | None = None,
 ) -> list[dict[str, Any]]:
     results = []
-    server = start_server(url, tmp)
+    server = start_server(url, tmp, database)
     try:
         warm_up(server, transports, size["idle"] / 2)
         for transport in transports:
             for w in size["watchers"]:
                 results.append({"backend": backend, **one_run([server], transport, w, size)})
         if replicas:
-            second = start_server(url, tmp)
+            second = start_server(url, tmp, database)
             try:
                 warm_up(second, ["grpc"], size["idle"] / 2)
                 for w in size["watchers"]:
@@ -372,6 +403,11 @@ def main() -> None:
     parser.add_argument("--transports", default="grpc,connect")
     parser.add_argument("--watchers", type=int, nargs="*")
     parser.add_argument("--seconds", type=float)
+    parser.add_argument("--idle", type=float, help="seconds of the idle read")
+    parser.add_argument("--items", type=int, help="items in each measured project")
+    parser.add_argument(
+        "--labelled", type=float, default=0.0, help="share of them with an imported label"
+    )
     parser.add_argument("--no-replicas", action="store_true")
     parser.add_argument("--name", default="", help="suffix of the results file")
     args = parser.parse_args()
@@ -380,6 +416,11 @@ def main() -> None:
         size["watchers"] = args.watchers
     if args.seconds:
         size["seconds"] = args.seconds
+    if args.idle:
+        size["idle"] = args.idle
+    if args.items:
+        size["items"] = args.items
+    size["labelled"] = args.labelled
     transports = args.transports.split(",")
     runs: list[dict[str, Any]] = []
     started = time.time()
@@ -396,7 +437,13 @@ def main() -> None:
             pg = Postgres().start()
             try:
                 runs += run_backend(
-                    "postgres", pg.new_database(), size, tmp, transports, not args.no_replicas
+                    "postgres",
+                    pg.new_database(),
+                    size,
+                    tmp,
+                    transports,
+                    not args.no_replicas,
+                    pg.proc.pid if pg.proc else None,
                 )
             finally:
                 pg.cleanup()

@@ -129,6 +129,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             poll=settings.follow_poll_seconds,
             min_gap=settings.progress_min_seconds,
             budget=settings.progress_messages_per_second,
+            duty=settings.progress_read_share,
         )
         # ListTrainingRuns replies shared by a project's pages for a moment (run_replies.py)
         self.run_replies = RunReplies(settings.progress_min_seconds)

@@ -222,3 +222,26 @@ def test_add_features_with_labels_and_mixed_payloads(
     scalar = np.frombuffer(labelled[1].input.array.data, dtype=labelled[1].input.array.dtype)
     assert labelled[1].input.array.dtype == "<f4" and scalar[0] == np.float32(1.5)
     assert list(labelled[1].input.array.shape) == []
+
+
+@pytest.mark.parametrize("max_overlap", [1, 3], ids=["leases", "assignments"])
+def test_progress_counts_a_lapsed_lease_as_available_before_anyone_pops(
+    client: QueueClient, project_name: str, max_overlap: int
+) -> None:
+    """Progress counts items by status from the index and subtracts the leases that are up
+    (for overlap 1 with max_overlap > 1: the items without a live assignment): nobody has
+    swept the lapsed lease back yet, and it shows as available all the same."""
+    client.create_project(project_name, ["x"], lease_seconds=1, max_overlap=max_overlap)
+    client.add_features(project_name, ["a", "b", "c", "d"])
+    [done] = client.pop(project_name, "ann")
+    client.submit(project_name, done, "x", "ann")
+    client.pop(project_name, "slow", n=2)
+    p = client.progress(project_name)
+    assert (p.total, p.labelled, p.leased, p.available) == (4, 1, 2, 1)
+    time.sleep(1.3)
+    p = client.progress(project_name)
+    assert (p.total, p.labelled, p.leased, p.available) == (4, 1, 0, 3)
+    [held] = client.pop(project_name, "fast")  # takes one back; one lapsed lease is left
+    p = client.progress(project_name)
+    assert (p.total, p.labelled, p.leased, p.available) == (4, 1, 1, 2)
+    client.release(project_name, held, "fast")

@@ -15,14 +15,15 @@ from queue_service.watch import Fanout
 class Source:
     """A counter read through `read`; `fail` makes the next read raise."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.01) -> None:
         self.value = 0
         self.reads = 0
+        self.delay = delay
         self.fail: Exception | None = None
 
     async def read(self, _arg: object) -> int:
         self.reads += 1
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(self.delay)
         if self.fail is not None:
             exc, self.fail = self.fail, None
             raise exc
@@ -68,6 +69,33 @@ def test_reads_are_spaced_by_the_budget_and_everyone_gets_the_last_value(
     assert all(s[-1] == 40 for s in seen)
     assert all(s == sorted(set(s)) for s in seen)  # only new values, in order
     assert 2 <= source.reads <= most_reads, source.reads
+
+
+@pytest.mark.parametrize(("duty", "fewest_reads", "most_reads"), [(1.0, 10, 30), (0.25, 2, 7)])
+def test_slow_reads_take_at_most_their_duty_share_of_the_time(
+    duty: float, fewest_reads: int, most_reads: int
+) -> None:
+    """A read of 0.1 s (a big project) and a change every 0.05 s for 2 s: reads back to back
+    when they may take all the time (duty 1: one every 0.1 s), one every 0.4 s at a quarter;
+    the watchers end with the last value either way."""
+
+    async def run() -> tuple[Source, list[list[int]]]:
+        notifier, source = ChangeNotifier(), Source(delay=0.1)
+        fanout = Fanout(notifier, source.read, poll=60, min_gap=0.05, duty=duty)
+        seen: list[list[int]] = [[] for _ in range(5)]
+        tasks = [asyncio.create_task(_collect(fanout, s)) for s in seen]
+        await asyncio.sleep(0.5)
+        before = source.reads
+        await _burst(notifier, source, 40, 0.05)
+        source.reads -= before
+        await asyncio.sleep(1.0)
+        notifier.close()
+        await asyncio.gather(*tasks)
+        return source, seen
+
+    source, seen = asyncio.run(run())
+    assert all(s[-1] == 40 for s in seen)
+    assert fewest_reads <= source.reads <= most_reads, source.reads
 
 
 def test_a_failed_read_ends_every_watcher_and_the_next_watcher_reads_again() -> None:

@@ -18,17 +18,20 @@ class Progress:
         out = ProgressRow()
         async with self.db.read(snapshot=True) as conn:
             params = {"p": project.id}
-            counts = self.q.status_counts_assigned if project.single_first else self.q.status_counts
-            for status, expired, n in await conn.execute(counts, params):
+            for status, n in await conn.execute(self.q.status_counts, params):
                 out.total += n
                 if status == DONE:
                     out.labelled += n
-                elif status == LEASED and not expired:
+                elif status == LEASED:
                     out.leased += n
                 else:
                     out.available += n
                     if status == REVIEW:
                         out.in_review += n
+            expired = self.q.expired_assignments if project.single_first else self.q.expired_leases
+            lapsed = (await conn.execute(expired, params)).scalar_one()
+            out.leased -= lapsed  # a lease that is up makes its item available again
+            out.available += lapsed
             workers = await conn.execute(self.q.worker_counts, params)
             out.workers = {w: n for w, n in workers}
             out.annotations = sum(out.workers.values())
