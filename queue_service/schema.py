@@ -105,6 +105,9 @@ annotations = sa.Table(
     sa.Column("lease_token", sa.String(64), nullable=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("kind", sa.SmallInteger, nullable=False, server_default="0"),
+    # an id is never used twice, even after its row is deleted (an undo): followers of
+    # StreamLabelled read past the last id they got (migration 0010)
+    sqlite_autoincrement=True,
 )
 
 assignments = sa.Table(

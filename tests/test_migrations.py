@@ -14,7 +14,9 @@ from tests.support.servers import ServiceProcess
 from tests.support.snapshot import query
 
 
-def _upgrade_to(url: str, revision: str) -> None:
+def _upgrade_to(url: str, revision: str, *more: str) -> None:
+    """A database at `revision` with project 'old' and two items (and `more` statements)."""
+
     async def go() -> None:
         engine = db.create_engine(url)
 
@@ -45,6 +47,8 @@ def _upgrade_to(url: str, revision: str) -> None:
                         f"INSERT INTO item_inputs (item_id, kind, text) VALUES ({i}, 2, 'item {i}')"
                     )
                 )
+            for statement in more:
+                await conn.execute(sa.text(statement))
         await engine.dispose()
 
     asyncio.run(go())
@@ -74,3 +78,37 @@ def test_a_release_0003_database_upgrades_and_serves(database_url: str) -> None:
         (0, None),
     ]
     assert query(database_url, "SELECT kind FROM annotations") == [(0,)]
+
+
+def test_a_release_0009_database_never_reuses_an_undone_annotation_id(database_url: str) -> None:
+    """0010 rebuilds SQLite's annotations with AUTOINCREMENT, keeping the rows and their
+    ids: a label given after an undo of the newest one gets a new id, so a follower past the
+    undone id still gets it."""
+    _upgrade_to(
+        database_url,
+        "0009",
+        "UPDATE items SET status = 2 WHERE id = 1",
+        "INSERT INTO annotations (project_id, item_id, worker_id, labels, created_at, kind) "
+        "VALUES (1, 1, 'old', '[\"a\"]', 0, 0)",
+    )
+    service = ServiceProcess(database_url).start()
+    try:
+        with QueueClient(service.address) as client:
+            [item] = client.pop("old", "w")
+            client.submit("old", item, "a", "w")
+            cursor = [r for c in client.stream_labelled("old") for r in c.items][-1].annotation_id
+            assert cursor == 2
+            undone, _ = client.undo("old", "w")
+            client.submit("old", undone, "b", "w")
+            later = [
+                (r.annotation_id, r.item_id, list(r.labels))
+                for c in client.stream_labelled("old", cursor)
+                for r in c.items
+            ]
+            assert later == [(3, 2, ["b"])]
+    finally:
+        service.kill()
+    assert query(database_url, "SELECT id, item_id, worker_id FROM annotations ORDER BY id") == [
+        (1, 1, "old"),
+        (3, 2, "w"),
+    ]
