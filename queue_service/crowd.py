@@ -115,9 +115,11 @@ class ConsensusRows(Sequence[AnnotationRow]):
     def _take(self, keep: np.ndarray) -> ConsensusRows:
         return ConsensusRows(self.ids[keep], self.decided, self.at[keep], self.created_at[keep])
 
-    def after(self, cursor: int) -> ConsensusRows:
-        """The rows whose newest annotation is past `cursor`."""
-        return self._take(np.arange(np.searchsorted(self.ids, cursor, side="right"), len(self)))
+    def after(self, cursor: int, upto: int | None = None) -> ConsensusRows:
+        """The rows whose newest annotation is past `cursor` (and at most `upto`)."""
+        start = np.searchsorted(self.ids, cursor, side="right")
+        stop = len(self) if upto is None else np.searchsorted(self.ids, upto, side="right")
+        return self._take(np.arange(start, max(start, stop)))
 
     def by_item(self) -> ConsensusRows:
         """The same rows in item id order."""

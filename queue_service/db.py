@@ -36,6 +36,9 @@ def normalise_url(url: str) -> str:
 # burst of reads (every open page asking for a new training run at once) stalled the crowd
 # benchmark's Submits for seconds at 1,000 labellers; with 5, not (bench/results/crowd_round4)
 POOL_SIZE = {"sqlite": 5, "postgresql": 10}
+# the application_name of the service's PostgreSQL connections: how every replica finds the
+# others' open transactions (store/settled.py)
+SERVICE_APPLICATION = "labelgrid-queue"
 
 
 def create_engine(
@@ -70,7 +73,11 @@ def create_engine(
     # no pre-ping: it would cost a round trip per call; a connection lost with the database
     # is invalidated on its first error (the caller gets UNAVAILABLE and retries)
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=pool_timeout,
+        connect_args={"server_settings": {"application_name": SERVICE_APPLICATION}},
     )
     _drop_broken_connections(engine)
     return engine

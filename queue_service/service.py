@@ -553,7 +553,8 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         whenever the project changes (Dawid-Skene re-weighs every worker each time)."""
         method = self._method(request.consensus)
         while True:
-            rows = (await self._consensus_rows(project, method)).after(cursor)
+            settled = await self.store.settled_annotation_id()  # taken before the votes
+            rows = (await self._consensus_rows(project, method)).after(cursor, settled)
             async for group in self._labelled_groups(rows, limit, not request.labels_only):
                 cursor = group[-1].annotation_id
                 yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)

@@ -210,6 +210,11 @@ class Store:
     async def votes(self, project: ProjectRow) -> VoteTable:
         return await self._streams.votes(project)
 
+    async def settled_annotation_id(self) -> int | None:
+        """How far a follower may read: no label can still appear at or below it (None: all
+        committed ones; store/settled.py). Take it before the read it bounds."""
+        return await self.db.dialect.settled_annotation_id()
+
     async def item_inputs(self, ids: Sequence[int]) -> dict[int, InputRow]:
         return await self._streams.item_inputs(ids)
 

@@ -20,6 +20,8 @@ from queue_service.store.vote_table import VoteTable, VoteTableBuilder
 
 # votes read per query: a page of row objects at a time, never the project's all at once
 VOTES_PAGE = 20_000
+# the bound of a read with no settled id (SQLite): the largest id there can be
+EVERY_ID = 2**63 - 1
 
 
 class Streams:
@@ -30,10 +32,13 @@ class Streams:
     async def labelled_chunk(
         self, project: ProjectRow, after: int, limit: int, with_inputs: bool
     ) -> list[AnnotationRow]:
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                self.q.labelled[with_inputs], {"p": project.id, "c": after, "n": limit}
-            )
+        """The next annotations past `after`, only up to the settled id (store/settled.py):
+        a follower's cursor never passes a label that is still to commit."""
+        settled = await self.db.dialect.settled_annotation_id()
+        upto = EVERY_ID if settled is None else settled
+        async with self.db.read() as conn:  # its snapshot: after the settled id was taken
+            params = {"p": project.id, "c": after, "w": upto, "n": limit}
+            rows = await conn.execute(self.q.labelled[with_inputs], params)
             return [_annotation(r, with_inputs) for r in rows]
 
     async def labelled_by_item(

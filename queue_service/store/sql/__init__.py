@@ -48,6 +48,11 @@ class Dialect(Protocol):
 
     def read_options(self, snapshot: bool) -> dict[str, str]: ...
 
+    async def settled_annotation_id(self) -> int | None:
+        """The highest annotation id below which no label can still commit, None for all
+        (store/settled.py): how far StreamLabelled may send."""
+        ...
+
     async def reserve_ids(self, conn: AsyncConnection, n: int) -> list[int]: ...
 
     async def bulk_insert(

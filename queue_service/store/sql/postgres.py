@@ -15,11 +15,13 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from queue_service import db
 from queue_service.errors import Unavailable
 from queue_service.schema import AVAILABLE, DONE, KIND_ARRAY, LEASED, RELABEL, UNRANKED
 from queue_service.store import failures
 from queue_service.store.records import INPUT_COLUMNS
 from queue_service.store.rows import InputRow, PackedRows, RowBlock, input_records
+from queue_service.store.settled import SettledIds
 from queue_service.store.sql.held import HeldConnections
 
 log = logging.getLogger("labelgrid.queue")
@@ -150,6 +152,25 @@ NOTIFY_CHANGES = "SELECT pg_notify($1, p::text) FROM unnest($2::int[]) AS p"
 LISTENER_APPLICATION = "labelgrid-listener"
 KEEPALIVE = "SELECT 1"
 
+# The settled annotation id (store/settled.py): the sequence's value read first, then the
+# clock, then the start of the oldest transaction of any replica (their connections are named
+# SERVICE_APPLICATION, db.py) that can still insert: one running a statement (it may be taking
+# an id right now) or one that has written (it holds an xid); a reader between its statements
+# (an export streaming for minutes) cannot, and does not hold followers back.
+# $1 the services' application_name
+ANNOTATION_SEQUENCE = "SELECT pg_get_serial_sequence('annotations', 'id')"
+SETTLED_SAMPLE = (
+    "WITH s AS MATERIALIZED (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 "
+    "END AS v FROM {sequence}) SELECT s.v, clock_timestamp(), (SELECT min(xact_start) FROM "
+    "pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND "
+    "pid <> pg_backend_pid() AND xact_start IS NOT NULL AND (state = 'active' OR "
+    "backend_xid IS NOT NULL)) FROM s"
+)
+TRACKING = "SELECT current_setting('track_activities')::bool"
+# with nothing settled since the last call and the services' transactions open, wait for
+# them this long, a few times at most (a Submit's transaction takes a few milliseconds)
+SETTLE_WAITS = (0.002, 0.005, 0.01, 0.02, 0.05)
+
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 
 
@@ -191,9 +212,35 @@ class PostgresDialect:
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._tasks: set[asyncio.Task] = set()
         self._held = HeldConnections(engine)  # the hot path's, between statements
+        self._settled = SettledIds()
+        self._sample: str | None = None  # SETTLED_SAMPLE with the sequence's name
 
     def read_options(self, snapshot: bool) -> dict[str, str]:
         return self._READ[snapshot]
+
+    async def settled_annotation_id(self) -> int | None:
+        """The highest annotation id below which no label can still commit (store/settled.py);
+        None when it cannot be known (track_activities off: every id, as before)."""
+        if self._sample is None:
+            if not (await self.fetch(TRACKING))[0][0]:
+                log.warning(
+                    "track_activities is off: StreamLabelled followers may miss a label "
+                    "committed after a later one; turn it on"
+                )
+                self._sample = ""
+            else:
+                sequence = (await self.fetch(ANNOTATION_SEQUENCE))[0][0]
+                self._sample = SETTLED_SAMPLE.format(sequence=sequence)
+        if not self._sample:
+            return None
+        before = self._settled.settled
+        for wait in (*SETTLE_WAITS, None):
+            [(value, at, oldest_open)] = await self.fetch(self._sample, db.SERVICE_APPLICATION)
+            settled = self._settled.update(value, at, oldest_open)
+            if settled > before or settled >= value or wait is None:
+                return settled
+            await asyncio.sleep(wait)  # an earlier sample becomes usable when they end
+        raise AssertionError("unreachable")
 
     # -- the hot path: Pop and Submit of k = 1 projects --------------------------------
 

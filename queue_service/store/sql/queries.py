@@ -366,7 +366,7 @@ class ReadQueries:
     def __init__(self, d: Dialect) -> None:
         labelled = (
             "SELECT a.id, a.item_id, a.labels, a.worker_id, a.created_at{} "
-            "FROM annotations a{} WHERE a.project_id = :p AND a.id > :c "
+            "FROM annotations a{} WHERE a.project_id = :p AND a.id > :c AND a.id <= :w "
             "ORDER BY a.id LIMIT :n"
         )
         self.labelled = {

@@ -91,6 +91,11 @@ class SqliteDialect:
         # a deferred transaction is already a snapshot in WAL mode
         return self._READ
 
+    async def settled_annotation_id(self) -> int | None:
+        """None: every committed annotation is settled (one writer at a time, ids in commit
+        order and never reused; store/settled.py)."""
+        return None
+
     async def reserve_ids(self, conn: AsyncConnection, n: int) -> list[int]:
         top = (await conn.execute(TOP_ID)).scalar_one()
         return list(range(top + 1, top + 1 + n))

@@ -1,0 +1,167 @@
+"""StreamLabelled's cursor is an annotation id: a follower (the trainer, `new_labels`, an
+export pipeline) asks for what is past the last id it got. That is only sound if no label can
+ever appear below an id a follower has already passed, which this file checks the way labels
+actually arrive: concurrent labellers on PostgreSQL (whose ids are taken when a transaction
+inserts, not when it commits), and an undo followed by a new label on SQLite (which reuses the
+largest rowid once its row is deleted)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import pytest
+
+from labelgrid import QueueClient
+from tests.support.servers import ServiceProcess
+from tests.support.snapshot import query
+
+
+def _follow(address: str, project: str, got: list[int], stop: threading.Event) -> None:
+    with QueueClient(address, retries=0) as client:
+        stream = client.stream_labelled(project, follow=True, labels_only=True)
+        threading.Thread(target=lambda: (stop.wait(), stream.cancel()), daemon=True).start()
+        try:
+            for chunk in stream:
+                got.extend(item.annotation_id for item in chunk.items)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.CANCELLED:
+                raise
+
+
+def _label(address: str, project: str, worker: str, until: float, errors: list) -> None:
+    try:
+        with QueueClient(address, retries=0) as client:
+            items = client.pop(project, worker)
+            while items and time.monotonic() < until:
+                reply = client.submit(project, items[0], "x", worker, pop_next=True)
+                items = [reply.next] if reply.HasField("next") else []
+    except Exception as exc:  # reported by the test
+        errors.append(exc)
+
+
+def test_a_follower_gets_every_label_of_concurrent_labellers(
+    service, client: QueueClient, database_url: str, project_name: str
+) -> None:
+    client.create_project(project_name, ["x"])
+    client.add_features(project_name, [f"item {i}" for i in range(20000)])
+    got: list[int] = []
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(service.address, project_name, got, stop))
+    follower.start()
+    _crowd([service.address], project_name, 8)
+    stored = {r[0] for r in query(database_url, "SELECT id FROM annotations")}
+    deadline = time.monotonic() + 10
+    while set(got) != stored and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    follower.join(10)
+    assert len(stored) > 200
+    missed = sorted(stored - set(got))
+    assert not missed, f"the follower never got {len(missed)} of {len(stored)}: {missed[:10]}"
+    assert len(got) == len(set(got)), "a label was sent twice"
+
+
+def test_a_label_after_an_undo_reaches_a_follower_past_the_undone_one(
+    client: QueueClient, project_name: str
+) -> None:
+    client.create_project(project_name, ["x", "y"])
+    client.add_features(project_name, ["a", "b"])
+    for _ in range(2):
+        [item] = client.pop(project_name, "ann")
+        client.submit(project_name, item, "x", "ann")
+    first = [r for c in client.stream_labelled(project_name) for r in c.items]
+    cursor = first[-1].annotation_id
+    item, _ = client.undo(project_name, "ann")
+    client.submit(project_name, item, "y", "ann")
+    later = [r for c in client.stream_labelled(project_name, cursor) for r in c.items]
+    assert [(r.item_id, list(r.labels)) for r in later] == [(item.id, ["y"])]
+    assert later[0].annotation_id > cursor
+
+
+def _crowd(addresses: list[str], project: str, seconds: float) -> None:
+    errors: list = []
+    until = time.monotonic() + seconds
+    labellers = [
+        threading.Thread(
+            target=_label, args=(addresses[k % len(addresses)], project, w, until, errors)
+        )
+        for k, w in enumerate(("w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7"))
+    ]
+    for t in labellers:
+        t.start()
+    for t in labellers:
+        t.join()
+    assert not errors, errors
+
+
+def _follow_consensus(address: str, project: str, got: list[int], stop: threading.Event) -> None:
+    with QueueClient(address, retries=0) as client:
+        stream = client.stream_labelled(
+            project, follow=True, labels_only=True, consensus="majority"
+        )
+        threading.Thread(target=lambda: (stop.wait(), stream.cancel()), daemon=True).start()
+        try:
+            for chunk in stream:
+                got.extend(item.item_id for item in chunk.items)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.CANCELLED:
+                raise
+
+
+def test_a_consensus_follower_gets_every_completed_item(
+    service, client: QueueClient, database_url: str, project_name: str
+) -> None:
+    """Overlap 3: a follower of the consensus gets a row for every item whose third label
+    came, however the labellers' transactions interleave."""
+    client.create_project(project_name, ["x"], overlap=3)
+    client.add_features(project_name, [f"item {i}" for i in range(20000)])
+    got: list[int] = []
+    stop = threading.Event()
+    follower = threading.Thread(
+        target=_follow_consensus, args=(service.address, project_name, got, stop)
+    )
+    follower.start()
+    _crowd([service.address], project_name, 6)
+    done = {r[0] for r in query(database_url, "SELECT id FROM items WHERE status = 2")}
+    deadline = time.monotonic() + 10
+    while set(got) != done and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    follower.join(10)
+    assert len(done) > 50
+    missed = sorted(done - set(got))
+    assert not missed, f"the follower never got {len(missed)} of {len(done)} items: {missed[:10]}"
+
+
+@pytest.mark.postgres
+def test_a_follower_of_one_replica_gets_every_label_made_through_both(
+    pg, project_name: str
+) -> None:
+    """The settled id counts every replica's open transactions (their connections share one
+    application_name), so labels committed late through the other replica are not passed."""
+    url = pg.new_database()
+    a, b = ServiceProcess(url).start(), ServiceProcess(url).start()
+    try:
+        with QueueClient(a.address) as client:
+            client.create_project(project_name, ["x"])
+            client.add_features(project_name, [f"item {i}" for i in range(20000)])
+        got: list[int] = []
+        stop = threading.Event()
+        follower = threading.Thread(target=_follow, args=(a.address, project_name, got, stop))
+        follower.start()
+        _crowd([a.address, b.address], project_name, 8)
+        stored = {r[0] for r in query(url, "SELECT id FROM annotations")}
+        deadline = time.monotonic() + 10
+        while set(got) != stored and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stop.set()
+        follower.join(10)
+    finally:
+        a.kill()
+        b.kill()
+    assert len(stored) > 200
+    missed = sorted(stored - set(got))
+    assert not missed, f"the follower never got {len(missed)} of {len(stored)}: {missed[:10]}"
+    assert len(got) == len(set(got)), "a label was sent twice"
