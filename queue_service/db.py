@@ -36,8 +36,7 @@ def normalise_url(url: str) -> str:
 # burst of reads (every open page asking for a new training run at once) stalled the crowd
 # benchmark's Submits for seconds at 1,000 labellers; with 5, not (bench/results/crowd_round4)
 POOL_SIZE = {"sqlite": 5, "postgresql": 10}
-# the application_name of the service's PostgreSQL connections: how every replica finds the
-# others' open transactions (store/settled.py)
+# the application_name of the service's PostgreSQL connections (operators: pg_stat_activity)
 SERVICE_APPLICATION = "labelgrid-queue"
 
 

@@ -45,6 +45,9 @@ CONSENSUS_METHODS = {
     queue_pb2.CONSENSUS_DAWID_SKENE: consensus.DAWID_SKENE,
 }
 DEFAULT_CHUNK = 1000
+# a follower whose next labels are taken but not yet settled reads again this soon, then
+# twice as late each time, up to the follow poll (store/settled.py)
+SETTLE_RETRY = 0.005
 
 
 def _status(exc: Exception) -> tuple[grpc.StatusCode, str]:
@@ -511,8 +514,13 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             async for reply in self._stream_consensus(project, request, cursor, limit):
                 yield reply
             return
+        # how far this pass may read (store/settled.py), taken once before its reads
+        settled = await self.store.settled_annotation_id()
+        retry = SETTLE_RETRY
         while True:
-            rows = await self.store.labelled_chunk(project, cursor, limit, not request.labels_only)
+            rows = await self.store.labelled_chunk(
+                project, cursor, limit, not request.labels_only, settled
+            )
             if rows:
                 messages = [convert.labelled(r) for r in rows]
                 for group in convert.batched(messages, self.reply_budget):
@@ -522,7 +530,19 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                     continue
             if not request.follow or self.notifier.closing:
                 return
-            await self.notifier.wait(project.id, self.settings.follow_poll_seconds)
+            retry = await self._follow_wait(project, retry)
+            settled = await self.store.settled_annotation_id(patience=0.0)
+
+    async def _follow_wait(self, project: ProjectRow, retry: float) -> float:
+        """Wait for the project's next change, or while labels are taken but not settled
+        (committed out of order, or behind a long import) for `retry` seconds, doubled each
+        time (nothing announces that they settled); returns the next retry."""
+        poll = self.settings.follow_poll_seconds
+        if not self.store.unsettled:
+            await self.notifier.wait(project.id, poll)
+            return SETTLE_RETRY
+        await self.notifier.wait(project.id, min(retry, poll))
+        return min(2 * retry, poll)
 
     def _method(self, value: int) -> str:
         if value not in CONSENSUS_METHODS:
@@ -552,15 +572,17 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
         """Consensus rows of items completed past the cursor; with follow, computed again
         whenever the project changes (Dawid-Skene re-weighs every worker each time)."""
         method = self._method(request.consensus)
+        settled = await self.store.settled_annotation_id()  # taken before the votes
+        retry = SETTLE_RETRY
         while True:
-            settled = await self.store.settled_annotation_id()  # taken before the votes
             rows = (await self._consensus_rows(project, method)).after(cursor, settled)
             async for group in self._labelled_groups(rows, limit, not request.labels_only):
                 cursor = group[-1].annotation_id
                 yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)
             if not request.follow or self.notifier.closing:
                 return
-            await self.notifier.wait(project.id, self.settings.follow_poll_seconds)
+            retry = await self._follow_wait(project, retry)
+            settled = await self.store.settled_annotation_id(patience=0.0)
 
     @streaming
     async def StreamUnlabelled(self, request, context):

@@ -165,3 +165,56 @@ def test_a_follower_of_one_replica_gets_every_label_made_through_both(
     missed = sorted(stored - set(got))
     assert not missed, f"the follower never got {len(missed)} of {len(stored)}: {missed[:10]}"
     assert len(got) == len(set(got)), "a label was sent twice"
+
+
+@pytest.mark.postgres
+def test_an_id_taken_and_not_committed_holds_followers_back_but_not_exports(
+    pg, project_name: str
+) -> None:
+    """A transaction that has taken an annotation id and not committed (a Submit between its
+    insert and its commit, here held open by hand): StreamLabelled stops below it, ExportLabels
+    does not wait, and once it ends the follower gets the rest, in id order."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = pg.new_database()
+    service = ServiceProcess(url).start()
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    held = psycopg.connect(dsn)
+    try:
+        with QueueClient(service.address, retries=0) as client:
+            client.create_project(project_name, ["x"])
+            client.add_features(project_name, ["a", "b", "c", "d"])
+            for worker in ("ann", "bob"):
+                [item] = client.pop(project_name, worker)
+                client.submit(project_name, item, "x", worker)
+            # a follower has read once before (the service has seen ids 1-2 settle)
+            first = [r.annotation_id for c in client.stream_labelled(project_name) for r in c.items]
+            assert len(first) == 2
+            taken = held.execute("SELECT nextval(pg_get_serial_sequence('annotations', 'id'))")
+            gap = taken.fetchone()[0]
+            for worker in ("cy", "dee"):
+                [item] = client.pop(project_name, worker)
+                client.submit(project_name, item, "x", worker)
+            got: list[int] = []
+            stop = threading.Event()
+            follower = threading.Thread(
+                target=_follow, args=(service.address, project_name, got, stop)
+            )
+            follower.start()
+            ids = [r.annotation_id for c in client.stream_labelled(project_name) for r in c.items]
+            assert ids == [gap - 2, gap - 1]  # not past the id still to commit
+            exported = [r.annotation_id for r in client.export_labels(project_name)]
+            assert exported == [gap - 2, gap - 1, gap + 1, gap + 2]
+            time.sleep(0.5)
+            assert got == [gap - 2, gap - 1]
+            held.rollback()  # it never commits: the gap is for good
+            deadline = time.monotonic() + 5
+            while len(got) < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stop.set()
+            follower.join(10)
+            assert got == [gap - 2, gap - 1, gap + 1, gap + 2]
+    finally:
+        held.close()
+        service.kill()

@@ -97,7 +97,8 @@ def test_a_release_0009_database_never_reuses_an_undone_annotation_id(database_u
             [item] = client.pop("old", "w")
             client.submit("old", item, "a", "w")
             cursor = [r for c in client.stream_labelled("old") for r in c.items][-1].annotation_id
-            assert cursor == 2
+            # SQLite's counter starts 1,000 past the largest id kept (ids undone just before)
+            assert cursor > (1001 if database_url.startswith("sqlite") else 1)
             undone, _ = client.undo("old", "w")
             client.submit("old", undone, "b", "w")
             later = [
@@ -105,10 +106,9 @@ def test_a_release_0009_database_never_reuses_an_undone_annotation_id(database_u
                 for c in client.stream_labelled("old", cursor)
                 for r in c.items
             ]
-            assert later == [(3, 2, ["b"])]
+            assert [(i, labels) for _, i, labels in later] == [(2, ["b"])]
+            assert later[0][0] > cursor
     finally:
         service.kill()
-    assert query(database_url, "SELECT id, item_id, worker_id FROM annotations ORDER BY id") == [
-        (1, 1, "old"),
-        (3, 2, "w"),
-    ]
+    rows = query(database_url, "SELECT id, item_id, worker_id FROM annotations ORDER BY id")
+    assert rows == [(1, 1, "old"), (later[0][0], 2, "w")]

@@ -198,9 +198,14 @@ class Store:
     # -- reading ------------------------------------------------------------------------
 
     async def labelled_chunk(
-        self, project: ProjectRow, after: int, limit: int, with_inputs: bool
+        self,
+        project: ProjectRow,
+        after: int,
+        limit: int,
+        with_inputs: bool,
+        upto: int | None = None,
     ) -> list[AnnotationRow]:
-        return await self._streams.labelled_chunk(project, after, limit, with_inputs)
+        return await self._streams.labelled_chunk(project, after, limit, with_inputs, upto)
 
     async def labelled_by_item(
         self, project: ProjectRow, after_item: int, n_items: int, with_inputs: bool
@@ -210,10 +215,16 @@ class Store:
     async def votes(self, project: ProjectRow) -> VoteTable:
         return await self._streams.votes(project)
 
-    async def settled_annotation_id(self) -> int | None:
+    async def settled_annotation_id(self, patience: float = 0.1) -> int | None:
         """How far a follower may read: no label can still appear at or below it (None: all
-        committed ones; store/settled.py). Take it before the read it bounds."""
-        return await self.db.dialect.settled_annotation_id()
+        committed ones; store/settled.py). Take it before the reads it bounds; it waits up to
+        `patience` seconds for ids seen taken to settle."""
+        return await self.db.dialect.settled_annotation_id(patience)
+
+    @property
+    def unsettled(self) -> bool:
+        """Whether ids beyond the settled one were seen taken (they settle soon)."""
+        return self.db.dialect.unsettled
 
     async def item_inputs(self, ids: Sequence[int]) -> dict[int, InputRow]:
         return await self._streams.item_inputs(ids)

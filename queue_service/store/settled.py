@@ -7,49 +7,48 @@ follower that read 101 and moved its cursor there never got 100 (tests/test_foll
 about 2 % of the labels at 8 labellers). SQLite writes one transaction at a time, in id
 order, and never reuses an id (migration 0010), so it needs no bound.
 
-The bound comes from samples of the sequence, each `(clock, value)` read in that order, and
-the start of the oldest of the services' transactions still open (pg_stat_activity): every id
-up to a sample's value was taken before its clock, so by a transaction that began before it;
-once every open transaction began after that clock, none of them can hold such an id, and
-every id up to the value is either committed (visible) or gone for good (rolled back, undone).
+The bound comes from samples, each the sequence's value and then the transactions holding a
+lock on the sequence: `nextval` locks it before it takes an id and the lock is held until the
+transaction ends, whoever runs it. Every id up to a sample's value was taken before the
+sample, by a transaction that was then either over or holding the lock; once none of the
+holders a sample saw is still there, every id up to its value is committed (visible) or gone
+for good (rolled back, undone). No clock and no role's view of other sessions is involved.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from datetime import datetime
+from collections.abc import Iterable
 
-# samples kept while a long transaction is open (an import of many labels): the oldest are
-# the ones that become usable first, so the newest give way when there are too many
+# samples kept while a long transaction holds the sequence (an import of many labels): the
+# oldest are the ones that settle first, so the newest give way when there are too many
 MOST_SAMPLES = 4096
 
 
 class SettledIds:
     def __init__(self) -> None:
-        self._samples: deque[tuple[datetime, int]] = deque()
+        self._pending: deque[tuple[int, frozenset[str]]] = deque()
         self.settled = 0
 
-    def update(self, value: int, at: datetime, oldest_open: datetime | None) -> int:
-        """Take the sample (`value` of the sequence read before `at`) and the start of the
-        oldest open transaction (None: none open, as read after the sample); returns the
-        settled id (never lower than before)."""
-        if oldest_open is None:
-            self._samples.clear()
-            self._samples.append((at, value))
+    def update(self, value: int, holders: Iterable[str]) -> int:
+        """Take a sample: the sequence's `value`, then the transactions (ids) holding its
+        lock, read in that order. Returns the settled id (never lower than before)."""
+        holding = frozenset(holders)
+        while self._pending and not (self._pending[0][1] & holding):
+            self.settled = max(self.settled, self._pending.popleft()[0])
+        if not holding:
             self.settled = max(self.settled, value)
+            self._pending.clear()
             return self.settled
-        usable = None
-        while self._samples and self._samples[0][0] < oldest_open:
-            usable = self._samples.popleft()
-        if usable is not None:
-            self._samples.appendleft(usable)  # still usable next time
-            self.settled = max(self.settled, usable[1])
-        if len(self._samples) >= MOST_SAMPLES:
-            self._samples.pop()
-        self._samples.append((at, value))
+        # a pending sample behind one still held may be free already: settled once every
+        # sample before it is (the settled id only moves up, through values in order)
+        if len(self._pending) >= MOST_SAMPLES:
+            self._pending.pop()
+        if value > self.settled:
+            self._pending.append((value, holding))
         return self.settled
 
     @property
     def waiting(self) -> bool:
-        """Whether a sample is newer than the settled id (ids may settle soon)."""
-        return bool(self._samples) and self._samples[-1][1] > self.settled
+        """Whether ids beyond the settled one were seen taken (they may settle soon)."""
+        return bool(self._pending)

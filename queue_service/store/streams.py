@@ -30,15 +30,13 @@ class Streams:
         self.q = db.q.reads
 
     async def labelled_chunk(
-        self, project: ProjectRow, after: int, limit: int, with_inputs: bool
+        self, project: ProjectRow, after: int, limit: int, with_inputs: bool, upto: int | None
     ) -> list[AnnotationRow]:
-        """The next annotations past `after`, only up to the settled id (store/settled.py):
-        a follower's cursor never passes a label that is still to commit."""
-        settled = await self.db.dialect.settled_annotation_id()
-        upto = EVERY_ID if settled is None else settled
-        async with self.db.read() as conn:  # its snapshot: after the settled id was taken
-            params = {"p": project.id, "c": after, "w": upto, "n": limit}
-            rows = await conn.execute(self.q.labelled[with_inputs], params)
+        """The next annotations past `after` (up to id `upto`: StreamLabelled's settled id,
+        store/settled.py, taken before this read's snapshot)."""
+        async with self.db.read() as conn:
+            params = {"p": project.id, "c": after, "w": EVERY_ID if upto is None else upto}
+            rows = await conn.execute(self.q.labelled[with_inputs], {**params, "n": limit})
             return [_annotation(r, with_inputs) for r in rows]
 
     async def labelled_by_item(

@@ -6,7 +6,9 @@ rowid plus one, so after an undo of the newest label the next label took the und
 and a follower already past it never got the new label (the usual undo: correct the label
 just given). PostgreSQL's sequence never goes back; nothing to do there.
 
-The table is rebuilt (copied, with its indexes): about a second per 10^6 annotations.
+The table is rebuilt (copied, with its indexes): about a second per 10^6 annotations. The
+next id after the upgrade is 1,000 past the largest one kept, in case the newest labels were
+undone just before it.
 
 Revision ID: 0010
 """
@@ -18,6 +20,8 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
+SKIP = 1000
+
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
@@ -26,6 +30,9 @@ def upgrade() -> None:
         "annotations", recreate="always", table_kwargs={"sqlite_autoincrement": True}
     ):
         pass
+    # the copy sets the counter to the largest id left; ids undone just before the upgrade
+    # were above it, and a follower may be past them: skip well beyond (gaps are harmless)
+    op.execute(f"UPDATE sqlite_sequence SET seq = seq + {SKIP} WHERE name = 'annotations'")
 
 
 def downgrade() -> None:

@@ -48,10 +48,14 @@ class Dialect(Protocol):
 
     def read_options(self, snapshot: bool) -> dict[str, str]: ...
 
-    async def settled_annotation_id(self) -> int | None:
+    async def settled_annotation_id(self, patience: float = ...) -> int | None:
         """The highest annotation id below which no label can still commit, None for all
-        (store/settled.py): how far StreamLabelled may send."""
+        (store/settled.py): how far StreamLabelled may send. Waits up to `patience` seconds
+        for ids seen taken to settle."""
         ...
+
+    # whether ids beyond the settled one were seen taken (a follower reads again soon)
+    unsettled: bool
 
     async def reserve_ids(self, conn: AsyncConnection, n: int) -> list[int]: ...
 

@@ -15,7 +15,6 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from queue_service import db
 from queue_service.errors import Unavailable
 from queue_service.schema import AVAILABLE, DONE, KIND_ARRAY, LEASED, RELABEL, UNRANKED
 from queue_service.store import failures
@@ -152,24 +151,22 @@ NOTIFY_CHANGES = "SELECT pg_notify($1, p::text) FROM unnest($2::int[]) AS p"
 LISTENER_APPLICATION = "labelgrid-listener"
 KEEPALIVE = "SELECT 1"
 
-# The settled annotation id (store/settled.py): the sequence's value read first, then the
-# clock, then the start of the oldest transaction of any replica (their connections are named
-# SERVICE_APPLICATION, db.py) that can still insert: one running a statement (it may be taking
-# an id right now) or one that has written (it holds an xid); a reader between its statements
-# (an export streaming for minutes) cannot, and does not hold followers back.
-# $1 the services' application_name
-ANNOTATION_SEQUENCE = "SELECT pg_get_serial_sequence('annotations', 'id')"
+# The settled annotation id (store/settled.py): the sequence's value, then the transactions
+# holding a lock on the sequence (nextval takes it before an id and keeps it to the end),
+# read in that order (a MATERIALIZED CTE, then the projection). pg_locks shows every
+# session's locks, fast-path ones too, to any role.
+ANNOTATION_SEQUENCE = (
+    "SELECT s, s::regclass::oid FROM pg_get_serial_sequence('annotations', 'id') AS s"
+)
 SETTLED_SAMPLE = (
     "WITH s AS MATERIALIZED (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 "
-    "END AS v FROM {sequence}) SELECT s.v, clock_timestamp(), (SELECT min(xact_start) FROM "
-    "pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND "
-    "pid <> pg_backend_pid() AND xact_start IS NOT NULL AND (state = 'active' OR "
-    "backend_xid IS NOT NULL)) FROM s"
+    "END AS v FROM {sequence}) SELECT s.v, ARRAY(SELECT virtualtransaction FROM pg_locks "
+    "WHERE locktype = 'relation' AND relation = $1 AND granted AND pid <> pg_backend_pid()) "
+    "FROM s"
 )
-TRACKING = "SELECT current_setting('track_activities')::bool"
-# with nothing settled since the last call and the services' transactions open, wait for
-# them this long, a few times at most (a Submit's transaction takes a few milliseconds)
-SETTLE_WAITS = (0.002, 0.005, 0.01, 0.02, 0.05)
+# how long a reader waits, at most, for the transactions of a first sample to end (a Submit's
+# takes a few milliseconds); a follower does not wait, it reads again (service.py)
+SETTLE_PATIENCE = 0.1
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 
@@ -213,34 +210,33 @@ class PostgresDialect:
         self._tasks: set[asyncio.Task] = set()
         self._held = HeldConnections(engine)  # the hot path's, between statements
         self._settled = SettledIds()
-        self._sample: str | None = None  # SETTLED_SAMPLE with the sequence's name
+        self._sample: tuple[str, int] | None = None  # SETTLED_SAMPLE, the sequence's oid
 
     def read_options(self, snapshot: bool) -> dict[str, str]:
         return self._READ[snapshot]
 
-    async def settled_annotation_id(self) -> int | None:
-        """The highest annotation id below which no label can still commit (store/settled.py);
-        None when it cannot be known (track_activities off: every id, as before)."""
+    async def settled_annotation_id(self, patience: float = SETTLE_PATIENCE) -> int | None:
+        """The highest annotation id below which no label can still commit (store/settled.py),
+        waiting up to `patience` seconds for the ids seen taken to settle."""
         if self._sample is None:
-            if not (await self.fetch(TRACKING))[0][0]:
-                log.warning(
-                    "track_activities is off: StreamLabelled followers may miss a label "
-                    "committed after a later one; turn it on"
-                )
-                self._sample = ""
-            else:
-                sequence = (await self.fetch(ANNOTATION_SEQUENCE))[0][0]
-                self._sample = SETTLED_SAMPLE.format(sequence=sequence)
-        if not self._sample:
-            return None
-        before = self._settled.settled
-        for wait in (*SETTLE_WAITS, None):
-            [(value, at, oldest_open)] = await self.fetch(self._sample, db.SERVICE_APPLICATION)
-            settled = self._settled.update(value, at, oldest_open)
-            if settled > before or settled >= value or wait is None:
+            [(name, oid)] = await self.fetch(ANNOTATION_SEQUENCE)
+            self._sample = (SETTLED_SAMPLE.format(sequence=name), oid)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + patience
+        before, wait = self._settled.settled, 0.002
+        while True:
+            [(value, holders)] = await self.fetch(self._sample[0], self._sample[1])
+            settled = self._settled.update(value, holders)
+            # under a crowd new ids are always being taken: moving on is enough
+            if settled > before or not self._settled.waiting or loop.time() + wait > until:
                 return settled
-            await asyncio.sleep(wait)  # an earlier sample becomes usable when they end
-        raise AssertionError("unreachable")
+            await asyncio.sleep(wait)
+            wait *= 2
+
+    @property
+    def unsettled(self) -> bool:
+        """Whether ids beyond the settled one were seen taken: a follower reads again soon."""
+        return self._settled.waiting
 
     # -- the hot path: Pop and Submit of k = 1 projects --------------------------------
 

@@ -91,10 +91,12 @@ class SqliteDialect:
         # a deferred transaction is already a snapshot in WAL mode
         return self._READ
 
-    async def settled_annotation_id(self) -> int | None:
+    async def settled_annotation_id(self, patience: float = 0.0) -> int | None:
         """None: every committed annotation is settled (one writer at a time, ids in commit
         order and never reused; store/settled.py)."""
         return None
+
+    unsettled = False
 
     async def reserve_ids(self, conn: AsyncConnection, n: int) -> list[int]:
         top = (await conn.execute(TOP_ID)).scalar_one()
