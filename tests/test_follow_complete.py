@@ -139,8 +139,8 @@ def test_a_consensus_follower_gets_every_completed_item(
 def test_a_follower_of_one_replica_gets_every_label_made_through_both(
     pg, project_name: str
 ) -> None:
-    """The settled id counts every replica's open transactions (their connections share one
-    application_name), so labels committed late through the other replica are not passed."""
+    """The settled id counts every transaction holding the annotation sequence, whichever
+    replica runs it, so labels committed late through the other replica are not passed."""
     url = pg.new_database()
     a, b = ServiceProcess(url).start(), ServiceProcess(url).start()
     try:
