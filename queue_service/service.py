@@ -531,7 +531,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             if not request.follow or self.notifier.closing:
                 return
             retry = await self._follow_wait(project, retry)
-            settled = await self.store.settled_annotation_id(patience=0.0)
+            settled = await self.store.settled_annotation_id()
 
     async def _follow_wait(self, project: ProjectRow, retry: float) -> float:
         """Wait for the project's next change, or while labels are taken but not settled
@@ -582,7 +582,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
             if not request.follow or self.notifier.closing:
                 return
             retry = await self._follow_wait(project, retry)
-            settled = await self.store.settled_annotation_id(patience=0.0)
+            settled = await self.store.settled_annotation_id()
 
     @streaming
     async def StreamUnlabelled(self, request, context):

@@ -218,3 +218,54 @@ def test_an_id_taken_and_not_committed_holds_followers_back_but_not_exports(
     finally:
         held.close()
         service.kill()
+
+
+@pytest.mark.postgres
+def test_a_read_waits_for_the_ids_taken_before_it_not_for_a_sample_of_the_last_read(
+    pg, project_name: str
+) -> None:
+    """A read's bound covers every id taken before the read, once their transactions end (a
+    few milliseconds for a Submit), not only what an earlier read saw: an acknowledged label
+    is read back while another transaction (holding a later id for 50 ms) is still open."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = pg.new_database()
+    service = ServiceProcess(url).start()
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    take = "SELECT nextval(pg_get_serial_sequence('annotations', 'id'))"
+
+    def hold(seconds: float, taken: threading.Event) -> None:
+        with psycopg.connect(dsn) as conn:
+            conn.execute(take)
+            taken.set()
+            time.sleep(seconds)
+            conn.rollback()
+
+    try:
+        with QueueClient(service.address, retries=0) as client:
+            client.create_project(project_name, ["x"])
+            client.add_features(project_name, ["a", "b", "c"])
+            [first] = client.pop(project_name, "ann")
+            client.submit(project_name, first, "x", "ann")
+            assert len([r for c in client.stream_labelled(project_name) for r in c.items]) == 1
+            # a read while an id is held: the service's last sample is left pending
+            taken = threading.Event()
+            holder = threading.Thread(target=hold, args=(0.5, taken))
+            holder.start()
+            taken.wait(10)
+            assert [r.item_id for c in client.stream_labelled(project_name) for r in c.items] == [
+                first.id
+            ]
+            holder.join()
+            [mine] = client.pop(project_name, "bob")
+            client.submit(project_name, mine, "x", "bob")  # acknowledged
+            taken = threading.Event()
+            holder = threading.Thread(target=hold, args=(0.05, taken))
+            holder.start()
+            taken.wait(10)
+            read = [r.item_id for c in client.stream_labelled(project_name) for r in c.items]
+            holder.join()
+            assert read == [first.id, mine.id]
+    finally:
+        service.kill()

@@ -164,8 +164,8 @@ SETTLED_SAMPLE = (
     "WHERE locktype = 'relation' AND relation = $1 AND granted AND pid <> pg_backend_pid()) "
     "FROM s"
 )
-# how long a reader waits, at most, for the transactions of a first sample to end (a Submit's
-# takes a few milliseconds); a follower does not wait, it reads again (service.py)
+# how long a read waits, at most, for the ids taken before it to settle (a Submit's
+# transaction takes a few milliseconds; an import of labels may take minutes)
 SETTLE_PATIENCE = 0.1
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
@@ -223,12 +223,13 @@ class PostgresDialect:
             self._sample = (SETTLED_SAMPLE.format(sequence=name), oid)
         loop = asyncio.get_running_loop()
         until = loop.time() + patience
-        before, wait = self._settled.settled, 0.002
+        target, wait = None, 0.002
         while True:
             [(value, holders)] = await self.fetch(self._sample[0], self._sample[1])
             settled = self._settled.update(value, holders)
-            # under a crowd new ids are always being taken: moving on is enough
-            if settled > before or not self._settled.waiting or loop.time() + wait > until:
+            # every id taken before this call, not the newest: a crowd always takes more
+            target = value if target is None else target
+            if settled >= target or loop.time() + wait > until:
                 return settled
             await asyncio.sleep(wait)
             wait *= 2
