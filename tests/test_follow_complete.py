@@ -18,16 +18,47 @@ from tests.support.servers import ServiceProcess
 from tests.support.snapshot import query
 
 
-def _follow(address: str, project: str, got: list[int], stop: threading.Event) -> None:
+def _follow(
+    address: str, project: str, got: list[int], stop: threading.Event, consensus: str | None
+) -> None:
+    """Follow StreamLabelled until `stop`: annotation ids, or item ids of consensus rows."""
     with QueueClient(address, retries=0) as client:
-        stream = client.stream_labelled(project, follow=True, labels_only=True)
+        stream = client.stream_labelled(project, follow=True, labels_only=True, consensus=consensus)
         threading.Thread(target=lambda: (stop.wait(), stream.cancel()), daemon=True).start()
         try:
             for chunk in stream:
-                got.extend(item.annotation_id for item in chunk.items)
+                got.extend(i.item_id if consensus else i.annotation_id for i in chunk.items)
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.CANCELLED:
                 raise
+
+
+def _followed(
+    follow: str, crowd: list[str], project: str, url: str, sql: str, consensus: str | None = None
+) -> tuple[set[int], list[int]]:
+    """Label for a few seconds through `crowd` while following through `follow`; what the
+    database holds (`sql`) and what the follower got, once it caught up (10 s at most)."""
+    got: list[int] = []
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(follow, project, got, stop, consensus))
+    follower.start()
+    try:
+        _crowd(crowd, project, 6)
+        stored = {r[0] for r in query(url, sql)}
+        deadline = time.monotonic() + 10
+        while set(got) != stored and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        follower.join(10)
+    return stored, got
+
+
+def _check(stored: set[int], got: list[int], least: int) -> None:
+    assert len(stored) > least
+    missed = sorted(stored - set(got))
+    assert not missed, f"the follower never got {len(missed)} of {len(stored)}: {missed[:10]}"
+    assert len(got) == len(set(got)), "sent twice"
 
 
 def _label(address: str, project: str, worker: str, until: float, errors: list) -> None:
@@ -46,21 +77,9 @@ def test_a_follower_gets_every_label_of_concurrent_labellers(
 ) -> None:
     client.create_project(project_name, ["x"])
     client.add_features(project_name, [f"item {i}" for i in range(20000)])
-    got: list[int] = []
-    stop = threading.Event()
-    follower = threading.Thread(target=_follow, args=(service.address, project_name, got, stop))
-    follower.start()
-    _crowd([service.address], project_name, 8)
-    stored = {r[0] for r in query(database_url, "SELECT id FROM annotations")}
-    deadline = time.monotonic() + 10
-    while set(got) != stored and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stop.set()
-    follower.join(10)
-    assert len(stored) > 200
-    missed = sorted(stored - set(got))
-    assert not missed, f"the follower never got {len(missed)} of {len(stored)}: {missed[:10]}"
-    assert len(got) == len(set(got)), "a label was sent twice"
+    address = service.address
+    sql = "SELECT id FROM annotations"
+    _check(*_followed(address, [address], project_name, database_url, sql), least=200)
 
 
 def test_a_label_after_an_undo_reaches_a_follower_past_the_undone_one(
@@ -96,20 +115,6 @@ def _crowd(addresses: list[str], project: str, seconds: float) -> None:
     assert not errors, errors
 
 
-def _follow_consensus(address: str, project: str, got: list[int], stop: threading.Event) -> None:
-    with QueueClient(address, retries=0) as client:
-        stream = client.stream_labelled(
-            project, follow=True, labels_only=True, consensus="majority"
-        )
-        threading.Thread(target=lambda: (stop.wait(), stream.cancel()), daemon=True).start()
-        try:
-            for chunk in stream:
-                got.extend(item.item_id for item in chunk.items)
-        except grpc.RpcError as err:
-            if err.code() != grpc.StatusCode.CANCELLED:
-                raise
-
-
 def test_a_consensus_follower_gets_every_completed_item(
     service, client: QueueClient, database_url: str, project_name: str
 ) -> None:
@@ -117,22 +122,9 @@ def test_a_consensus_follower_gets_every_completed_item(
     came, however the labellers' transactions interleave."""
     client.create_project(project_name, ["x"], overlap=3)
     client.add_features(project_name, [f"item {i}" for i in range(20000)])
-    got: list[int] = []
-    stop = threading.Event()
-    follower = threading.Thread(
-        target=_follow_consensus, args=(service.address, project_name, got, stop)
-    )
-    follower.start()
-    _crowd([service.address], project_name, 6)
-    done = {r[0] for r in query(database_url, "SELECT id FROM items WHERE status = 2")}
-    deadline = time.monotonic() + 10
-    while set(got) != done and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stop.set()
-    follower.join(10)
-    assert len(done) > 50
-    missed = sorted(done - set(got))
-    assert not missed, f"the follower never got {len(missed)} of {len(done)} items: {missed[:10]}"
+    address, sql = service.address, "SELECT id FROM items WHERE status = 2"
+    done = _followed(address, [address], project_name, database_url, sql, "majority")
+    _check(*done, least=50)
 
 
 @pytest.mark.postgres
@@ -147,24 +139,12 @@ def test_a_follower_of_one_replica_gets_every_label_made_through_both(
         with QueueClient(a.address) as client:
             client.create_project(project_name, ["x"])
             client.add_features(project_name, [f"item {i}" for i in range(20000)])
-        got: list[int] = []
-        stop = threading.Event()
-        follower = threading.Thread(target=_follow, args=(a.address, project_name, got, stop))
-        follower.start()
-        _crowd([a.address, b.address], project_name, 8)
-        stored = {r[0] for r in query(url, "SELECT id FROM annotations")}
-        deadline = time.monotonic() + 10
-        while set(got) != stored and time.monotonic() < deadline:
-            time.sleep(0.2)
-        stop.set()
-        follower.join(10)
+        sql = "SELECT id FROM annotations"
+        followed = _followed(a.address, [a.address, b.address], project_name, url, sql)
     finally:
         a.kill()
         b.kill()
-    assert len(stored) > 200
-    missed = sorted(stored - set(got))
-    assert not missed, f"the follower never got {len(missed)} of {len(stored)}: {missed[:10]}"
-    assert len(got) == len(set(got)), "a label was sent twice"
+    _check(*followed, least=200)
 
 
 @pytest.mark.postgres
@@ -199,7 +179,7 @@ def test_an_id_taken_and_not_committed_holds_followers_back_but_not_exports(
             got: list[int] = []
             stop = threading.Event()
             follower = threading.Thread(
-                target=_follow, args=(service.address, project_name, got, stop)
+                target=_follow, args=(service.address, project_name, got, stop, None)
             )
             follower.start()
             ids = [r.annotation_id for c in client.stream_labelled(project_name) for r in c.items]
