@@ -43,6 +43,30 @@ async def _burst(notifier: ChangeNotifier, source: Source, changes: int, every: 
         await asyncio.sleep(every)
 
 
+def _through_a_burst(
+    watchers: int, delay: float, settle: float, **fanout: float
+) -> tuple[int, int, list[list[int]]]:
+    """`watchers` watch a Source whose reads take `delay` while it changes 40 times, every
+    0.05 s; the reads made during the burst, and until `settle` s after it, and what each
+    watcher saw by then."""
+
+    async def run() -> tuple[int, int, list[list[int]]]:
+        notifier, source = ChangeNotifier(), Source(delay=delay)
+        fan = Fanout(notifier, source.read, poll=60, **fanout)
+        seen: list[list[int]] = [[] for _ in range(watchers)]
+        tasks = [asyncio.create_task(_collect(fan, s)) for s in seen]
+        await asyncio.sleep(0.5)
+        before = source.reads
+        await _burst(notifier, source, 40, 0.05)
+        during = source.reads - before
+        await asyncio.sleep(settle)
+        notifier.close()
+        await asyncio.gather(*tasks)
+        return during, source.reads - before, seen
+
+    return asyncio.run(run())
+
+
 @pytest.mark.parametrize(("budget", "most_reads"), [(1e9, 30), (40.0, 6)])
 def test_reads_are_spaced_by_the_budget_and_everyone_gets_the_last_value(
     budget: float, most_reads: int
@@ -50,25 +74,10 @@ def test_reads_are_spaced_by_the_budget_and_everyone_gets_the_last_value(
     """40 watchers and 40 changes over 2 s: with no budget to speak of a read at most every
     0.2 s; with a budget of 40 messages a second, one read a second. Either way every watcher
     ends with the last value."""
-
-    async def run() -> tuple[Source, list[list[int]]]:
-        notifier, source = ChangeNotifier(), Source()
-        fanout = Fanout(notifier, source.read, poll=60, min_gap=0.2, budget=budget)
-        seen: list[list[int]] = [[] for _ in range(40)]
-        tasks = [asyncio.create_task(_collect(fanout, s)) for s in seen]
-        await asyncio.sleep(0.3)
-        before = source.reads
-        await _burst(notifier, source, 40, 0.05)
-        await asyncio.sleep(1.5)
-        source.reads -= before
-        notifier.close()
-        await asyncio.gather(*tasks)
-        return source, seen
-
-    source, seen = asyncio.run(run())
+    _, reads, seen = _through_a_burst(40, 0.01, 1.5, min_gap=0.2, budget=budget)
     assert all(s[-1] == 40 for s in seen)
     assert all(s == sorted(set(s)) for s in seen)  # only new values, in order
-    assert 2 <= source.reads <= most_reads, source.reads
+    assert 2 <= reads <= most_reads, reads
 
 
 @pytest.mark.parametrize(("duty", "fewest_reads", "most_reads"), [(1.0, 10, 30), (0.25, 2, 7)])
@@ -78,24 +87,9 @@ def test_slow_reads_take_at_most_their_duty_share_of_the_time(
     """A read of 0.1 s (a big project) and a change every 0.05 s for 2 s: reads back to back
     when they may take all the time (duty 1: one every 0.1 s), one every 0.4 s at a quarter;
     the watchers end with the last value either way."""
-
-    async def run() -> tuple[Source, list[list[int]]]:
-        notifier, source = ChangeNotifier(), Source(delay=0.1)
-        fanout = Fanout(notifier, source.read, poll=60, min_gap=0.05, duty=duty)
-        seen: list[list[int]] = [[] for _ in range(5)]
-        tasks = [asyncio.create_task(_collect(fanout, s)) for s in seen]
-        await asyncio.sleep(0.5)
-        before = source.reads
-        await _burst(notifier, source, 40, 0.05)
-        source.reads -= before
-        await asyncio.sleep(1.0)
-        notifier.close()
-        await asyncio.gather(*tasks)
-        return source, seen
-
-    source, seen = asyncio.run(run())
+    reads, _, seen = _through_a_burst(5, 0.1, 1.0, min_gap=0.05, duty=duty)
     assert all(s[-1] == 40 for s in seen)
-    assert fewest_reads <= source.reads <= most_reads, source.reads
+    assert fewest_reads <= reads <= most_reads, reads
 
 
 def test_a_failed_read_ends_every_watcher_and_the_next_watcher_reads_again() -> None:
