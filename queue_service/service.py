@@ -530,19 +530,21 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                     continue
             if not request.follow or self.notifier.closing:
                 return
-            retry = await self._follow_wait(project, retry)
-            settled = await self.store.settled_annotation_id()
+            settled, retry = await self._next_pass(project, retry)
 
-    async def _follow_wait(self, project: ProjectRow, retry: float) -> float:
-        """Wait for the project's next change, or while labels are taken but not settled
-        (committed out of order, or behind a long import) for `retry` seconds, doubled each
-        time (nothing announces that they settled); returns the next retry."""
+    async def _next_pass(self, project: ProjectRow, retry: float) -> tuple[int | None, float]:
+        """A follower's wait for the project's next change, or while labels are taken but not
+        settled (committed out of order, or behind a long import) for `retry` seconds, doubled
+        each time (nothing announces that they settled); then the next pass's bound, and the
+        next retry."""
         poll = self.settings.follow_poll_seconds
-        if not self.store.unsettled:
+        if self.store.unsettled:
+            await self.notifier.wait(project.id, min(retry, poll))
+            retry = min(2 * retry, poll)
+        else:
             await self.notifier.wait(project.id, poll)
-            return SETTLE_RETRY
-        await self.notifier.wait(project.id, min(retry, poll))
-        return min(2 * retry, poll)
+            retry = SETTLE_RETRY
+        return await self.store.settled_annotation_id(), retry
 
     def _method(self, value: int) -> str:
         if value not in CONSENSUS_METHODS:
@@ -581,8 +583,7 @@ class QueueService(queue_pb2_grpc.QueueServiceServicer):
                 yield queue_pb2.StreamLabelledResponse(items=group, cursor=cursor)
             if not request.follow or self.notifier.closing:
                 return
-            retry = await self._follow_wait(project, retry)
-            settled = await self.store.settled_annotation_id()
+            settled, retry = await self._next_pass(project, retry)
 
     @streaming
     async def StreamUnlabelled(self, request, context):

@@ -215,11 +215,11 @@ class Store:
     async def votes(self, project: ProjectRow) -> VoteTable:
         return await self._streams.votes(project)
 
-    async def settled_annotation_id(self, patience: float = 0.1) -> int | None:
+    async def settled_annotation_id(self) -> int | None:
         """How far a follower may read: no label can still appear at or below it (None: all
-        committed ones; store/settled.py). Take it before the reads it bounds; it waits up to
-        `patience` seconds for ids seen taken to settle."""
-        return await self.db.dialect.settled_annotation_id(patience)
+        committed ones; store/settled.py). Take it before the reads it bounds; it waits a
+        moment for the ids taken before it to settle."""
+        return await self.db.dialect.settled_annotation_id()
 
     @property
     def unsettled(self) -> bool:

@@ -40,8 +40,7 @@ class SettledIds:
             self.settled = max(self.settled, value)
             self._pending.clear()
             return self.settled
-        # a pending sample behind one still held may be free already: settled once every
-        # sample before it is (the settled id only moves up, through values in order)
+        # samples are freed in order: a holder still there was there at every later sample
         if len(self._pending) >= MOST_SAMPLES:
             self._pending.pop()
         if value > self.settled:

@@ -35,8 +35,9 @@ class Streams:
         """The next annotations past `after` (up to id `upto`: StreamLabelled's settled id,
         store/settled.py, taken before this read's snapshot)."""
         async with self.db.read() as conn:
-            params = {"p": project.id, "c": after, "w": EVERY_ID if upto is None else upto}
-            rows = await conn.execute(self.q.labelled[with_inputs], {**params, "n": limit})
+            upto = EVERY_ID if upto is None else upto
+            params = {"p": project.id, "c": after, "w": upto, "n": limit}
+            rows = await conn.execute(self.q.labelled[with_inputs], params)
             return [_annotation(r, with_inputs) for r in rows]
 
     async def labelled_by_item(

@@ -23,22 +23,25 @@ depends_on = None
 SKIP = 1000
 
 
-def upgrade() -> None:
+def _rebuild(autoincrement: bool) -> bool:
+    """Copy SQLite's annotations into a table with or without AUTOINCREMENT; False (and
+    nothing done) on PostgreSQL."""
     if op.get_bind().dialect.name != "sqlite":
-        return
+        return False
     with op.batch_alter_table(
-        "annotations", recreate="always", table_kwargs={"sqlite_autoincrement": True}
+        "annotations", recreate="always", table_kwargs={"sqlite_autoincrement": autoincrement}
     ):
         pass
+    return True
+
+
+def upgrade() -> None:
+    if not _rebuild(autoincrement=True):
+        return
     # the copy sets the counter to the largest id left; ids undone just before the upgrade
     # were above it, and a follower may be past them: skip well beyond (gaps are harmless)
     op.execute(f"UPDATE sqlite_sequence SET seq = seq + {SKIP} WHERE name = 'annotations'")
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        return
-    with op.batch_alter_table(
-        "annotations", recreate="always", table_kwargs={"sqlite_autoincrement": False}
-    ):
-        pass
+    _rebuild(autoincrement=False)

@@ -223,16 +223,15 @@ class PostgresDialect:
             self._sample = (SETTLED_SAMPLE.format(sequence=name), oid)
         loop = asyncio.get_running_loop()
         until = loop.time() + patience
-        target, wait = None, 0.002
-        while True:
-            [(value, holders)] = await self.fetch(self._sample[0], self._sample[1])
-            settled = self._settled.update(value, holders)
-            # every id taken before this call, not the newest: a crowd always takes more
-            target = value if target is None else target
-            if settled >= target or loop.time() + wait > until:
-                return settled
+        # every id taken before this call, not the newest: a crowd always takes more
+        [(target, holders)] = await self.fetch(*self._sample)
+        settled, wait = self._settled.update(target, holders), 0.002
+        while settled < target and loop.time() + wait <= until:
             await asyncio.sleep(wait)
             wait *= 2
+            [(value, holders)] = await self.fetch(*self._sample)
+            settled = self._settled.update(value, holders)
+        return settled
 
     @property
     def unsettled(self) -> bool:
